@@ -1,0 +1,3 @@
+from kompose_py.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""The Typer adapter: options in, one :class:`Invocation` out. No work happens here.
+
+Grammar (SPEC.md §2): ``kompose [GLOBAL OPTIONS] PATTERN COMMAND [ARGS...]``. Option parsing
+stops at the first positional (``allow_interspersed_args=False``), so ``-n``/``-e``/``-f``
+after COMMAND reach compose untouched; an unknown option before PATTERN is a usage error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from kompose_py import __version__
+
+
+@dataclass(frozen=True)
+class Invocation:
+    args: tuple[str, ...]  # PATTERN COMMAND ARGS..., untouched
+    dry_run: bool
+    network: str | None
+    env: tuple[str, ...]
+    root: str | None
+    list_stacks: bool
+    no_color: bool
+    version: bool
+    parallel: int
+    json: bool
+    fail_fast: bool
+    hook_timeout: float | None
+    quiet: bool
+    verbose: bool
+
+
+app = typer.Typer(
+    add_completion=False,
+    # Merged environments hold passwords: never print locals in a traceback.
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+
+HELP = """Run a Docker Compose command, or a kompose command, on every stack matching PATTERN.
+
+PATTERN is a comma-separated list of globs over stack names: "*", "blog,news", "*,!news".
+COMMAND is any docker compose subcommand (up, down, ps, logs, exec, ...) or one of
+db:export, db:import, db:cleanup, db:list, hooks:list, hooks:check. Everything after COMMAND
+goes to it untouched, except a literal --dry-run (before any --).
+
+Exit codes: 0 success, 1 a stack failed, 2 usage error, 3 no stack matched, 130 interrupted.
+"""
+
+
+@app.command(
+    help=HELP,
+    context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
+    no_args_is_help=False,
+)
+def kompose(
+    args: Annotated[list[str] | None, typer.Argument(metavar="PATTERN COMMAND [ARGS]...",
+                                                      show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("-n", "--dry-run",
+                                          help="Show what would run; run nothing.")] = False,
+    network: Annotated[str | None, typer.Option(
+        "--network", metavar="NAME", help="Set NETWORK_NAME for every stack.")] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "-e", "--env", metavar="KEY=VALUE",
+        help="Override a variable for every stack (repeatable, later wins).")] = None,
+    root: Annotated[str | None, typer.Option(
+        "--root", metavar="DIR", help="The kompose root (default: $KOMPOSE_ROOT, ./stacks, .).")
+    ] = None,
+    list_stacks: Annotated[bool, typer.Option("-l", "--list", help="List the stacks.")] = False,
+    parallel: Annotated[int, typer.Option("-j", "--parallel", metavar="N", min=1,
+                                          help="Run up to N stacks at once.")] = 1,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON report on stdout.")
+                    ] = False,
+    fail_fast: Annotated[bool, typer.Option(
+        "--fail-fast", help="Start no new stack after the first failure.")] = False,
+    hook_timeout: Annotated[float | None, typer.Option(
+        "--hook-timeout", metavar="SECONDS",
+        help="Time limit of one hook call (default: $KOMPOSE_HOOK_TIMEOUT or 300).")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and the summary.")
+                     ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also show env files.")
+                       ] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain output.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+) -> Invocation:
+    return Invocation(tuple(args or ()), dry_run, network, tuple(env or ()), root, list_stacks,
+                      no_color, version, parallel, json, fail_fast, hook_timeout, quiet, verbose)
+
+
+class ParseUsageError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def parse(argv: list[str]) -> Invocation | int:
+    """The invocation, or an exit code when Typer already answered (--help)."""
+    try:
+        result: Any = app(args=argv, prog_name="kompose", standalone_mode=False)
+    except Exception as exc:
+        # Typer's vendored Click raises its UsageError family here; duck-typed so that no
+        # private module is imported.
+        if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+            raise ParseUsageError(exc.format_message()) from None
+        raise
+    if isinstance(result, Invocation):
+        return result
+    return int(result or 0)
+
+
+VERSION = f"kompose-py {__version__}"

@@ -1,0 +1,156 @@
+"""From a parsed :class:`Invocation` to a run: validate everything, then start stacks.
+
+Order matters for "nothing half-done": every usage and configuration error (bad -e, unknown
+kompose command, no matching stack, unparsable .env of any selected stack) is found before
+the first stack starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kompose_py import stacks as stacks_mod
+from kompose_py.cli.app import VERSION, Invocation
+from kompose_py.cli.output import HumanReporter, use_color
+from kompose_py.compose import run_compose
+from kompose_py.envfiles import EnvBuilder, StackEnv, mask_assignment, parse_override
+from kompose_py.errors import UsageError
+from kompose_py.orchestrator import run_all
+from kompose_py.pipeline import DEFAULT_HOOK_TIMEOUT, RunContext
+from kompose_py.results import StackResult
+from kompose_py.runner import DryRunner, Runner, Supervisor
+from kompose_py.stacks import Stack
+
+KOMPOSE_COMMANDS = ("db:export", "db:import", "db:cleanup", "db:list", "hooks:list",
+                    "hooks:check")
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    pattern: str
+    command: str
+    args: tuple[str, ...]  # after COMMAND, with kompose's --dry-run and the first -- removed
+    dry_run: bool
+
+
+def split_command_line(args: Sequence[str], dry_run: bool) -> CommandLine:
+    if not args:
+        raise UsageError("missing PATTERN and COMMAND")
+    if len(args) < 2:
+        raise UsageError(f"missing COMMAND after pattern {args[0]!r}",
+                         hint=f'for example: kompose "{args[0]}" ps')
+    pattern, command, rest = args[0], args[1], list(args[2:])
+    if command.startswith("-"):
+        raise UsageError(f"expected a COMMAND after the pattern, got option {command!r}",
+                         hint="kompose's own options go before PATTERN")
+    passed: list[str] = []
+    for i, arg in enumerate(rest):
+        if arg == "--":
+            # Everything after `--` goes to compose verbatim, even a --dry-run.
+            passed.extend(rest[i + 1:])
+            break
+        if arg == "--dry-run":
+            dry_run = True  # kept for kompose.sh users' habit: `kompose blog up -d --dry-run`
+            continue
+        passed.append(arg)
+    return CommandLine(pattern, command, tuple(passed), dry_run)
+
+
+def hook_timeout(option: float | None, environ: dict[str, str]) -> float:
+    if option is not None:
+        value, source = option, "--hook-timeout"
+    elif environ.get("KOMPOSE_HOOK_TIMEOUT"):
+        source = "KOMPOSE_HOOK_TIMEOUT"
+        try:
+            value = float(environ["KOMPOSE_HOOK_TIMEOUT"])
+        except ValueError:
+            raise UsageError(f"KOMPOSE_HOOK_TIMEOUT={environ['KOMPOSE_HOOK_TIMEOUT']!r} "
+                             "is not a number of seconds") from None
+    else:
+        return DEFAULT_HOOK_TIMEOUT
+    if not value > 0:
+        raise UsageError(f"{source} must be a positive number of seconds, not {value:g}")
+    return value
+
+
+def execute(inv: Invocation) -> int:
+    if inv.version:
+        sys.stdout.write(VERSION + "\n")
+        return 0
+    environ = dict(os.environ)
+    overrides = tuple(parse_override(item) for item in inv.env)
+    if inv.network is not None and not inv.network.strip():
+        raise UsageError("--network needs a non-empty NAME")
+    timeout = hook_timeout(inv.hook_timeout, environ)
+    root = stacks_mod.resolve_root(inv.root, environ, Path.cwd())
+    builder = EnvBuilder(environ, root / ".env", inv.network, overrides)
+
+    if inv.list_stacks:
+        from kompose_py.cli.listing import list_stacks
+
+        pattern = inv.args[0] if inv.args else "*"
+        return list_stacks(root, pattern, builder, sys.stdout, use_color(sys.stdout, inv.no_color))
+
+    line = split_command_line(inv.args, inv.dry_run)
+    job_factory = _job_factory(line)
+    selected = stacks_mod.select(stacks_mod.discover(root), line.pattern, root)
+    # Every selected stack's environment is read before the first one starts.
+    envs = {s.name: builder.for_stack(s.env_file) for s in selected}
+
+    supervisor = Supervisor()
+    report_stream = sys.stderr
+    runner: Runner
+    if line.dry_run:
+        runner = DryRunner(supervisor)
+    else:
+        # With --json, stdout carries the report alone; children write to stderr.
+        runner = Runner(supervisor, stdout=sys.stderr.fileno() if inv.json else None)
+    reporter = HumanReporter(report_stream, use_color(report_stream, inv.no_color), root)
+    ctx = RunContext(root, runner, reporter, timeout,
+                     interactive=inv.parallel == 1 and sys.stdin.isatty() and not inv.json)
+    shown_overrides = [mask_assignment(k, v) for k, v in overrides]
+    if inv.network is not None:
+        shown_overrides.insert(0, f"NETWORK_NAME={inv.network}")
+    job = job_factory(ctx, envs)
+
+    def run_one(stack: Stack) -> StackResult:
+        env = envs[stack.name]
+        reporter.stack_start(stack.name, env.files, shown_overrides, line.dry_run)
+        result = job(stack)
+        reporter.stack_end(stack.name, result)
+        return result
+
+    started = time.monotonic()
+    supervisor.install()
+    results = run_all(selected, run_one, supervisor, inv.fail_fast)
+    reporter.summary(results, time.monotonic() - started)
+    if inv.json:
+        from kompose_py.cli.report import write_json
+
+        write_json(sys.stdout, results, line.command, line.dry_run)
+    if supervisor.cancelled.is_set():
+        return 130
+    failed = any(r.status in ("failed", "timeout", "cancelled") for r in results)
+    return 1 if failed else 0
+
+
+JobFactory = Callable[[RunContext, dict[str, StackEnv]], Callable[[Stack], StackResult]]
+
+
+def _job_factory(line: CommandLine) -> JobFactory:
+    """The function that runs COMMAND for one stack; unknown kompose commands fail here."""
+    if ":" not in line.command:
+        args = (line.command, *line.args)
+        return lambda ctx, envs: lambda stack: run_compose(ctx, stack, envs[stack.name], args)
+    if line.command not in KOMPOSE_COMMANDS:
+        close = difflib.get_close_matches(line.command, KOMPOSE_COMMANDS, n=1)
+        raise UsageError(f"unknown kompose command {line.command!r}",
+                         hint=f"did you mean {close[0]}?" if close
+                         else "kompose commands: " + ", ".join(KOMPOSE_COMMANDS))
+    raise UsageError(f"{line.command} is not available yet")

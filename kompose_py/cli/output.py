@@ -1,0 +1,163 @@
+"""Human output: stack headers, hook and command lines, results and the summary (SPEC.md §6).
+
+Plain ANSI rather than Rich on this path: Rich's console costs ~30 ms of import time, and a
+dry-run must stay within 2x of ``import typer`` (SPEC.md §10). One lock per stream keeps lines
+whole when several stacks run at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from kompose_py.results import StackResult, StepResult
+
+RULE = "━" * 51
+
+
+def use_color(stream: TextIO, no_color: bool) -> bool:
+    if no_color or "NO_COLOR" in os.environ:
+        return False
+    return stream.isatty()
+
+
+class Painter:
+    CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
+             "cyan": "36"}
+
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def __call__(self, text: str, *styles: str) -> str:
+        if not self.color or not styles:
+            return text
+        codes = ";".join(self.CODES[s] for s in styles if s)
+        if not codes:
+            return text
+        return f"\033[{codes}m{text}\033[0m"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 60 else f"{int(value // 60)}m{value % 60:04.1f}s"
+
+
+def describe_failure(status: str, exit_code: int) -> str:
+    if status == "timeout":
+        return "timed out"
+    if status == "cancelled":
+        return "cancelled"
+    return f"exit {exit_code}"
+
+
+class HumanReporter:
+    """Writes kompose's own lines to one stream (stderr, so stdout stays the command's)."""
+
+    def __init__(self, stream: TextIO, color: bool, root: Path,
+                 overrides: Sequence[str] = (), prefix_lines: bool = False) -> None:
+        self.stream = stream
+        self.paint = Painter(color)
+        self.root = root
+        self.overrides = list(overrides)
+        self.prefix_lines = prefix_lines
+        self.lock = threading.Lock()
+
+    def _write(self, stack: str | None, text: str) -> None:
+        lines = text.split("\n")
+        if self.prefix_lines and stack:
+            lines = [f"{self.paint(stack, 'cyan')} | {line}" for line in lines]
+        with self.lock:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    # -- Reporter protocol ------------------------------------------------------------
+    def stack_start(self, stack: str, env_files: Sequence[Path], overrides: Sequence[str],
+                    dry_run: bool) -> None:
+        title = self.paint(f"▶ {stack}", "bold", "blue")
+        if dry_run:
+            title += self.paint("  (dry-run: nothing runs)", "yellow")
+        lines = [title]
+        if dry_run:
+            files = ", ".join(self._rel(f) for f in env_files) or "none"
+            lines.append(f"  env files: {files}")
+        if overrides:
+            lines.append("  overrides: " + " ".join(overrides))
+        self._write(stack, "\n".join(lines))
+
+    def hook_start(self, stack: str, name: str, scope: str, args: Sequence[str],
+                   dry_run: bool) -> None:
+        where = " (root hooks.sh)" if scope == "root" else ""
+        shown = " ".join(args)
+        text = f"  {self.paint('[HOOK]', 'cyan')} {name}{' ' + shown if shown else ''}{where}"
+        if dry_run:
+            text += self.paint("  would run", "yellow")
+        self._write(stack, text)
+
+    def command_start(self, stack: str, display: str, dry_run: bool) -> None:
+        text = f"  {self.paint('$', 'dim')} {display}"
+        if dry_run:
+            text += self.paint("  would run", "yellow")
+        self._write(stack, text)
+
+    def step_end(self, stack: str, step: StepResult) -> None:
+        if step.duration == 0.0 and step.status == "success" and step.error is None:
+            return  # dry-run: nothing ran, nothing to report
+        label = f"{self.paint('[HOOK]', 'cyan')} {step.name}" if step.kind == "hook" else step.name
+        if step.status == "success":
+            mark = self.paint("✓", "green")
+            self._write(stack, f"  {label} {mark} {seconds(step.duration)}")
+            return
+        mark = self.paint("✗", "red")
+        detail = step.error or describe_failure(step.status, step.exit_code)
+        if step.error and step.status != "failed":
+            detail = f"{describe_failure(step.status, step.exit_code)}: {step.error}"
+        self._write(stack, f"  {label} {mark} {detail} ({seconds(step.duration)})")
+
+    def note(self, stack: str, text: str) -> None:
+        self._write(stack, f"  {text}")
+
+    def stack_end(self, stack: str, result: StackResult) -> None:
+        if result.status == "success":
+            self._write(stack, f"{self.paint('✓', 'green')} {stack} {seconds(result.duration)}")
+        elif result.status == "skipped":
+            self._write(stack, f"{self.paint('⊘', 'yellow')} {stack} skipped: {result.message}")
+        elif result.status == "not run":
+            self._write(stack, f"{self.paint('⊘', 'yellow')} {stack} not run: {result.message}")
+        else:
+            where = f" at {result.failed_step}" if result.failed_step else ""
+            why = describe_failure(result.status, result.exit_code)
+            self._write(stack, f"{self.paint('✗', 'red')} {stack} {result.status}{where} "
+                               f"({why}, {seconds(result.duration)})")
+
+    # -- end of run -------------------------------------------------------------------
+    def summary(self, results: Sequence[StackResult], elapsed: float) -> None:
+        count = {s: 0 for s in ("success", "failed", "skipped", "cancelled", "not run")}
+        for r in results:
+            key = "failed" if r.status == "timeout" else r.status
+            count[key] += 1
+        parts = [self.paint(f"{count['success']} succeeded", "green"),
+                 self.paint(f"{count['failed']} failed", "red" if count["failed"] else ""),
+                 f"{count['skipped']} skipped"]
+        if count["cancelled"]:
+            parts.append(self.paint(f"{count['cancelled']} cancelled", "red"))
+        if count["not run"]:
+            parts.append(f"{count['not run']} not run")
+        n = len(results)
+        line = (f"Summary: {', '.join(parts)} out of {n} stack{'s' if n != 1 else ''} "
+                f"({seconds(elapsed)})")
+        failed = [r for r in results if r.status in ("failed", "timeout", "cancelled")]
+        lines = [RULE, line]
+        for r in failed:
+            why = r.message or describe_failure(r.status, r.exit_code)
+            where = f" at {r.failed_step}" if r.failed_step else ""
+            lines.append(f"  {self.paint('✗', 'red')} {r.stack}{where}: {why}")
+        lines.append(RULE)
+        self._write(None, "\n".join(lines))

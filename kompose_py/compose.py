@@ -1,0 +1,34 @@
+"""A Docker Compose subcommand for one stack, between its hooks (SPEC.md §5)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+
+from kompose_py.envfiles import StackEnv
+from kompose_py.pipeline import RunContext, StackRun, run_with_hooks
+from kompose_py.results import StackResult
+from kompose_py.runner import Command
+from kompose_py.stacks import Stack
+
+# Subcommands that talk to the user; they keep the terminal when stacks run one at a time.
+INTERACTIVE = frozenset({"exec", "run", "logs", "attach", "up", "watch"})
+
+
+def compose_program(env: Mapping[str, str]) -> list[str]:
+    """``docker compose`` unless KOMPOSE_COMPOSE_CMD names another (``podman compose``)."""
+    return shlex.split(env.get("KOMPOSE_COMPOSE_CMD") or "docker compose")
+
+
+def run_compose(ctx: RunContext, stack: Stack, env: StackEnv, args: Sequence[str]) -> StackResult:
+    """``args`` is the compose command line after the pattern: ``["up", "-d"]``."""
+    subcommand = args[0]
+
+    def main(run: StackRun) -> None:
+        argv = (*compose_program(run.env), "-f", stack.compose_file.name, *args)
+        cmd = Command(argv, stack.path, run.env,
+                      foreground=ctx.interactive and subcommand in INTERACTIVE)
+        run.run_command(f"compose {subcommand}", cmd)
+
+    # pre/post hooks get the full compose arguments: $1 = the subcommand (SPEC §7.2).
+    return run_with_hooks(ctx, stack, env, subcommand, main, lambda run, phase: list(args))

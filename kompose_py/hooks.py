@@ -1,0 +1,89 @@
+"""Bash hooks: which functions a hooks.sh defines (by reading its text) and how one is called.
+
+A hook call is a fresh ``bash --noprofile --norc`` running the constant script below; the
+hooks file, the function name and the arguments arrive as ``"$@"`` and are never spliced into
+shell text. Nothing here runs a hooks file: only a real run sources it, one process per call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from kompose_py.runner import Command
+
+PHASES = ("pre", "post", "error", "finally")
+
+# name() {   name () {   function name {   function name() {
+_DEFINITION = re.compile(
+    r"^[ \t]*(?:function[ \t]+(hook_\w+)[ \t]*(?:\([ \t]*\))?|(hook_\w+)[ \t]*\([ \t]*\))",
+    re.MULTILINE,
+)
+
+# Sourcing runs with errexit so a failing top-level command fails the hook point (SPEC §7.1);
+# the function itself runs with the shell's defaults, as it did under kompose.sh.
+# $1: hooks file, $2: function, the rest: its arguments. A function the scan saw but that the
+# file does not define at run time (a conditional definition in a root hooks.sh) is skipped.
+HOOK_SCRIPT = r"""
+__kompose_file=$1 __kompose_fn=$2
+shift 2
+__kompose_args=("$@")
+set --
+__kompose_loaded=0
+trap '[ "$__kompose_loaded" = 1 ] || printf "kompose: sourcing %s failed\n" "$__kompose_file" >&2' EXIT
+set -e
+. "$__kompose_file"
+set +e
+__kompose_loaded=1
+declare -F -- "$__kompose_fn" >/dev/null || exit 0
+"$__kompose_fn" "${__kompose_args[@]}"
+"""
+
+
+@dataclass(frozen=True)
+class Hook:
+    function: str
+    file: Path
+    scope: str  # "root" or "stack"
+
+
+def function_name(phase: str, command: str) -> str:
+    """``hook_<phase>_<cmd>`` with ``-`` and ``:`` turned into ``_`` (``db:export`` → db_export)."""
+    return f"hook_{phase}_{command.replace('-', '_').replace(':', '_')}"
+
+
+@lru_cache(maxsize=None)
+def _defined(path: Path, mtime_ns: int) -> frozenset[str]:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return frozenset(a or b for a, b in _DEFINITION.findall(text))
+
+
+def defined_functions(path: Path) -> frozenset[str]:
+    """The ``hook_*`` functions a file defines, found by reading it (never by running it)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return frozenset()
+    return _defined(path, stat.st_mtime_ns)
+
+
+def hooks_for(phase: str, command: str, root_file: Path, stack_file: Path) -> list[Hook]:
+    """The hooks to call for one hook point, in order: root first for pre, last otherwise."""
+    name = function_name(phase, command)
+    found = []
+    for file, scope in ((root_file, "root"), (stack_file, "stack")):
+        if name in defined_functions(file):
+            found.append(Hook(name, file, scope))
+    if phase != "pre":
+        found.reverse()
+    return found
+
+
+def hook_command(hook: Hook, args: Sequence[str], cwd: Path, env: Mapping[str, str],
+                 timeout: float | None) -> Command:
+    argv = ("bash", "--noprofile", "--norc", "-c", HOOK_SCRIPT, "kompose-hook",
+            str(hook.file), hook.function, *args)
+    return Command(argv, cwd, env, stdin="null", timeout=timeout)

@@ -1,0 +1,186 @@
+"""pre → command → post → error (on failure) → finally, for one stack (SPEC.md §7.3, §7.5).
+
+Semantics, table-tested in tests/test_pipeline.py:
+- a failing pre hook: the command does not run, the stack fails (failed step "pre");
+- a failing command: post hooks do not run, the stack fails ("command");
+- a failing post hook: the stack fails ("post");
+- after any failure the error hooks run; the finally hooks always run last, and a failing
+  error or finally hook fails an otherwise successful stack but never hides the first failure;
+- the first failure decides the status and exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kompose_py import hooks
+from kompose_py.envfiles import StackEnv, mask, read_env_file, secret_values
+from kompose_py.errors import KomposeError
+from kompose_py.results import Reporter, StackResult, StepResult
+from kompose_py.runner import Command, Outcome, Runner
+from kompose_py.stacks import Stack
+
+DEFAULT_HOOK_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class RunContext:
+    root: Path
+    runner: Runner
+    reporter: Reporter
+    hook_timeout: float = DEFAULT_HOOK_TIMEOUT
+    # Commands may keep the terminal: one stack at a time and stdin is a TTY.
+    interactive: bool = False
+
+    @property
+    def dry_run(self) -> bool:
+        return self.runner.dry_run
+
+    @property
+    def root_hooks(self) -> Path:
+        return self.root / "hooks.sh"
+
+
+class StackRun:
+    """The state of one stack's operation: its environment, steps and first failure."""
+
+    def __init__(self, ctx: RunContext, stack: Stack, env: StackEnv, command: str) -> None:
+        self.ctx = ctx
+        self.stack = stack
+        self.command = command
+        self.env = dict(env.values)
+        self.result = StackResult(stack.name, "success")
+        self.started = time.monotonic()
+        self.env_file: Path | None = None
+
+    # -- text ---------------------------------------------------------------------------
+    def mask(self, text: str) -> str:
+        return mask(text, secret_values(self.env))
+
+    def display(self, argv: Sequence[str], env_prefix: Mapping[str, str] | None = None) -> str:
+        """The shell-quoted command line, secret-masked (passwords never leave masked)."""
+        parts = [f"{k}=***" for k in (env_prefix or {})]
+        parts += [shlex.quote(a) for a in argv]
+        return self.mask(" ".join(parts))
+
+    def note(self, text: str) -> None:
+        self.ctx.reporter.note(self.stack.name, self.mask(text))
+
+    # -- steps --------------------------------------------------------------------------
+    def record(self, step: StepResult, phase: str) -> StepResult:
+        self.result.steps.append(step)
+        self.ctx.reporter.step_end(self.stack.name, step)
+        if step.status != "success" and self.result.status == "success":
+            self.result.status = step.status
+            self.result.failed_step = phase
+            self.result.exit_code = step.exit_code or 1
+            if step.error:
+                self.result.message = step.error
+        return step
+
+    def run_command(self, name: str, cmd: Command, env_prefix: Mapping[str, str] | None = None,
+                    ) -> Outcome:
+        """Run a main-step command, reporting its line and result."""
+        self.ctx.reporter.command_start(self.stack.name, self.display(cmd.argv, env_prefix),
+                                        self.ctx.dry_run)
+        outcome = self.ctx.runner.run(cmd)
+        self.record(StepResult(name, "command", outcome.status, outcome.exit_code,
+                               outcome.duration, error=outcome.error and self.mask(outcome.error)),
+                    "command")
+        return outcome
+
+    def fail(self, message: str, phase: str = "command", exit_code: int = 1) -> None:
+        """A failure that is not a process exit (unreachable server, bad input)."""
+        self.record(StepResult(phase if phase != "command" else self.command, "command",
+                               "failed", exit_code, 0.0, error=self.mask(message)), phase)
+
+    def hook_env(self, function: str, phase: str) -> dict[str, str]:
+        env = {k: v for k, v in self.env.items() if k != "BASH_ENV"}  # no rc files (§7.1)
+        env.update(
+            SCRIPT_DIR=str(self.ctx.root),
+            stack=self.stack.name,
+            KOMPOSE_ROOT=str(self.ctx.root),
+            KOMPOSE_STACK=self.stack.name,
+            KOMPOSE_STACK_DIR=str(self.stack.path),
+            KOMPOSE_COMMAND=self.command,
+            KOMPOSE_HOOK=function,
+            KOMPOSE_DRY_RUN="1" if self.ctx.dry_run else "0",
+        )
+        if self.env_file is not None:
+            env["KOMPOSE_ENV_FILE"] = str(self.env_file)
+        if phase != "pre":
+            r = self.result
+            env.update(
+                KOMPOSE_STATUS=r.status,
+                KOMPOSE_EXIT_CODE=str(r.exit_code),
+                KOMPOSE_FAILED_STEP=r.failed_step,
+                KOMPOSE_DURATION_MS=str(int((time.monotonic() - self.started) * 1000)),
+            )
+            if r.files:
+                env["KOMPOSE_DUMP_FILE"] = r.files[-1]
+        return env
+
+    def run_hooks(self, phase: str, args: Sequence[str]) -> bool:
+        """Every hook of one hook point; stops at the first failure for pre and post."""
+        ok = True
+        for hook in hooks.hooks_for(phase, self.command, self.ctx.root_hooks,
+                                    self.stack.hooks_file):
+            short = hook.function.removeprefix("hook_")
+            self.ctx.reporter.hook_start(self.stack.name, short, hook.scope,
+                                         [self.mask(a) for a in args], self.ctx.dry_run)
+            cmd = hooks.hook_command(hook, args, self.stack.path,
+                                     self.hook_env(hook.function, phase), self.ctx.hook_timeout)
+            outcome = self.ctx.runner.run(cmd)
+            self.record(StepResult(short, "hook", outcome.status, outcome.exit_code,
+                                   outcome.duration, hook.scope, outcome.error), phase)
+            if phase == "pre" and outcome.ok and not self.ctx.dry_run:
+                self._absorb_env_file()
+            if not outcome.ok:
+                ok = False
+                if phase in ("pre", "post"):
+                    break
+        return ok
+
+    def _absorb_env_file(self) -> None:
+        """KEY=VALUE lines a pre hook wrote to $KOMPOSE_ENV_FILE join this stack's env."""
+        if self.env_file is None or self.env_file.stat().st_size == 0:
+            return
+        self.env.update(read_env_file(self.env_file, self.env))
+
+
+def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
+                   main: Callable[[StackRun], None],
+                   hook_args: Callable[[StackRun, str], Sequence[str]]) -> StackResult:
+    """One stack's pipeline; ``main`` runs the command steps through ``run.run_command``."""
+    run = StackRun(ctx, stack, env, command)
+    if not ctx.dry_run:
+        # Private to this stack run: pre hooks may write decrypted secrets here.
+        fd, name = tempfile.mkstemp(prefix="kompose-env-", suffix=".env")
+        os.close(fd)
+        run.env_file = Path(name)
+    try:
+        if run.run_hooks("pre", hook_args(run, "pre")):
+            if ctx.runner.supervisor.cancelled.is_set():
+                run.result.status = "cancelled"
+                run.result.exit_code = 130
+            else:
+                try:
+                    main(run)
+                except KomposeError as exc:
+                    run.fail(exc.message if not exc.hint else f"{exc.message} ({exc.hint})")
+                if run.result.status == "success":
+                    run.run_hooks("post", hook_args(run, "post"))
+        if run.result.status != "success":
+            run.run_hooks("error", hook_args(run, "error"))
+        run.run_hooks("finally", hook_args(run, "finally"))
+    finally:
+        if run.env_file is not None:
+            run.env_file.unlink(missing_ok=True)
+    run.result.duration = time.monotonic() - run.started
+    return run.result

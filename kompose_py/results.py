@@ -1,0 +1,55 @@
+"""Named results of a run and the protocol through which the core reports progress.
+
+The core never prints: it tells a :class:`Reporter` what happens, with every text already
+secret-masked. The CLI renders it (human lines, prefixed lines, JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from kompose_py.runner import Status
+
+StackStatus = Literal["success", "failed", "timeout", "cancelled", "skipped", "not run"]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str  # "pre_up", "compose up", "pg_dump", ...
+    kind: Literal["hook", "command"]
+    status: Status
+    exit_code: int
+    duration: float
+    scope: str | None = None  # "root" / "stack" for hooks
+    error: str | None = None
+
+
+@dataclass
+class StackResult:
+    stack: str
+    status: StackStatus
+    steps: list[StepResult] = field(default_factory=list)
+    failed_step: str = ""  # "pre", "command", "post", or "" (SPEC §7.5)
+    exit_code: int = 0
+    duration: float = 0.0
+    message: str | None = None
+    files: list[str] = field(default_factory=list)
+
+
+class Reporter(Protocol):
+    def stack_start(self, stack: str, env_files: Sequence[Path], overrides: Sequence[str],
+                    dry_run: bool) -> None: ...
+
+    def hook_start(self, stack: str, name: str, scope: str, args: Sequence[str],
+                   dry_run: bool) -> None: ...
+
+    def step_end(self, stack: str, step: StepResult) -> None: ...
+
+    def command_start(self, stack: str, display: str, dry_run: bool) -> None: ...
+
+    def note(self, stack: str, text: str) -> None: ...
+
+    def stack_end(self, stack: str, result: StackResult) -> None: ...

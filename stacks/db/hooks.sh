@@ -1,0 +1,24 @@
+# Database hooks, as Kompose users write them: keep a schema snapshot beside every dump,
+# and show which dump is about to be loaded.
+
+hook_pre_db_export() {
+  echo "  exporting $DB_NAME from $DB_HOST"
+}
+
+hook_post_db_export() {
+  local dump=$1
+  # A schema-only snapshot next to the dump, for quick diffs between releases.
+  pg_dump --schema-only --no-owner -h "$DB_HOST" -p "${DB_PORT:-5432}" -U "$DB_USER" "$DB_NAME" \
+    >"${dump%%.sql*}.schema.txt"
+  echo "  schema snapshot: $(basename "${dump%%.sql*}.schema.txt")"
+}
+
+hook_pre_db_import() {
+  local dump=$1 schema
+  schema=$(ls -1 ./*.schema.txt 2>/dev/null | sort | tail -n 1)
+  echo "  importing $(basename "$dump") into $DB_NAME (newest schema snapshot: ${schema:-none})"
+}
+
+hook_post_db_import() {
+  echo "  $DB_NAME now holds $(basename "$1")"
+}

@@ -42,7 +42,8 @@ def read_env_file(path: Path, base: Mapping[str, str]) -> dict[str, str]:
     values: dict[str, str] = {}
     for binding in bindings:
         if binding.error:
-            text = binding.original.string.strip().splitlines()[0] if binding.original.string.strip() else ""
+            lines = binding.original.string.strip().splitlines()
+            text = lines[0] if lines else ""
             raise ConfigError(
                 f"{path}:{binding.original.line}: cannot parse {text!r}",
                 hint="expected KEY=value, KEY=\"value\", KEY='value' or a # comment",
@@ -53,7 +54,8 @@ def read_env_file(path: Path, base: Mapping[str, str]) -> dict[str, str]:
             values[binding.key] = binding.value
             continue
         scope = {**base, **values}
-        values[binding.key] = "".join(atom.resolve(scope) for atom in parse_variables(binding.value))
+        atoms = parse_variables(binding.value)
+        values[binding.key] = "".join(atom.resolve(scope) for atom in atoms)
     return values
 
 
@@ -61,7 +63,7 @@ def parse_override(item: str) -> tuple[str, str]:
     """One ``-e KEY=VALUE``."""
     key, sep, value = item.partition("=")
     if not sep:
-        raise UsageError(f"-e {item.split('=')[0]!r}: expected KEY=VALUE",
+        raise UsageError(f"-e {item.split('=', maxsplit=1)[0]!r}: expected KEY=VALUE",
                          hint="for example: -e TAG=1.2")
     if not _IDENTIFIER.match(key):
         raise UsageError(f"-e: {key!r} is not a valid variable name",
@@ -130,6 +132,17 @@ def mask(text: str, secrets: Iterable[str]) -> str:
         else:
             text = re.sub(rf"(?<![\w]){re.escape(value)}(?![\w])", "***", text)
     return text
+
+
+_ASSIGNMENT = re.compile(r"(-*)([A-Za-z_][\w.-]*)=(.*)", re.DOTALL)
+
+
+def mask_argument(arg: str) -> str:
+    """``--password=x`` and ``DB_PASSWORD=x`` hide their value even when x is unknown here."""
+    match = _ASSIGNMENT.fullmatch(arg)
+    if match and match[3] and is_secret_key(match[2]):
+        return f"{match[1]}{match[2]}=***"
+    return arg
 
 
 def mask_assignment(key: str, value: str) -> str:

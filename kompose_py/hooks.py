@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from kompose_py.runner import Command
@@ -33,7 +33,10 @@ shift 2
 __kompose_args=("$@")
 set --
 __kompose_loaded=0
-trap '[ "$__kompose_loaded" = 1 ] || printf "kompose: sourcing %s failed\n" "$__kompose_file" >&2' EXIT
+__kompose_report() {
+  [ "$__kompose_loaded" = 1 ] || printf 'kompose: sourcing %s failed\n' "$__kompose_file" >&2
+}
+trap __kompose_report EXIT
 set -e
 . "$__kompose_file"
 set +e
@@ -55,7 +58,7 @@ def function_name(phase: str, command: str) -> str:
     return f"hook_{phase}_{command.replace('-', '_').replace(':', '_')}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _defined(path: Path, mtime_ns: int) -> frozenset[str]:
     text = path.read_text(encoding="utf-8", errors="replace")
     return frozenset(a or b for a, b in _DEFINITION.findall(text))

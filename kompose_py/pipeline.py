@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kompose_py import hooks
-from kompose_py.envfiles import StackEnv, mask, read_env_file, secret_values
+from kompose_py.envfiles import StackEnv, mask, mask_argument, read_env_file, secret_values
 from kompose_py.errors import KomposeError
 from kompose_py.results import Reporter, StackResult, StepResult
 from kompose_py.runner import Command, Outcome, Runner
@@ -66,7 +66,9 @@ class StackRun:
     def display(self, argv: Sequence[str], env_prefix: Mapping[str, str] | None = None) -> str:
         """The shell-quoted command line, secret-masked (passwords never leave masked)."""
         parts = [f"{k}=***" for k in (env_prefix or {})]
-        parts += [shlex.quote(a) for a in argv]
+        for arg in argv:
+            masked = mask_argument(arg)
+            parts.append(masked if masked != arg else shlex.quote(arg))
         return self.mask(" ".join(parts))
 
     def note(self, text: str) -> None:
@@ -126,14 +128,16 @@ class StackRun:
                 env["KOMPOSE_DUMP_FILE"] = r.files[-1]
         return env
 
-    def run_hooks(self, phase: str, args: Sequence[str]) -> bool:
+    def run_hooks(self, phase: str, args: Sequence[str], condition: str = "") -> bool:
         """Every hook of one hook point; stops at the first failure for pre and post."""
         ok = True
         for hook in hooks.hooks_for(phase, self.command, self.ctx.root_hooks,
                                     self.stack.hooks_file):
             short = hook.function.removeprefix("hook_")
             self.ctx.reporter.hook_start(self.stack.name, short, hook.scope,
-                                         [self.mask(a) for a in args], self.ctx.dry_run)
+                                         [self.mask(mask_argument(a)) for a in args],
+                                         self.ctx.dry_run,
+                                         condition)
             cmd = hooks.hook_command(hook, args, self.stack.path,
                                      self.hook_env(hook.function, phase), self.ctx.hook_timeout)
             outcome = self.ctx.runner.run(cmd)
@@ -178,6 +182,9 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
                     run.run_hooks("post", hook_args(run, "post"))
         if run.result.status != "success":
             run.run_hooks("error", hook_args(run, "error"))
+        elif ctx.dry_run:
+            # Nothing fails in a dry-run; still show what would run if something did.
+            run.run_hooks("error", hook_args(run, "error"), condition="on failure")
         run.run_hooks("finally", hook_args(run, "finally"))
     finally:
         if run.env_file is not None:

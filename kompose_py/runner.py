@@ -11,6 +11,7 @@ own, so a time-out or Ctrl-C reaches the child and everything it started (a hook
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -91,10 +92,8 @@ class Supervisor:
 
 
 def _killpg(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _group_alive(pgid: int) -> bool:
@@ -109,10 +108,8 @@ def _end_group(proc: subprocess.Popen[bytes], pgid: int, grace: float) -> None:
     """SIGTERM to the whole group, a grace period, then SIGKILL to whatever is left."""
     _killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
     while _group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.02)
     if _group_alive(pgid):

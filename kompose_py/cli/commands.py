@@ -111,7 +111,8 @@ def execute(inv: Invocation) -> int:
     else:
         # With --json, stdout carries the report alone; children write to stderr.
         runner = Runner(supervisor, stdout=sys.stderr.fileno() if inv.json else None)
-    reporter = HumanReporter(report_stream, use_color(report_stream, inv.no_color), root)
+    reporter = HumanReporter(report_stream, use_color(report_stream, inv.no_color), root,
+                             quiet=inv.quiet, verbose=inv.verbose, dry_run=line.dry_run)
     ctx = RunContext(root, runner, reporter, timeout,
                      interactive=inv.parallel == 1 and sys.stdin.isatty() and not inv.json)
     shown_overrides = [mask_assignment(k, v) for k, v in overrides]

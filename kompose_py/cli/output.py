@@ -19,22 +19,23 @@ RULE = "━" * 51
 
 
 def use_color(stream: TextIO, no_color: bool) -> bool:
-    if no_color or "NO_COLOR" in os.environ:
+    if no_color or os.environ.get("NO_COLOR"):  # no-color.org: set and not empty
         return False
     return stream.isatty()
 
 
-class Painter:
-    CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
-             "cyan": "36"}
+_CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
+          "cyan": "36"}
 
+
+class Painter:
     def __init__(self, color: bool) -> None:
         self.color = color
 
     def __call__(self, text: str, *styles: str) -> str:
         if not self.color or not styles:
             return text
-        codes = ";".join(self.CODES[s] for s in styles if s)
+        codes = ";".join(_CODES[s] for s in styles if s)
         if not codes:
             return text
         return f"\033[{codes}m{text}\033[0m"
@@ -56,11 +57,14 @@ class HumanReporter:
     """Writes kompose's own lines to one stream (stderr, so stdout stays the command's)."""
 
     def __init__(self, stream: TextIO, color: bool, root: Path,
-                 overrides: Sequence[str] = (), prefix_lines: bool = False) -> None:
+                 prefix_lines: bool = False, quiet: bool = False, verbose: bool = False,
+                 dry_run: bool = False) -> None:
+        self.dry_run = dry_run
         self.stream = stream
+        self.quiet = quiet
+        self.verbose = verbose
         self.paint = Painter(color)
         self.root = root
-        self.overrides = list(overrides)
         self.prefix_lines = prefix_lines
         self.lock = threading.Lock()
 
@@ -81,11 +85,13 @@ class HumanReporter:
     # -- Reporter protocol ------------------------------------------------------------
     def stack_start(self, stack: str, env_files: Sequence[Path], overrides: Sequence[str],
                     dry_run: bool) -> None:
+        if self.quiet:
+            return
         title = self.paint(f"▶ {stack}", "bold", "blue")
         if dry_run:
             title += self.paint("  (dry-run: nothing runs)", "yellow")
         lines = [title]
-        if dry_run:
+        if dry_run or self.verbose:
             files = ", ".join(self._rel(f) for f in env_files) or "none"
             lines.append(f"  env files: {files}")
         if overrides:
@@ -93,15 +99,19 @@ class HumanReporter:
         self._write(stack, "\n".join(lines))
 
     def hook_start(self, stack: str, name: str, scope: str, args: Sequence[str],
-                   dry_run: bool) -> None:
+                   dry_run: bool, condition: str = "") -> None:
+        if self.quiet:
+            return
         where = " (root hooks.sh)" if scope == "root" else ""
         shown = " ".join(args)
         text = f"  {self.paint('[HOOK]', 'cyan')} {name}{' ' + shown if shown else ''}{where}"
         if dry_run:
-            text += self.paint("  would run", "yellow")
+            text += self.paint(f"  would run{' ' + condition if condition else ''}", "yellow")
         self._write(stack, text)
 
     def command_start(self, stack: str, display: str, dry_run: bool) -> None:
+        if self.quiet:
+            return
         text = f"  {self.paint('$', 'dim')} {display}"
         if dry_run:
             text += self.paint("  would run", "yellow")
@@ -112,6 +122,8 @@ class HumanReporter:
             return  # dry-run: nothing ran, nothing to report
         label = f"{self.paint('[HOOK]', 'cyan')} {step.name}" if step.kind == "hook" else step.name
         if step.status == "success":
+            if self.quiet:
+                return
             mark = self.paint("✓", "green")
             self._write(stack, f"  {label} {mark} {seconds(step.duration)}")
             return
@@ -122,11 +134,16 @@ class HumanReporter:
         self._write(stack, f"  {label} {mark} {detail} ({seconds(step.duration)})")
 
     def note(self, stack: str, text: str) -> None:
+        if self.quiet:
+            return
         self._write(stack, f"  {text}")
 
     def stack_end(self, stack: str, result: StackResult) -> None:
+        if self.quiet and result.status in ("success", "skipped"):
+            return
         if result.status == "success":
-            self._write(stack, f"{self.paint('✓', 'green')} {stack} {seconds(result.duration)}")
+            done = "plan ok" if self.dry_run else seconds(result.duration)
+            self._write(stack, f"{self.paint('✓', 'green')} {stack} {done}")
         elif result.status == "skipped":
             self._write(stack, f"{self.paint('⊘', 'yellow')} {stack} skipped: {result.message}")
         elif result.status == "not run":
@@ -151,7 +168,8 @@ class HumanReporter:
         if count["not run"]:
             parts.append(f"{count['not run']} not run")
         n = len(results)
-        line = (f"Summary: {', '.join(parts)} out of {n} stack{'s' if n != 1 else ''} "
+        title = "Summary (dry-run, nothing ran)" if self.dry_run else "Summary"
+        line = (f"{title}: {', '.join(parts)} out of {n} stack{'s' if n != 1 else ''} "
                 f"({seconds(elapsed)})")
         failed = [r for r in results if r.status in ("failed", "timeout", "cancelled")]
         lines = [RULE, line]

@@ -1,0 +1,153 @@
+"""Shared fixtures: hermetic environment, stack trees from dicts, the real CLI, shims, and
+the real Docker engine / PostgreSQL server (a missing one fails under
+KOMPOSE_REQUIRE_INTEGRATION=1, as in CI, and skips otherwise)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Read before the hermetic fixture clears KOMPOSE_* and PG*.
+REQUIRE_INTEGRATION = os.environ.get("KOMPOSE_REQUIRE_INTEGRATION") == "1"
+PG = {
+    "host": os.environ.get("KOMPOSE_TEST_PGHOST", "127.0.0.1"),
+    "port": os.environ.get("KOMPOSE_TEST_PGPORT", "5432"),
+    "user": os.environ.get("KOMPOSE_TEST_PGUSER", "kompose_test"),
+    "password": os.environ.get("KOMPOSE_TEST_PGPASSWORD", "kompose-test-pw"),
+}
+_CLEARED = ("KOMPOSE_", "COMPOSE_", "DOCKER_", "PG", "DB_", "NETWORK_NAME", "NO_COLOR")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith(_CLEARED):
+            monkeypatch.delenv(key)
+
+
+def make_stacks(root: Path, tree: dict[str, Any]) -> Path:
+    """Write a tree: {"web": {"compose.yaml": "...", "hooks.sh": "..."}, ".env": "..."}."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, content in tree.items():
+        path = root / name
+        if isinstance(content, dict):
+            make_stacks(path, content)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return root
+
+
+COMPOSE = "services:\n  app:\n    image: busybox:latest\n"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def all(self) -> str:
+        return self.out + self.err
+
+
+def run_kompose(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                input: str | None = None, timeout: float = 120) -> Result:
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "kompose_py", *args], cwd=cwd, env=full_env,
+                          input=input, capture_output=True, text=True, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+SHIM = r'''#!/usr/bin/env python3
+import json, os, sys
+entry = {"argv": sys.argv[1:], "cwd": os.getcwd(),
+         "env": {k: v for k, v in os.environ.items()}}
+with open(os.environ["KOMPOSE_SHIM_LOG"], "a") as log:
+    log.write(json.dumps(entry) + "\n")
+print("shim ran", " ".join(sys.argv[1:]))
+sys.exit(int(os.environ.get("SHIM_EXIT", "0")))
+'''
+
+
+@dataclass
+class Shim:
+    """A recording ``docker`` (and pg_dump/psql) on PATH: every call is a JSON line."""
+
+    bin: Path
+    log: Path
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+                "KOMPOSE_SHIM_LOG": str(self.log)}
+
+    def calls(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+@pytest.fixture
+def shim(tmp_path: Path) -> Shim:
+    bin_dir = tmp_path / "shim-bin"
+    bin_dir.mkdir()
+    for name in ("docker", "pg_dump", "psql"):
+        path = bin_dir / name
+        path.write_text(SHIM)
+        path.chmod(0o755)
+    return Shim(bin_dir, tmp_path / "shim.log")
+
+
+def _missing(what: str) -> None:
+    if REQUIRE_INTEGRATION:
+        pytest.fail(f"{what} is required (KOMPOSE_REQUIRE_INTEGRATION=1) and missing")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    ok = shutil.which("docker") is not None and all(
+        subprocess.run(cmd, capture_output=True).returncode == 0
+        for cmd in (["docker", "info"], ["docker", "compose", "version"],
+                    ["docker", "image", "inspect", "busybox:latest"]))
+    if not ok:
+        _missing("a Docker engine with Compose v2 and the busybox:latest image "
+                 "(run scripts/setup-env.sh)")
+
+
+@pytest.fixture
+def project_name() -> Iterator[Callable[[str], str]]:
+    """Unique compose project names; everything they created is removed afterwards."""
+    made: list[str] = []
+
+    def make(stack: str) -> str:
+        name = f"kt-{stack}-{uuid.uuid4().hex[:8]}"
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        subprocess.run(["docker", "compose", "-p", name, "down", "-v", "--remove-orphans",
+                        "-t", "1"], capture_output=True)
+
+
+def project_containers(project: str, *, running_only: bool = True) -> list[str]:
+    cmd = ["docker", "ps", "--filter", f"label=com.docker.compose.project={project}",
+           "--format", "{{.Names}}"]
+    if not running_only:
+        cmd.insert(2, "-a")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return sorted(out.split())

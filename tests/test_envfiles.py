@@ -1,0 +1,95 @@
+"""The environment of a stack (SPEC.md §4): parsing as data, references, precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kompose_py.envfiles import EnvBuilder, mask, read_env_file, secret_values
+from kompose_py.errors import ConfigError
+from tests.conftest import COMPOSE, make_stacks, run_kompose
+
+
+@pytest.mark.parametrize(("text", "base", "expected"), [
+    ("A=1", {}, {"A": "1"}),
+    ("A = spaced", {}, {"A": "spaced"}),
+    ('A="double quoted # not a comment"', {}, {"A": "double quoted # not a comment"}),
+    ("A='single ${HOME} stays'", {"HOME": "/h"}, {"A": "single ${HOME} stays"}),
+    ("export A=exported", {}, {"A": "exported"}),
+    ("# comment\n\nA=1 # trailing comment", {}, {"A": "1"}),
+    ("A=${B}", {"B": "from-base"}, {"A": "from-base"}),
+    ("A=${B:-fallback}", {}, {"A": "fallback"}),
+    ("A=${B:-fallback}", {"B": "set"}, {"A": "set"}),
+    ("B=first\nA=${B}-second", {"B": "base"}, {"B": "first", "A": "first-second"}),
+    ('A="multi\nline"', {}, {"A": "multi\nline"}),
+    ('A="tab\\tnewline\\n"', {}, {"A": "tab\tnewline\n"}),
+    ("A=\ufeffnot-a-bom", {}, {"A": "\ufeffnot-a-bom"}),
+    ("A=1\r\nB=2\r\n", {}, {"A": "1", "B": "2"}),
+    ("A=", {}, {"A": ""}),
+    ("BARE", {}, {}),
+])
+def test_read_env_file_cases(tmp_path: Path, text: str, base: dict[str, str],
+                             expected: dict[str, str]) -> None:
+    path = tmp_path / ".env"
+    path.write_bytes(text.encode())
+    assert read_env_file(path, base) == expected
+
+
+def test_bom_at_start_of_file_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_bytes(b"\xef\xbb\xbfA=1\n")
+    assert read_env_file(path, {}) == {"A": "1"}
+
+
+def test_nothing_is_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    path = tmp_path / ".env"
+    path.write_text(f"A=$(touch {marker})\nB=`touch {marker}`\nC=\"$(touch {marker})\"\n")
+    values = read_env_file(path, {})
+    assert values["A"] == f"$(touch {marker})"
+    assert values["B"] == f"`touch {marker}`"
+    assert not marker.exists()
+
+
+def test_unparsable_line_reports_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("GOOD=1\n# fine\nBAD='unterminated\n")
+    with pytest.raises(ConfigError) as err:
+        read_env_file(path, {})
+    assert err.value.message.startswith(f"{path}:3: cannot parse")
+
+
+def test_precedence_environ_root_stack_network_overrides(tmp_path: Path) -> None:
+    root = make_stacks(tmp_path, {
+        ".env": "A=root\nB=root\nC=root\nD=root\nSHARED=root-value\n",
+        "s": {"compose.yaml": COMPOSE, ".env": "B=stack\nC=stack\nUSES=${SHARED}/x\n"},
+    })
+    environ = {"A": "environ", "E": "environ", "NETWORK_NAME": "environ"}
+    builder = EnvBuilder(environ, root / ".env", "net", (("C", "cli"), ("C", "later")))
+    env = builder.for_stack(root / "s" / ".env")
+    v = env.values
+    assert (v["A"], v["B"], v["C"], v["D"], v["E"]) == ("root", "stack", "later", "root", "environ")
+    assert v["NETWORK_NAME"] == "net"
+    assert v["USES"] == "root-value/x"  # a stack .env may use a root .env value
+    assert env.files == (root / ".env", root / "s" / ".env")
+    assert env.own_keys == {"B", "C", "USES"}
+
+
+def test_masking() -> None:
+    env = {"DB_PASSWORD": "hunter22", "API_KEY": "k1", "Secret_thing": "abc-def", "PLAIN": "x"}
+    secrets = secret_values(env)
+    assert mask("pw hunter22 key k1 thing abc-def plain x", secrets) == \
+        "pw *** key *** thing *** plain x"
+    assert mask("k1x stays", secrets) == "k1x stays"  # short values: whole words only
+
+
+def test_unparsable_stack_env_is_reported_before_anything_runs(tmp_path: Path, shim) -> None:
+    root = make_stacks(tmp_path / "r", {
+        "a": {"compose.yaml": COMPOSE},
+        "b": {"compose.yaml": COMPOSE, ".env": "OK=1\nNOT VALID\"\n"},
+    })
+    r = run_kompose("--root", str(root), "*", "up", "-d", env=shim.env())
+    assert r.code == 2
+    assert f"{root}/b/.env:2: cannot parse" in r.err
+    assert shim.calls() == []  # stack a did not start either

@@ -26,7 +26,10 @@ SERVICE = """services:
 """
 
 HOOKS = r"""
-log() { printf '%s\n' "$(printf '%s' "$KOMPOSE_HOOK|$PWD|$stack|$FROM_ENV|${KOMPOSE_STATUS:-}|"; printf '<%s>' "$@")" >>"$HOOK_LOG"; }
+log() {
+  local head="$KOMPOSE_HOOK|$PWD|$stack|$FROM_ENV|${KOMPOSE_STATUS:-}|"
+  printf '%s\n' "$head$(printf '<%s>' "$@")" >>"$HOOK_LOG"
+}
 hook_pre_up() {
   log "$@"
   # Proof that the containers are not up yet when the pre hook runs.

@@ -58,6 +58,7 @@ class StackRun:
         self.result = StackResult(stack.name, "success")
         self.started = time.monotonic()
         self.env_file: Path | None = None
+        self.hook_extra: dict[str, str] = {}
 
     # -- text ---------------------------------------------------------------------------
     def mask(self, text: str) -> str:
@@ -87,9 +88,10 @@ class StackRun:
         return step
 
     def run_command(self, name: str, cmd: Command, env_prefix: Mapping[str, str] | None = None,
-                    ) -> Outcome:
-        """Run a main-step command, reporting its line and result."""
-        self.ctx.reporter.command_start(self.stack.name, self.display(cmd.argv, env_prefix),
+                    suffix: str = "") -> Outcome:
+        """Run a main-step command, reporting its line (``suffix``: a shown redirection)."""
+        self.ctx.reporter.command_start(self.stack.name,
+                                        self.display(cmd.argv, env_prefix) + suffix,
                                         self.ctx.dry_run)
         outcome = self.ctx.runner.run(cmd)
         self.record(StepResult(name, "command", outcome.status, outcome.exit_code,
@@ -104,6 +106,7 @@ class StackRun:
 
     def hook_env(self, function: str, phase: str) -> dict[str, str]:
         env = {k: v for k, v in self.env.items() if k != "BASH_ENV"}  # no rc files (§7.1)
+        env.update(self.hook_extra)
         env.update(
             SCRIPT_DIR=str(self.ctx.root),
             stack=self.stack.name,
@@ -160,9 +163,12 @@ class StackRun:
 
 def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
                    main: Callable[[StackRun], None],
-                   hook_args: Callable[[StackRun, str], Sequence[str]]) -> StackResult:
-    """One stack's pipeline; ``main`` runs the command steps through ``run.run_command``."""
+                   hook_args: Callable[[StackRun, str], Sequence[str]],
+                   hook_env: Mapping[str, str] | None = None) -> StackResult:
+    """One stack's pipeline; ``main`` runs the command steps through ``run.run_command``.
+    ``hook_env``: extra variables for the hooks only (libpq's PG* for db commands)."""
     run = StackRun(ctx, stack, env, command)
+    run.hook_extra = dict(hook_env or {})
     if not ctx.dry_run:
         # Private to this stack run: pre hooks may write decrypted secrets here.
         fd, name = tempfile.mkstemp(prefix="kompose-env-", suffix=".env")

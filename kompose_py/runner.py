@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,15 @@ class Command:
     env: Mapping[str, str] = field(repr=False)
     # "inherit": kompose's stdin (exec -T < file works); "null": /dev/null; a Path: that file.
     stdin: Literal["inherit", "null"] | Path = "inherit"
-    # Write stdout to this file instead of kompose's stdout (pg_dump streams the dump there).
-    stdout_file: Path | None = None
+    # Writes the child's stdin from a thread (a dump decompressed on the fly). If it raises,
+    # the child's group is killed before stdin closes, so a truncated input is never
+    # mistaken for a complete one; the run then fails with the feeder's error.
+    feeder: Callable[[IO[bytes]], None] | None = field(default=None, compare=False)
+    # "inherit": kompose's stdout; "null": discarded; a Path: a new file (pg_dump writes the
+    # dump there; the file must not exist yet).
+    stdout: Literal["inherit", "null"] | Path = "inherit"
+    # Keep the last lines of stderr for the error message (still shown live).
+    capture_stderr: bool = False
     timeout: float | None = None
     # Keep the terminal: run in kompose's own process group so a TTY, job control and
     # Ctrl-C behave as if the user ran the command directly (exec, run, logs -f).
@@ -49,6 +57,7 @@ class Outcome:
     exit_code: int
     duration: float
     error: str | None = None  # the program could not be started, and why
+    stderr_tail: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -132,22 +141,26 @@ class Runner:
 
     def run(self, cmd: Command, on_start: Callable[[int], None] | None = None) -> Outcome:
         start = time.monotonic()
-        stdin_handle: IO[bytes] | None = None
-        stdout_handle: IO[bytes] | None = None
+        handles: list[IO[bytes]] = []
         try:
-            stdin: int | IO[bytes] | None
-            if cmd.stdin == "inherit":
-                stdin = None
+            stdin: int | IO[bytes] | None = None
+            if cmd.feeder is not None:
+                stdin = subprocess.PIPE
             elif cmd.stdin == "null":
                 stdin = subprocess.DEVNULL
-            else:
-                stdin = stdin_handle = open(cmd.stdin, "rb")  # noqa: SIM115 - closed below
+            elif isinstance(cmd.stdin, Path):
+                stdin = open(cmd.stdin, "rb")  # noqa: SIM115 - closed below
+                handles.append(stdin)
             stdout: int | IO[bytes] | None = self.stdout
-            if cmd.stdout_file is not None:
-                stdout = stdout_handle = open(cmd.stdout_file, "xb")  # noqa: SIM115
+            if cmd.stdout == "null":
+                stdout = subprocess.DEVNULL
+            elif isinstance(cmd.stdout, Path):
+                stdout = open(cmd.stdout, "xb")  # noqa: SIM115 - closed below
+                handles.append(stdout)
             try:
                 proc = subprocess.Popen(
                     cmd.argv, cwd=cmd.cwd, env=dict(cmd.env), stdin=stdin, stdout=stdout,
+                    stderr=subprocess.PIPE if cmd.capture_stderr else None,
                     start_new_session=not cmd.foreground,
                 )
             except OSError as exc:
@@ -160,15 +173,25 @@ class Runner:
                 on_start(proc.pid)
             return self._wait(proc, cmd, start)
         finally:
-            for handle in (stdin_handle, stdout_handle):
-                if handle is not None:
-                    handle.close()
+            for handle in handles:
+                handle.close()
 
     def _wait(self, proc: subprocess.Popen[bytes], cmd: Command, start: float) -> Outcome:
         own_group = not cmd.foreground
         if own_group:
             self.supervisor.add(proc.pid)
         timed_out = False
+        tail: deque[str] = deque(maxlen=8)
+        threads = []
+        feed_error: list[BaseException] = []
+        if proc.stderr is not None:
+            threads.append(threading.Thread(target=_relay_stderr, args=(proc.stderr, tail),
+                                            daemon=True))
+        if cmd.feeder is not None and proc.stdin is not None:
+            threads.append(threading.Thread(
+                target=_feed, args=(cmd.feeder, proc, feed_error, self.kill_grace), daemon=True))
+        for thread in threads:
+            thread.start()
         try:
             try:
                 proc.wait(timeout=cmd.timeout)
@@ -181,11 +204,17 @@ class Runner:
         finally:
             if own_group:
                 self.supervisor.discard(proc.pid)
+            for thread in threads:
+                thread.join()
         duration = time.monotonic() - start
         code = proc.returncode
         exit_code = 128 - code if code < 0 else code  # killed by a signal: shell convention
         status: Status
-        if timed_out:
+        error = None
+        if feed_error:
+            status, error = "failed", f"reading input failed: {feed_error[0]}"
+            exit_code = exit_code or 1
+        elif timed_out:
             status = "timeout"
         elif code == 0:
             status = "success"
@@ -193,7 +222,35 @@ class Runner:
             status = "cancelled"
         else:
             status = "failed"
-        return Outcome(status, exit_code, duration)
+        return Outcome(status, exit_code, duration, error, tuple(tail))
+
+
+def _relay_stderr(pipe: IO[bytes], tail: deque[str]) -> None:
+    """Show the child's stderr live, line by line, and keep its last lines."""
+    out = sys.stderr
+    for raw in iter(pipe.readline, b""):
+        line = raw.decode(errors="replace")
+        out.write(line)
+        out.flush()
+        if line.strip():
+            tail.append(line.rstrip("\n"))
+    pipe.close()
+
+
+def _feed(feeder: Callable[[IO[bytes]], None], proc: subprocess.Popen[bytes],
+          errors: list[BaseException], grace: float) -> None:
+    assert proc.stdin is not None
+    try:
+        feeder(proc.stdin)
+    except BrokenPipeError:
+        pass  # the child stopped reading (it failed); its own exit status tells why
+    except Exception as exc:
+        errors.append(exc)
+        # Kill first, close after: the child must never see a clean end of a cut input.
+        _end_group(proc, proc.pid, grace)
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
 
 
 class DryRunner(Runner):

@@ -20,5 +20,20 @@ step kompose "*" up -d
 status=$?
 step kompose "*" ps
 step kompose web exec -T web wget -qO- http://127.0.0.1:8080/
+if [ "$KOMPOSE_HAVE_POSTGRES" = 1 ]; then
+  # The db stack's database on the host's PostgreSQL (created once, with a little data).
+  export PGPASSWORD=$KOMPOSE_TEST_PGPASSWORD
+  psql -h "$KOMPOSE_TEST_PGHOST" -p "$KOMPOSE_TEST_PGPORT" -U "$KOMPOSE_TEST_PGUSER" -d postgres -qAt \
+    -c "SELECT 1 FROM pg_database WHERE datname = 'kompose_example'" | grep -q 1 || {
+    psql -h "$KOMPOSE_TEST_PGHOST" -p "$KOMPOSE_TEST_PGPORT" -U "$KOMPOSE_TEST_PGUSER" -d postgres -qc "CREATE DATABASE kompose_example"
+    psql -h "$KOMPOSE_TEST_PGHOST" -p "$KOMPOSE_TEST_PGPORT" -U "$KOMPOSE_TEST_PGUSER" -d kompose_example -qc \
+      "CREATE TABLE notes (id serial PRIMARY KEY, body text); INSERT INTO notes (body) VALUES ('hello'), ('world')"
+  }
+  unset PGPASSWORD
+  step kompose "*" db:export
+  step kompose "*" db:list
+  step kompose db db:import
+  step kompose "*" db:cleanup --keep 2
+fi
 step kompose "*" down
 exit $status

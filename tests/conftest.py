@@ -151,3 +151,66 @@ def project_containers(project: str, *, running_only: bool = True) -> list[str]:
         cmd.insert(2, "-a")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return sorted(out.split())
+
+
+@dataclass
+class Postgres:
+    """The real server, a password role, and unique databases that are dropped afterwards."""
+
+    host: str
+    port: str
+    user: str
+    password: str
+    created: list[str]
+
+    def connect(self, dbname: str = "postgres") -> Any:
+        import psycopg
+
+        return psycopg.connect(host=self.host, port=self.port, user=self.user,
+                               password=self.password, dbname=dbname, autocommit=True)
+
+    def env_text(self, db_name: str) -> str:
+        """A stack .env pointing at this server."""
+        return (f"DB_NAME={db_name}\nDB_HOST={self.host}\nDB_PORT={self.port}\n"
+                f"DB_USER={self.user}\nDB_PASSWORD={self.password}\n")
+
+    def new_name(self, stem: str = "kt") -> str:
+        name = f"{stem}_{uuid.uuid4().hex[:8]}"
+        self.created.append(name)
+        return name
+
+    def create(self, name: str, rows: int = 100) -> None:
+        from psycopg import sql
+
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        with self.connect(name) as conn:
+            conn.execute("CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL)")
+            conn.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, %s) g",
+                         (rows,))
+
+    def rows(self, name: str) -> list[tuple[Any, ...]]:
+        with self.connect(name) as conn:
+            return conn.execute("SELECT id, label FROM items ORDER BY id").fetchall()
+
+    def databases(self) -> set[str]:
+        with self.connect() as conn:
+            return {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+
+
+@pytest.fixture
+def pg() -> Iterator[Postgres]:
+    server = Postgres(PG["host"], PG["port"], PG["user"], PG["password"], [])
+    try:
+        server.databases()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable server"
+        _missing(f"a PostgreSQL server with role {PG['user']} on {PG['host']}:{PG['port']} "
+                 f"({type(exc).__name__}; run scripts/setup-env.sh)")
+    yield server
+    from psycopg import sql
+
+    with server.connect() as conn:
+        for name in server.databases():
+            if any(name == c or name.startswith(c[:40] + "_kompose_") for c in server.created):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))

@@ -98,10 +98,16 @@ def execute(inv: Invocation) -> int:
         return list_stacks(root, pattern, builder, sys.stdout, use_color(sys.stdout, inv.no_color))
 
     line = split_command_line(inv.args, inv.dry_run)
-    job_factory = _job_factory(line)
+    if line.command == "db:list" and line.args:
+        raise UsageError(f"db:list takes no arguments, got {line.args[0]!r}")
+    job_factory = None if line.command == "db:list" else _job_factory(line)
     selected = stacks_mod.select(stacks_mod.discover(root), line.pattern, root)
     # Every selected stack's environment is read before the first one starts.
     envs = {s.name: builder.for_stack(s.env_file) for s in selected}
+    if job_factory is None:
+        from kompose_py.cli.listing import list_db_dumps
+
+        return list_db_dumps(selected, envs, sys.stdout, use_color(sys.stdout, inv.no_color))
 
     supervisor = Supervisor()
     report_stream = sys.stderr
@@ -118,7 +124,7 @@ def execute(inv: Invocation) -> int:
     shown_overrides = [mask_assignment(k, v) for k, v in overrides]
     if inv.network is not None:
         shown_overrides.insert(0, f"NETWORK_NAME={inv.network}")
-    job = job_factory(ctx, envs)
+    job = job_factory(ctx, envs, selected)
 
     def run_one(stack: Stack) -> StackResult:
         env = envs[stack.name]
@@ -141,17 +147,22 @@ def execute(inv: Invocation) -> int:
     return 1 if failed else 0
 
 
-JobFactory = Callable[[RunContext, dict[str, StackEnv]], Callable[[Stack], StackResult]]
+Job = Callable[[Stack], StackResult]
+JobFactory = Callable[[RunContext, dict[str, StackEnv], Sequence[Stack]], Job]
 
 
 def _job_factory(line: CommandLine) -> JobFactory:
-    """The function that runs COMMAND for one stack; unknown kompose commands fail here."""
+    """The function that runs COMMAND for one stack. Unknown kompose commands and bad
+    arguments of kompose commands fail here, before any stack starts."""
     if ":" not in line.command:
         args = (line.command, *line.args)
-        return lambda ctx, envs: lambda stack: run_compose(ctx, stack, envs[stack.name], args)
+        return lambda ctx, envs, selected: (
+            lambda stack: run_compose(ctx, stack, envs[stack.name], args))
     if line.command not in KOMPOSE_COMMANDS:
         close = difflib.get_close_matches(line.command, KOMPOSE_COMMANDS, n=1)
         raise UsageError(f"unknown kompose command {line.command!r}",
                          hint=f"did you mean {close[0]}?" if close
                          else "kompose commands: " + ", ".join(KOMPOSE_COMMANDS))
-    raise UsageError(f"{line.command} is not available yet")
+    from kompose_py.cli import dbcommands
+
+    return dbcommands.factory(line.command, line.args)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
+from collections.abc import Sequence
+
 from kompose_py import hooks, stacks
 from kompose_py.cli.output import Painter
 from kompose_py.dumps import find_dumps
-from kompose_py.envfiles import EnvBuilder
+from kompose_py.envfiles import EnvBuilder, StackEnv
+from kompose_py.stacks import Stack
 
 
 def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, color: bool) -> int:
@@ -32,4 +35,32 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
     extra = f"; root hooks: {', '.join(sorted(h.removeprefix('hook_') for h in root_hooks))}" \
         if root_hooks else ""
     out.write(f"{len(selected)} stack{'s' if len(selected) != 1 else ''} in {root}{extra}\n")
+    return 0
+
+
+def age(seconds: float) -> str:
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: TextIO,
+                  color: bool) -> int:
+    """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
+    from kompose_py.database import human_size, list_dumps
+
+    paint = Painter(color)
+    for stack in selected:
+        db, dumps = list_dumps(stack, envs[stack.name])
+        if db is None:
+            out.write(f"{paint('⊘', 'yellow')} {stack.name}: no DB_NAME in its .env\n")
+            continue
+        count = f"{len(dumps)} dump{'s' if len(dumps) != 1 else ''}"
+        out.write(paint(f"{stack.name} ({db.name}): {count}", "bold") + "\n")
+        for info in dumps:
+            out.write(f"  {info.dump.path.name}  {human_size(info.size):>9}  "
+                      f"{age(info.age_seconds)}\n")
     return 0

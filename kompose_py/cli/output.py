@@ -67,12 +67,16 @@ class HumanReporter:
         self.root = root
         self.prefix_lines = prefix_lines
         self.lock = threading.Lock()
+        self._progress_shown = False
 
     def _write(self, stack: str | None, text: str) -> None:
         lines = text.split("\n")
         if self.prefix_lines and stack:
             lines = [f"{self.paint(stack, 'cyan')} | {line}" for line in lines]
         with self.lock:
+            if self._progress_shown:
+                self.stream.write("\r\033[K")
+                self._progress_shown = False
             self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
 
@@ -151,8 +155,18 @@ class HumanReporter:
         else:
             where = f" at {result.failed_step}" if result.failed_step else ""
             why = describe_failure(result.status, result.exit_code)
+            said = f": {result.message}" if result.message and not result.steps else ""
             self._write(stack, f"{self.paint('✗', 'red')} {stack} {result.status}{where} "
-                               f"({why}, {seconds(result.duration)})")
+                               f"({why}, {seconds(result.duration)}){said}")
+
+    def progress(self, stack: str, size: int) -> None:
+        """A live byte counter on one terminal line, replaced by the next real line."""
+        from kompose_py.database import human_size
+
+        with self.lock:
+            self.stream.write(f"\r\033[K  {stack}: {human_size(size)} written")
+            self.stream.flush()
+            self._progress_shown = True
 
     # -- end of run -------------------------------------------------------------------
     def summary(self, results: Sequence[StackResult], elapsed: float) -> None:

@@ -1,16 +1,16 @@
 # Database hooks, as Kompose users write them: keep a schema snapshot beside every dump,
-# and show which dump is about to be loaded.
+# and show which dump is about to be loaded. db hooks get PGHOST, PGPORT, PGUSER, PGPASSWORD
+# and PGDATABASE, so pg_dump/psql here reach the same database as kompose, password-free argv.
 
 hook_pre_db_export() {
   echo "  exporting $DB_NAME from $DB_HOST"
 }
 
 hook_post_db_export() {
-  local dump=$1
+  local dump=$1 snapshot="${1%%.sql*}.schema.txt"
   # A schema-only snapshot next to the dump, for quick diffs between releases.
-  pg_dump --schema-only --no-owner -h "$DB_HOST" -p "${DB_PORT:-5432}" -U "$DB_USER" "$DB_NAME" \
-    >"${dump%%.sql*}.schema.txt"
-  echo "  schema snapshot: $(basename "${dump%%.sql*}.schema.txt")"
+  pg_dump --no-password --schema-only --no-owner >"$snapshot" || return
+  echo "  schema snapshot: $(basename "$snapshot")"
 }
 
 hook_pre_db_import() {

@@ -1,0 +1,497 @@
+"""Database operations against the real PostgreSQL server with a password role (SPEC.md §8)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from kompose_py.database import DbSettings, _publish
+from tests.conftest import COMPOSE, Postgres, make_stacks, run_kompose
+
+HOOKS = r"""
+log() { printf '%s|%s|%s\n' "$KOMPOSE_HOOK" "$PWD" "$*" >>"$HOOK_LOG"; }
+hook_pre_db_export() { log "$@"; }
+hook_post_db_export() { log "$@"; test -f "$1"; }
+hook_pre_db_import() { log "$@"; }
+hook_post_db_import() { log "$@"; }
+"""
+
+
+def dump_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".sql" in p.name)
+
+
+def db_root(tmp_path: Path, pg: Postgres, **stacks: str) -> Path:
+    """Stacks named by keyword, each with the given DB_NAME (empty: no database)."""
+    tree: dict = {}
+    for stack, name in stacks.items():
+        tree[stack] = {"compose.yaml": COMPOSE, "hooks.sh": HOOKS}
+        if name:
+            tree[stack][".env"] = pg.env_text(name)
+    return make_stacks(tmp_path / "root", tree)
+
+
+def kompose(root: Path, *args: str, log: Path | None = None, **kw):
+    env = {"HOOK_LOG": str(log or root.parent / "hooks.log"), **kw.pop("env", {})}
+    return run_kompose("--root", str(root), *args, env=env, **kw)
+
+
+# -- which stacks ---------------------------------------------------------------------------
+def test_only_stacks_with_their_own_db_name_are_database_stacks(tmp_path: Path,
+                                                                pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name)
+    root = db_root(tmp_path, pg, shop=name, web="")
+    # A DB_NAME in the root .env is a shared default, not a database of every stack.
+    (root / ".env").write_text(f"DB_NAME={name}\n")
+    r = kompose(root, "*", "db:export")
+    assert r.code == 0, r.err
+    assert "⊘ web skipped: no DB_NAME in its .env" in r.err
+    assert "Summary: 1 succeeded, 0 failed, 1 skipped out of 2 stacks" in r.err
+    assert len(dump_files(root / "shop")) == 1
+    assert dump_files(root / "web") == []
+    # -e DB_NAME makes a stack a database stack, with the connection from the merged env.
+    (root / ".env").write_text(pg.env_text("unused").replace("DB_NAME=unused\n", ""))
+    r = kompose(root, "-e", f"DB_NAME={name}", "web", "db:export")
+    assert r.code == 0, r.err
+    assert len(dump_files(root / "web")) == 1
+
+
+# -- export ---------------------------------------------------------------------------------
+def test_export_names_reports_and_runs_hooks(tmp_path: Path, pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name, rows=500)
+    root = db_root(tmp_path, pg, shop=name)
+    log = tmp_path / "hooks.log"
+    r = kompose(root, "shop", "db:export", log=log)
+    assert r.code == 0, r.err
+    (dump,) = dump_files(root / "shop")
+    stamp = dump.removeprefix(f"{name}_").removesuffix(".sql")
+    assert abs((datetime.strptime(stamp, "%Y%m%d_%H%M%S") - datetime.now()).total_seconds()) < 60
+    assert f"wrote {dump} (" in r.err and " KB in " in r.err
+    assert "PGPASSWORD=*** pg_dump --no-password -h" in r.err
+    assert "INSERT" not in (root / "shop" / dump).read_text()[:0]  # plain SQL, COPY format
+    assert "COPY public.items" in (root / "shop" / dump).read_text()
+    assert log.read_text().splitlines() == [
+        f"hook_pre_db_export|{root / 'shop'}|",
+        f"hook_post_db_export|{root / 'shop'}|{root / 'shop' / dump}",
+    ]
+    # Nothing temporary is left behind.
+    assert [p.name for p in (root / "shop").iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_two_exports_in_one_second_both_survive(tmp_path: Path, pg: Postgres) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    db = DbSettings("shop", "h", "1", "u", None, "postgres")
+    when = datetime(2025, 10, 8, 6, 50, 1)
+    paths = []
+    for content in (b"first", b"second"):
+        tmp = folder / f".tmp-{content.decode()}"
+        tmp.write_bytes(content)
+        paths.append(_publish(tmp, db, folder, when, compressed=False))
+    assert [p.name for p in paths] == ["shop_20251008_065001.sql", "shop_20251008_065001_2.sql"]
+    assert [p.read_bytes() for p in paths] == [b"first", b"second"]
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in paths]
+    # And for real, back to back through the CLI: two files, none overwritten.
+    name = pg.new_name()
+    pg.create(name)
+    root = db_root(tmp_path, pg, shop=name)
+    for _ in range(2):
+        assert kompose(root, "shop", "db:export").code == 0
+    assert len(dump_files(root / "shop")) == 2
+
+
+@pytest.mark.parametrize("fault", ["wrong password", "missing database", "unreachable",
+                                   "no pg_dump"])
+def test_failed_export_leaves_no_dump_and_says_one_clear_line(tmp_path: Path, pg: Postgres,
+                                                              fault: str) -> None:
+    name = pg.new_name()
+    pg.create(name)
+    root = db_root(tmp_path, pg, shop=name)
+    env_file = root / "shop" / ".env"
+    text = env_file.read_text()
+    env: dict[str, str] = {}
+    expected = ""
+    if fault == "wrong password":
+        env_file.write_text(text.replace(f"DB_PASSWORD={pg.password}", "DB_PASSWORD=WrongPw-9"))
+        expected = f"cannot connect to {pg.host}:{pg.port} as {pg.user}:"
+    elif fault == "missing database":
+        env_file.write_text(text.replace(f"DB_NAME={name}", "DB_NAME=kt_does_not_exist"))
+        expected = "database 'kt_does_not_exist' does not exist"
+    elif fault == "unreachable":
+        env_file.write_text(text.replace(f"DB_PORT={pg.port}", "DB_PORT=1"))
+        expected = f"cannot connect to {pg.host}:1 as {pg.user}:"
+    else:
+        bin_dir = tmp_path / "bin-without-pg"  # bash only: /bin holds pg_dump on Debian
+        bin_dir.mkdir()
+        (bin_dir / "bash").symlink_to("/bin/bash")
+        env = {"PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}"}
+        expected = "cannot run pg_dump: program not found"
+    r = kompose(root, "shop", "db:export", env=env)
+    assert r.code == 1
+    assert expected in r.err
+    assert "Traceback" not in r.err
+    assert "WrongPw-9" not in r.err + r.out and pg.password not in r.err + r.out
+    summary_lines = [x for x in r.err.splitlines() if x.startswith("  ✗ shop")]
+    assert len(summary_lines) == 1 and expected in summary_lines[0]
+    assert dump_files(root / "shop") == []
+    assert "hook_post_db_export" not in (tmp_path / "hooks.log").read_text()
+
+
+def test_export_killed_mid_way_leaves_nothing_and_password_is_never_in_argv(
+        tmp_path: Path, pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name, rows=10)
+    with pg.connect(name) as conn:  # enough data that pg_dump runs for a while
+        conn.execute("INSERT INTO items SELECT g, repeat('x', 400) FROM "
+                     "generate_series(11, 400000) g")
+    root = db_root(tmp_path, pg, shop=name)
+    proc = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root), "shop",
+                             "db:export"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "HOOK_LOG": str(tmp_path / "hooks.log")})
+    pid = None
+    deadline = time.monotonic() + 30
+    while pid is None and time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if argv[0].endswith(b"pg_dump") and str(root).encode() in \
+                        os.readlink(entry / "cwd").encode():
+                    pid = int(entry.name)
+                    environ = (entry / "environ").read_bytes().split(b"\0")
+                    break
+            except OSError:
+                continue
+        time.sleep(0.01)
+    assert pid is not None, "pg_dump was never seen running"
+    assert pg.password.encode() not in b" ".join(argv)
+    assert f"PGPASSWORD={pg.password}".encode() in environ
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "pg_dump ✗ exit 137" in err.decode()
+    assert dump_files(root / "shop") == []
+    assert pg.password not in (out + err).decode()
+
+
+def test_compressed_export_imports_back(tmp_path: Path, pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name, rows=300)
+    before = pg.rows(name)
+    root = db_root(tmp_path, pg, shop=name)
+    r = kompose(root, "shop", "db:export", "--compress")
+    assert r.code == 0, r.err
+    (dump,) = dump_files(root / "shop")
+    assert dump.endswith(".sql.gz")
+    assert b"COPY public.items" in gzip.decompress((root / "shop" / dump).read_bytes())
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 5")
+    r = kompose(root, "shop", "db:import")
+    assert r.code == 0, r.err
+    assert pg.rows(name) == before
+
+
+def test_live_byte_counter_on_a_terminal(tmp_path: Path, pg: Postgres) -> None:
+    import pty
+
+    name = pg.new_name()
+    pg.create(name, rows=10)
+    with pg.connect(name) as conn:
+        conn.execute("INSERT INTO items SELECT g, repeat('y', 500) FROM "
+                     "generate_series(11, 600000) g")
+    root = db_root(tmp_path, pg, shop=name)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root), "shop",
+                             "db:export"], stdin=follower, stdout=follower, stderr=follower,
+                            env={**os.environ, "HOOK_LOG": str(tmp_path / "log")})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 0
+    shown = b"".join(chunks).decode()
+    assert "shop: " in shown and " MB written" in shown
+
+
+# -- import ---------------------------------------------------------------------------------
+def test_import_picks_newest_by_name_not_mtime(tmp_path: Path, pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name, rows=3)
+    root = db_root(tmp_path, pg, shop=name)
+    folder = root / "shop"
+    assert kompose(root, "shop", "db:export").code == 0
+    (real,) = dump_files(folder)
+    newest = folder / f"{name}_29991231_235959.sql"
+    newest.write_text((folder / real).read_text().replace("item 3", "from the newest"))
+    older = folder / f"{name}_20000101_000000.sql"
+    older.write_text("this is not SQL at all;")
+    os.utime(older, (time.time() + 3600, time.time() + 3600))  # newest mtime, oldest name
+    r = kompose(root, "shop", "db:import")
+    assert r.code == 0, r.err
+    assert pg.rows(name)[-1] == (3, "from the newest")
+    assert f"hook_pre_db_import|{folder}|{newest}" in (tmp_path / "hooks.log").read_text()
+
+
+def test_explicit_file_only_for_one_stack(tmp_path: Path, pg: Postgres) -> None:
+    a, b = pg.new_name(), pg.new_name()
+    pg.create(a, rows=2)
+    pg.create(b, rows=2)
+    root = db_root(tmp_path, pg, shop=a, blog=b)
+    assert kompose(root, "shop", "db:export").code == 0
+    (dump,) = dump_files(root / "shop")
+    r = kompose(root, "*", "db:import", f"shop/{dump}")
+    assert r.code == 2
+    assert "a dump file can go to one stack only, and the pattern selects 2 (blog, shop)" in r.err
+    assert not (tmp_path / "hooks.log").exists() or "import" not in \
+        (tmp_path / "hooks.log").read_text()
+    r = kompose(root, "shop", "db:import", "shop/nope.sql")
+    assert r.code == 2 and "dump file 'shop/nope.sql' not found" in r.err
+    # Relative to the root (as kompose.sh users type it), into a stack of another name.
+    with pg.connect(b) as conn:
+        conn.execute("DELETE FROM items")
+    r = kompose(root, "blog", "db:import", f"shop/{dump}")
+    assert r.code == 0, r.err
+    assert pg.rows(b) == pg.rows(a)
+
+
+FAULTY_DUMPS = {
+    "error near the end": lambda good: good.replace(
+        "\\.\n", "\\.\n\nINSERT INTO items VALUES (1, 'duplicate key at the very end');\n", 1),
+    "another schema": lambda good: "CREATE TABLE other (x int);\n"
+                                   "INSERT INTO missing_table VALUES (1);\n",
+    "truncated gzip": None,
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTY_DUMPS))
+def test_failed_import_leaves_target_exactly_as_it_was(tmp_path: Path, pg: Postgres,
+                                                       fault: str) -> None:
+    name = pg.new_name()
+    pg.create(name, rows=50)
+    root = db_root(tmp_path, pg, shop=name)
+    folder = root / "shop"
+    assert kompose(root, "shop", "db:export").code == 0
+    (good,) = dump_files(folder)
+    with pg.connect(name) as conn:
+        conn.execute("UPDATE items SET label = 'changed since the dump' WHERE id <= 10")
+    before = pg.rows(name)
+    bad = folder / f"{name}_29990101_000000.sql"
+    text = (folder / good).read_text()
+    make = FAULTY_DUMPS[fault]
+    if make is None:
+        bad = bad.with_name(bad.name + ".gz")
+        data = gzip.compress(text.encode())
+        bad.write_bytes(data[: len(data) // 2])
+    else:
+        bad.write_text(make(text))
+    dbs_before = pg.databases()
+    r = kompose(root, "shop", "db:import")
+    assert r.code == 1, r.err
+    assert pg.rows(name) == before
+    assert pg.databases() == dbs_before  # no scratch database left behind
+    log = (tmp_path / "hooks.log").read_text()
+    assert "hook_pre_db_import" in log and "hook_post_db_import" not in log
+    if fault == "truncated gzip":
+        assert "reading input failed" in r.err
+    else:
+        assert "the dump did not load: psql:" in r.err and "ERROR:" in r.err
+
+
+def test_import_does_not_wait_forever_for_connected_clients(tmp_path: Path,
+                                                            pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name, rows=20)
+    root = db_root(tmp_path, pg, shop=name)
+    assert kompose(root, "shop", "db:export").code == 0
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 1")
+    client = pg.connect(name)  # an application holding a session on the target
+    client.execute("SELECT 1")
+    stop = threading.Event()
+
+    def reconnecting_app() -> None:  # and one that keeps coming back
+        while not stop.is_set():
+            try:
+                with pg.connect(name) as c:
+                    c.execute("SELECT pg_sleep(0.05)")
+            except Exception:  # noqa: BLE001, S110 - refused while the swap runs: expected
+                pass
+
+    worker = threading.Thread(target=reconnecting_app)
+    worker.start()
+    try:
+        started = time.monotonic()
+        r = kompose(root, "shop", "db:import", timeout=120)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        worker.join()
+    assert r.code == 0, r.err
+    assert elapsed < 60
+    assert len(pg.rows(name)) == 20
+    with pytest.raises(Exception):  # noqa: B017, PT011 - its session was ended
+        client.execute("SELECT 1")
+    client.close()
+
+
+@pytest.mark.parametrize("stem", ["Shop-DB", "with space", "quo\"te'd", "x\"; DROP DATABASE y; --",
+                                  "a=b"])
+def test_awkward_database_names_work_and_are_never_injected(tmp_path: Path, pg: Postgres,
+                                                            stem: str) -> None:
+    name = pg.new_name(stem)
+    pg.create(name, rows=7)
+    root = make_stacks(tmp_path / "root", {"shop": {"compose.yaml": COMPOSE}})
+    env = {"HOOK_LOG": str(tmp_path / "log")}
+    conn_args = ["-e", f"DB_HOST={pg.host}", "-e", f"DB_PORT={pg.port}", "-e",
+                 f"DB_USER={pg.user}", "-e", f"DB_PASSWORD={pg.password}", "-e", f"DB_NAME={name}"]
+    r = run_kompose("--root", str(root), *conn_args, "shop", "db:export", env=env)
+    assert r.code == 0, r.err
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items")
+    r = run_kompose("--root", str(root), *conn_args, "shop", "db:import", env=env)
+    assert r.code == 0, r.err
+    assert len(pg.rows(name)) == 7
+    assert "postgres" in pg.databases()
+
+
+# -- cleanup and list -----------------------------------------------------------------------
+def test_cleanup_keeps_newest_by_name_and_touches_nothing_else(tmp_path: Path,
+                                                               pg: Postgres) -> None:
+    root = db_root(tmp_path, pg, shop="shopdb")
+    folder = root / "shop"
+    names = ["shopdb_20240101_000000.sql", "shopdb_20250101_000000.sql.gz",
+             "shopdb_20250101_000000_2.sql", "shopdb_20230101_000000.sql"]
+    for i, n in enumerate(names):
+        (folder / n).write_text(n)
+        os.utime(folder / n, (1e9 + (10 - i) * 1000, 1e9 + (10 - i) * 1000))
+    others = ["notes.txt", "shopdb_20260101_000000.schema.txt", "otherdb_20200101_000000.sql",
+              ".shopdb_20990101_000000.sql.1234.partial", "shopdb_latest.sql"]
+    for n in others:
+        (folder / n).write_text("keep me")
+    r = kompose(root, "shop", "db:cleanup", "--dry-run", "--keep", "2")
+    assert r.code == 0
+    assert "would delete shopdb_20230101_000000.sql" in r.err
+    assert len(list(folder.iterdir())) == len(names) + len(others) + 3  # nothing deleted
+    r = kompose(root, "shop", "db:cleanup", "--keep=2")
+    assert r.code == 0, r.err
+    left = sorted(p.name for p in folder.iterdir())
+    assert "shopdb_20250101_000000_2.sql" in left and "shopdb_20250101_000000.sql.gz" in left
+    assert "shopdb_20240101_000000.sql" not in left and "shopdb_20230101_000000.sql" not in left
+    assert all(n in left for n in others)
+    r = kompose(root, "shop", "db:cleanup")  # default: keep 1
+    assert r.code == 0
+    assert [n for n in os.listdir(folder) if n.startswith("shopdb_2") and ".sql" in n
+            and "schema" not in n] == ["shopdb_20250101_000000_2.sql"]
+    for bad in (["--keep", "0"], ["--keep", "x"], ["--bogus"]):
+        assert kompose(root, "shop", "db:cleanup", *bad).code == 2
+
+
+def test_db_list_shows_size_and_age(tmp_path: Path, pg: Postgres) -> None:
+    root = db_root(tmp_path, pg, shop="shopdb", web="")
+    (root / "shop" / "shopdb_20240101_000000.sql").write_bytes(b"x" * 2048)
+    r = kompose(root, "*", "db:list")
+    assert r.code == 0
+    assert "shop (shopdb): 1 dump" in r.out
+    line = next(x for x in r.out.splitlines() if "shopdb_20240101_000000.sql" in x)
+    assert "2.0 KB" in line and "d ago" in line
+    assert "web: no DB_NAME" in r.out
+
+
+# -- hooks, locking, dry-run ----------------------------------------------------------------
+def test_failing_pre_hook_stops_the_operation(tmp_path: Path, pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name)
+    root = db_root(tmp_path, pg, shop=name)
+    (root / "shop" / "hooks.sh").write_text("hook_pre_db_export() { echo refusing >&2; return 4; }"
+                                            "\nhook_post_db_export() { touch post-ran; }\n")
+    r = kompose(root, "shop", "db:export")
+    assert r.code == 1
+    assert "✗ shop failed at pre (exit 4" in r.err
+    assert dump_files(root / "shop") == []
+    assert not (root / "shop" / "post-ran").exists()
+
+
+def test_second_kompose_on_the_same_stack_fails_at_once(tmp_path: Path, pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name)
+    root = db_root(tmp_path, pg, shop=name)
+    (root / "shop" / "hooks.sh").write_text("hook_pre_db_export() { touch started; sleep 4; }\n")
+    first = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root), "shop",
+                              "db:export"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not (root / "shop" / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for command in ("db:import", "db:export"):
+        started = time.monotonic()
+        second = kompose(root, "shop", command)
+        assert time.monotonic() - started < 3
+        assert second.code == 1
+        assert f"shop is busy: kompose db:export (pid {first.pid}" in second.err
+    assert first.wait(timeout=60) == 0
+    assert len(dump_files(root / "shop")) == 1
+
+
+def test_dry_run_touches_neither_files_nor_databases(tmp_path: Path, pg: Postgres) -> None:
+    name = pg.new_name()
+    pg.create(name, rows=5)
+    root = db_root(tmp_path, pg, shop=name)
+    (root / "shop" / f"{name}_20250101_000000.sql").write_text("SELECT 1;")
+    before_files = sorted(os.listdir(root / "shop"))
+    before_dbs = pg.databases()
+    for command in ("db:export", "db:import", "db:cleanup"):
+        r = kompose(root, "-n", "shop", command)
+        assert r.code == 0, r.err
+        assert pg.password not in r.err + r.out
+    assert sorted(os.listdir(root / "shop")) == before_files
+    assert pg.databases() == before_dbs
+    assert not (tmp_path / "hooks.log").exists()
+    r = kompose(root, "-n", "shop", "db:import")
+    assert "PGPASSWORD=*** psql --no-password" in r.err
+    assert "ON_ERROR_STOP=1 --single-transaction" in r.err
+    assert f'SQL: CREATE DATABASE "{name}_kompose_new_' in r.err
+    assert f'SQL: ALTER DATABASE "{name}" RENAME TO "{name}_kompose_old_' in r.err
+    r = kompose(root, "-n", "shop", "db:export")
+    assert "PGPASSWORD=*** pg_dump --no-password" in r.err
+
+
+def test_example_database_stack_end_to_end(tmp_path: Path, pg: Postgres) -> None:
+    """stacks/db as shipped: all four hooks, a schema snapshot beside each dump."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    root = tmp_path / "examples"
+    shutil.copytree(REPO / "stacks", root, ignore=shutil.ignore_patterns("*.sql*", "*.txt",
+                                                                         ".kompose.lock"))
+    name = pg.new_name("example")
+    pg.create(name, rows=4)
+    conn_args = ["-e", f"DB_NAME={name}", "-e", f"DB_USER={pg.user}", "-e",
+                 f"DB_PASSWORD={pg.password}", "-e", f"DB_HOST={pg.host}", "-e",
+                 f"DB_PORT={pg.port}"]
+    r = run_kompose("--root", str(root), *conn_args, "db", "db:export")
+    assert r.code == 0, r.err
+    assert "schema snapshot:" in r.out
+    snapshots = list((root / "db").glob("*.schema.txt"))
+    assert len(snapshots) == 1 and "CREATE TABLE public.items" in snapshots[0].read_text()
+    r = run_kompose("--root", str(root), *conn_args, "db", "db:import")
+    assert r.code == 0, r.err
+    assert f"newest schema snapshot: ./{snapshots[0].name}" in r.out
+    assert f"{name} now holds" in r.out

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
-
-from collections.abc import Sequence
 
 from kompose_py import hooks, stacks
 from kompose_py.cli.output import Painter

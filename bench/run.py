@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.conftest import drop_database  # noqa: E402 - the same retrying drop as the tests
+
 PY = sys.executable
 KOMPOSE = [PY, "-m", "kompose_py"]
 
@@ -98,7 +101,131 @@ def startup(runs: int) -> list[Row]:
     return rows
 
 
-FIGURES: dict[str, Callable[[int], list[Row]]] = {"startup": startup}
+# -- database -------------------------------------------------------------------------------
+PG = {"host": os.environ.get("KOMPOSE_TEST_PGHOST", "127.0.0.1"),
+      "port": os.environ.get("KOMPOSE_TEST_PGPORT", "5432"),
+      "user": os.environ.get("KOMPOSE_TEST_PGUSER", "kompose_test"),
+      "password": os.environ.get("KOMPOSE_TEST_PGPASSWORD", "kompose-test-pw")}
+DB_SIZE_MB = int(os.environ.get("KOMPOSE_BENCH_DB_MB", "520"))
+
+
+def peak_rss_run(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run ``argv``; return its wall time and its own peak RSS in KiB (VmHWM of that one
+    process, children not included), sampled from /proc until it exits."""
+    start = time.perf_counter()
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - read after the process ends
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    peak = 0
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        errors.seek(0)
+        tail = errors.read().decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{argv} failed with {proc.returncode}:\n{tail}")
+    return elapsed, peak
+
+
+def database(runs: int) -> list[Row]:
+    import psycopg
+
+    runs = max(3, min(runs, 5))  # each run moves half a gigabyte
+    env = {**os.environ, "PGPASSWORD": PG["password"], "NO_COLOR": "1"}
+    admin = psycopg.connect(host=PG["host"], port=PG["port"], user=PG["user"],
+                            password=PG["password"], dbname="postgres", autocommit=True)
+    src = "kompose_bench_src"
+    exists = admin.execute("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s",
+                           (src,)).fetchone()
+    if not exists or exists[0] < DB_SIZE_MB * 1024 * 1024:
+        print(f"bench: generating a {DB_SIZE_MB} MB database (once) ...", file=sys.stderr)
+        drop_database(admin, src)
+        admin.execute(f"CREATE DATABASE {src}")
+        with psycopg.connect(host=PG["host"], port=PG["port"], user=PG["user"],
+                             password=PG["password"], dbname=src, autocommit=True) as conn:
+            conn.execute("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, "
+                         "kind text, payload text)")
+            rows = DB_SIZE_MB * 1024 * 1024 // 190
+            step = 500_000
+            for lo in range(0, rows, step):
+                conn.execute("INSERT INTO events SELECT g, now() - g * interval '1 second', "
+                             "'kind-' || (g %% 17), md5(g::text) || repeat(md5((g*7)::text), 3) "
+                             "FROM generate_series(%s, %s) g", (lo + 1, min(rows, lo + step)))
+            conn.execute("VACUUM ANALYZE events")
+    size = admin.execute("SELECT pg_database_size(%s)", (src,)).fetchone()[0]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(dir=REPO / "bench") as tmp:
+        root = Path(tmp)
+        stack = root / "bench"
+        stack.mkdir()
+        (stack / "compose.yaml").write_text("services: {}\n")
+        (stack / ".env").write_text(
+            f"DB_NAME={src}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\n"
+            f"DB_USER={PG['user']}\nDB_PASSWORD={PG['password']}\n")
+        plain = root / "plain.sql"
+        base = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "--no-password"]
+
+        def kompose_export() -> float:
+            for old in stack.glob(f"{src}_*.sql"):
+                old.unlink()
+            t, peak = peak_rss_run([*KOMPOSE, "--root", str(root), "bench", "db:export"], env)
+            peaks.append(peak)
+            return t
+
+        def plain_export() -> float:
+            start = time.perf_counter()
+            with open(plain, "wb") as out:
+                subprocess.run(["pg_dump", *base, "-d", src], stdout=out, env=env, check=True)
+            return time.perf_counter() - start
+
+        peaks: list[int] = []
+        exp_k, exp_b = side_by_side(kompose_export, plain_export, runs, warmup=0)
+        dump_size = plain.stat().st_size
+        rows.append(Row(f"db:export {size / 2**20:.0f} MB db ({dump_size / 2**20:.0f} MB dump) "
+                        "vs pg_dump > file", f"{exp_k:.2f} s", f"{exp_b:.2f} s",
+                        f"{exp_k / exp_b:.3f}x", "<= 1.05x", exp_k / exp_b <= 1.05))
+        export_peak = max(peaks)
+        peaks.clear()
+        target = "kompose_bench_target"
+        drop_database(admin, target)
+        admin.execute(f"CREATE DATABASE {target}")
+        (stack / ".env").write_text((stack / ".env").read_text().replace(src, target))
+        dump = stack / f"{target}_20000101_000000.sql"
+        plain.rename(dump)
+        scratch = "kompose_bench_psql"
+
+        def kompose_import() -> float:
+            t, peak = peak_rss_run([*KOMPOSE, "--root", str(root), "bench", "db:import"], env)
+            peaks.append(peak)
+            return t
+
+        def plain_import() -> float:
+            drop_database(admin, scratch)
+            admin.execute(f"CREATE DATABASE {scratch}")
+            t = timed(["psql", *base, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                       "-d", scratch, "-f", str(dump)], env=env)
+            return t
+
+        imp_k, imp_b = side_by_side(kompose_import, plain_import, runs, warmup=0)
+        drop_database(admin, scratch)
+        drop_database(admin, target)
+        rows.append(Row("db:import of that dump vs psql -1 -f", f"{imp_k:.2f} s",
+                        f"{imp_b:.2f} s", f"{imp_k / imp_b:.3f}x", "<= 1.15x",
+                        imp_k / imp_b <= 1.15))
+        rows.append(Row("kompose peak RSS, export / import", f"{export_peak / 1024:.1f} MB / "
+                        f"{max(peaks) / 1024:.1f} MB", "-", "-", "< 80 MB",
+                        max(export_peak, *peaks) < 80 * 1024))
+    admin.close()
+    return rows
+
+
+FIGURES: dict[str, Callable[[int], list[Row]]] = {"startup": startup, "db": database}
 
 
 def have_docker() -> bool:

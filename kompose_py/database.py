@@ -403,8 +403,7 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None) -> 
             finally:
                 if not ctx.dry_run and admin.database_exists(scratch):
                     # Whatever happened, no scratch database outlives the import.
-                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(scratch)))
+                    drop(admin, scratch)
         finally:
             admin.close()
         if run.result.status == "success" and not ctx.dry_run:
@@ -458,18 +457,7 @@ def swap_in(admin: ServerAdmin | PlanAdmin, target: str, scratch: str, aside: st
     # ended again, for at most SWAP_WAIT_SECONDS.
     admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(tgt))
     try:
-        deadline = time.monotonic() + SWAP_WAIT_SECONDS
-        while True:
-            admin.execute(sql.SQL(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = {} AND pid <> pg_backend_pid()").format(sql.Literal(target)))
-            try:
-                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(tgt, old))
-                break
-            except StepError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        _retry(admin, target, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(tgt, old))
     except StepError:
         with contextlib.suppress(StepError):
             admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(tgt))
@@ -481,7 +469,41 @@ def swap_in(admin: ServerAdmin | PlanAdmin, target: str, scratch: str, aside: st
             admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(old, tgt))
             admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(tgt))
         raise
-    admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(old))
+    drop(admin, aside)
+
+
+def _terminate(admin: ServerAdmin | PlanAdmin, database: str) -> None:
+    """End the sessions on ``database`` that this role may end. (Not DROP ... WITH (FORCE):
+    for a non-superuser that fails outright when an autovacuum worker is on the database,
+    which a freshly loaded one often has; a plain DROP stops autovacuum by itself.)"""
+    from psycopg import sql
+
+    admin.execute(sql.SQL(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {}"
+        " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        " AND pg_has_role(usesysid, 'MEMBER')").format(sql.Literal(database)))
+
+
+def _retry(admin: ServerAdmin | PlanAdmin, database: str, statement: psql_sql.Composed) -> None:
+    """End sessions on ``database`` and run ``statement``; again while sessions come back,
+    for at most SWAP_WAIT_SECONDS, so a reconnecting client cannot block it forever."""
+    deadline = time.monotonic() + SWAP_WAIT_SECONDS
+    while True:
+        _terminate(admin, database)
+        try:
+            admin.execute(statement)
+            return
+        except StepError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def drop(admin: ServerAdmin | PlanAdmin, database: str) -> None:
+    from psycopg import sql
+
+    _retry(admin, database, sql.SQL("DROP DATABASE IF EXISTS {}").format(
+        sql.Identifier(database)))
 
 
 # -- cleanup and list ---------------------------------------------------------------------

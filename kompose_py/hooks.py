@@ -59,18 +59,24 @@ def function_name(phase: str, command: str) -> str:
 
 
 @cache
-def _defined(path: Path, mtime_ns: int) -> frozenset[str]:
+def _definitions(path: Path, mtime_ns: int) -> tuple[tuple[str, int], ...]:
     text = path.read_text(encoding="utf-8", errors="replace")
-    return frozenset(a or b for a, b in _DEFINITION.findall(text))
+    return tuple((m[1] or m[2], text.count("\n", 0, m.start()) + 1)
+                 for m in _DEFINITION.finditer(text))
 
 
-def defined_functions(path: Path) -> frozenset[str]:
-    """The ``hook_*`` functions a file defines, found by reading it (never by running it)."""
+def definitions(path: Path) -> tuple[tuple[str, int], ...]:
+    """``(function, line)`` of every ``hook_*`` definition, found by reading the file
+    (never by running it)."""
     try:
         stat = path.stat()
     except FileNotFoundError:
-        return frozenset()
-    return _defined(path, stat.st_mtime_ns)
+        return ()
+    return _definitions(path, stat.st_mtime_ns)
+
+
+def defined_functions(path: Path) -> frozenset[str]:
+    return frozenset(name for name, _ in definitions(path))
 
 
 def hooks_for(phase: str, command: str, root_file: Path, stack_file: Path) -> list[Hook]:

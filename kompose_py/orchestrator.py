@@ -12,7 +12,8 @@ Job = Callable[[Stack], StackResult]
 
 
 def run_all(stacks: Sequence[Stack], job: Job, supervisor: Supervisor,
-            fail_fast: bool = False) -> list[StackResult]:
+            fail_fast: bool = False,
+            not_run: Callable[[StackResult], None] = lambda result: None) -> list[StackResult]:
     """Every stack is attempted (a failure does not stop the run) unless fail-fast or Ctrl-C."""
     results: list[StackResult] = []
     stop_reason: str | None = None
@@ -21,6 +22,7 @@ def run_all(stacks: Sequence[Stack], job: Job, supervisor: Supervisor,
             stop_reason = stop_reason or "interrupted"
         if stop_reason:
             results.append(StackResult(stack.name, "not run", message=stop_reason))
+            not_run(results[-1])
             continue
         result = job(stack)
         results.append(result)

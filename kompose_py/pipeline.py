@@ -136,6 +136,9 @@ class StackRun:
         ok = True
         for hook in hooks.hooks_for(phase, self.command, self.ctx.root_hooks,
                                     self.stack.hooks_file):
+            if phase in ("pre", "post") and self.ctx.runner.supervisor.cancelled.is_set():
+                self.mark_cancelled()
+                return False
             short = hook.function.removeprefix("hook_")
             self.ctx.reporter.hook_start(self.stack.name, short, hook.scope,
                                          [self.mask(mask_argument(a)) for a in args],
@@ -147,12 +150,22 @@ class StackRun:
             self.record(StepResult(short, "hook", outcome.status, outcome.exit_code,
                                    outcome.duration, hook.scope, outcome.error), phase)
             if phase == "pre" and outcome.ok and not self.ctx.dry_run:
-                self._absorb_env_file()
+                try:
+                    self._absorb_env_file()
+                except KomposeError as exc:
+                    self.fail(f"$KOMPOSE_ENV_FILE written by {hook.function}: {exc.message}",
+                              phase="pre")
+                    return False
             if not outcome.ok:
                 ok = False
                 if phase in ("pre", "post"):
                     break
         return ok
+
+    def mark_cancelled(self) -> None:
+        if self.result.status == "success":
+            self.result.status = "cancelled"
+            self.result.exit_code = 130
 
     def _absorb_env_file(self) -> None:
         """KEY=VALUE lines a pre hook wrote to $KOMPOSE_ENV_FILE join this stack's env."""
@@ -174,18 +187,22 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
         fd, name = tempfile.mkstemp(prefix="kompose-env-", suffix=".env")
         os.close(fd)
         run.env_file = Path(name)
+    cancelled = ctx.runner.supervisor.cancelled
+
+    def still_going() -> bool:
+        """After Ctrl-C no further step of the pre → command → post chain starts."""
+        if cancelled.is_set():
+            run.mark_cancelled()
+        return run.result.status == "success"
+
     try:
-        if run.run_hooks("pre", hook_args(run, "pre")):
-            if ctx.runner.supervisor.cancelled.is_set():
-                run.result.status = "cancelled"
-                run.result.exit_code = 130
-            else:
-                try:
-                    main(run)
-                except KomposeError as exc:
-                    run.fail(exc.message if not exc.hint else f"{exc.message} ({exc.hint})")
-                if run.result.status == "success":
-                    run.run_hooks("post", hook_args(run, "post"))
+        if run.run_hooks("pre", hook_args(run, "pre")) and still_going():
+            try:
+                main(run)
+            except KomposeError as exc:
+                run.fail(exc.message if not exc.hint else f"{exc.message} ({exc.hint})")
+            if still_going():
+                run.run_hooks("post", hook_args(run, "post"))
         if run.result.status != "success":
             run.run_hooks("error", hook_args(run, "error"))
         elif ctx.dry_run:

@@ -43,8 +43,10 @@ class Command:
     # "inherit": kompose's stdout; "null": discarded; a Path: a new file (pg_dump writes the
     # dump there; the file must not exist yet).
     stdout: Literal["inherit", "null"] | Path = "inherit"
-    # Keep the last lines of stderr for the error message (still shown live).
+    # Keep the last lines of stderr for the error message (shown live unless echo_stderr
+    # is off).
     capture_stderr: bool = False
+    echo_stderr: bool = True
     timeout: float | None = None
     # Keep the terminal: run in kompose's own process group so a TTY, job control and
     # Ctrl-C behave as if the user ran the command directly (exec, run, logs -f).
@@ -81,8 +83,9 @@ class Supervisor:
             self._signal_all(signal.SIGKILL)
             os._exit(130)
         self.cancelled.set()
-        sys.stderr.write("\nkompose: interrupted; finishing error and finally hooks "
-                         "(Ctrl-C again to stop at once)\n")
+        # os.write, not sys.stderr: the handler may interrupt a buffered write in progress.
+        os.write(2, b"\nkompose: interrupted; running error and finally hooks "
+                    b"(Ctrl-C again to stop at once)\n")
         self._signal_all(signal.SIGINT)
 
     def _signal_all(self, sig: int) -> None:
@@ -185,7 +188,8 @@ class Runner:
         threads = []
         feed_error: list[BaseException] = []
         if proc.stderr is not None:
-            threads.append(threading.Thread(target=_relay_stderr, args=(proc.stderr, tail),
+            threads.append(threading.Thread(target=_relay_stderr,
+                                            args=(proc.stderr, tail, cmd.echo_stderr),
                                             daemon=True))
         if cmd.feeder is not None and proc.stdin is not None:
             threads.append(threading.Thread(
@@ -225,13 +229,14 @@ class Runner:
         return Outcome(status, exit_code, duration, error, tuple(tail))
 
 
-def _relay_stderr(pipe: IO[bytes], tail: deque[str]) -> None:
+def _relay_stderr(pipe: IO[bytes], tail: deque[str], echo: bool) -> None:
     """Show the child's stderr live, line by line, and keep its last lines."""
     out = sys.stderr
     for raw in iter(pipe.readline, b""):
         line = raw.decode(errors="replace")
-        out.write(line)
-        out.flush()
+        if echo:
+            out.write(line)
+            out.flush()
         if line.strip():
             tail.append(line.rstrip("\n"))
     pipe.close()

@@ -207,10 +207,26 @@ def pg() -> Iterator[Postgres]:
         _missing(f"a PostgreSQL server with role {PG['user']} on {PG['host']}:{PG['port']} "
                  f"({type(exc).__name__}; run scripts/setup-env.sh)")
     yield server
-    from psycopg import sql
 
     with server.connect() as conn:
         for name in server.databases():
             if any(name == c or name.startswith(c[:40] + "_kompose_") for c in server.created):
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
+                drop_database(conn, name)
+
+
+def drop_database(conn: Any, name: str) -> None:
+    """Plain DROP, retried: WITH (FORCE) fails for a non-superuser while autovacuum runs."""
+    import time
+
+    from psycopg import sql
+
+    for attempt in range(50):
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                     " AND pid <> pg_backend_pid() AND backend_type = 'client backend'", (name,))
+        try:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            return
+        except Exception:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)

@@ -98,16 +98,22 @@ def execute(inv: Invocation) -> int:
         return list_stacks(root, pattern, builder, sys.stdout, use_color(sys.stdout, inv.no_color))
 
     line = split_command_line(inv.args, inv.dry_run)
-    if line.command == "db:list" and line.args:
-        raise UsageError(f"db:list takes no arguments, got {line.args[0]!r}")
-    job_factory = None if line.command == "db:list" else _job_factory(line)
+    reports = ("db:list", "hooks:list", "hooks:check")  # read-only: no hooks, no summary
+    if line.command in reports and line.args:
+        raise UsageError(f"{line.command} takes no arguments, got {line.args[0]!r}")
+    job_factory = None if line.command in reports else _job_factory(line)
     selected = stacks_mod.select(stacks_mod.discover(root), line.pattern, root)
     # Every selected stack's environment is read before the first one starts.
     envs = {s.name: builder.for_stack(s.env_file) for s in selected}
     if job_factory is None:
-        from kompose_py.cli.listing import list_db_dumps
+        from kompose_py.cli import listing
 
-        return list_db_dumps(selected, envs, sys.stdout, use_color(sys.stdout, inv.no_color))
+        color = use_color(sys.stdout, inv.no_color)
+        if line.command == "db:list":
+            return listing.list_db_dumps(selected, envs, sys.stdout, color)
+        if line.command == "hooks:list":
+            return listing.list_hooks(root, selected, sys.stdout, color)
+        return listing.check_hooks(root, selected, sys.stdout, color)
 
     supervisor = Supervisor()
     report_stream = sys.stderr
@@ -135,7 +141,8 @@ def execute(inv: Invocation) -> int:
 
     started = time.monotonic()
     supervisor.install()
-    results = run_all(selected, run_one, supervisor, inv.fail_fast)
+    results = run_all(selected, run_one, supervisor, inv.fail_fast,
+                      not_run=lambda r: reporter.stack_end(r.stack, r))
     reporter.summary(results, time.monotonic() - started)
     if inv.json:
         from kompose_py.cli.report import write_json

@@ -63,3 +63,57 @@ def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: Tex
             out.write(f"  {info.dump.path.name}  {human_size(info.size):>9}  "
                       f"{age(info.age_seconds)}\n")
     return 0
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def list_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool) -> int:
+    """``kompose PATTERN hooks:list``: per stack, the hooks that apply and where they live."""
+    from kompose_py.hookcheck import list_hooks as find
+
+    paint = Painter(color)
+    for stack in selected:
+        found = find(root / "hooks.sh", stack.hooks_file)
+        out.write(paint(f"{stack.name}: {len(found)} hook{'s' if len(found) != 1 else ''}",
+                        "bold") + "\n")
+        width = max((len(h.function) for h in found), default=0)
+        for h in found:
+            command = h.command or "(no command: never runs)"
+            out.write(f"  {h.function.ljust(width)}  {command:<12}  "
+                      f"{_rel(h.file, root)}:{h.line}{' (root)' if h.scope == 'root' else ''}\n")
+    return 0
+
+
+def check_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool) -> int:
+    """``kompose PATTERN hooks:check``: exit 1 when any hooks file has an error."""
+    from kompose_py.hookcheck import check_file
+    from kompose_py.runner import Runner
+
+    paint = Painter(color)
+    runner = Runner()
+    files = [root / "hooks.sh"] + [s.hooks_file for s in selected]
+    errors = warnings = checked = 0
+    for path in files:
+        if not path.is_file():
+            continue
+        checked += 1
+        findings = check_file(path, runner)
+        mark = paint("✓", "green") if not findings else (
+            paint("✗", "red") if any(f.level == "error" for f in findings)
+            else paint("!", "yellow"))
+        out.write(f"{mark} {_rel(path, root)}\n")
+        for f in findings:
+            label = paint(f.level, "red" if f.level == "error" else "yellow")
+            out.write(f"  {label}: {_rel(path, root)}{':' + str(f.line) if f.line else ''}: "
+                      f"{f.message}\n")
+            errors += f.level == "error"
+            warnings += f.level == "warning"
+    out.write(f"{checked} hooks file{'s' if checked != 1 else ''} checked: "
+              f"{errors} error{'s' if errors != 1 else ''}, "
+              f"{warnings} warning{'s' if warnings != 1 else ''}\n")
+    return 1 if errors else 0

@@ -1,0 +1,111 @@
+"""Inspecting hooks without running them (SPEC.md §7.7): what is defined, what applies to
+which command, syntax (``bash -n`` parses, it never executes), misspelt names, and hooks files
+that someone else could change."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from kompose_py import hooks
+from kompose_py.runner import Command, Runner
+
+# Docker Compose v2 subcommands, and the kompose commands that have hooks.
+COMPOSE_COMMANDS = (
+    "attach", "build", "commit", "config", "cp", "create", "down", "events", "exec", "export",
+    "images", "kill", "logs", "ls", "pause", "port", "ps", "publish", "pull", "push", "restart",
+    "rm", "run", "scale", "start", "stats", "stop", "top", "unpause", "up", "version", "volumes",
+    "wait", "watch",
+)
+KOMPOSE_HOOKED = ("db:export", "db:import", "db:cleanup")
+_NAME = re.compile(r"hook_(pre|post|error|finally)_(\w+)")
+
+
+def valid_names() -> dict[str, str]:
+    """Every valid hook function name → the command it applies to."""
+    names = {}
+    for command in (*COMPOSE_COMMANDS, *KOMPOSE_HOOKED):
+        for phase in hooks.PHASES:
+            names[hooks.function_name(phase, command)] = command
+    return names
+
+
+def command_of(function: str) -> str | None:
+    """The command a hook applies to: known ones by name, unknown compose subcommands too
+    (``hook_pre_my_plugin`` → ``my-plugin``), None when the name has no phase."""
+    known = valid_names()
+    if function in known:
+        return known[function]
+    match = _NAME.fullmatch(function)
+    return match[2].replace("_", "-") if match else None
+
+
+@dataclass(frozen=True)
+class HookInfo:
+    function: str
+    command: str | None
+    file: Path
+    line: int
+    scope: str
+
+
+def list_hooks(root_file: Path, stack_file: Path) -> list[HookInfo]:
+    found = []
+    for file, scope in ((root_file, "root"), (stack_file, "stack")):
+        for function, line in hooks.definitions(file):
+            found.append(HookInfo(function, command_of(function), file, line, scope))
+    return found
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Literal["error", "warning"]
+    file: Path
+    line: int | None
+    message: str
+
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else str(self.file)
+
+
+def check_file(path: Path, runner: Runner) -> list[Finding]:
+    """Every problem of one hooks file; nothing in it is executed."""
+    findings: list[Finding] = []
+    if not path.is_file():
+        return findings
+    outcome = runner.run(Command(("bash", "-n", str(path)), path.parent, dict(os.environ),
+                                 stdin="null", stdout="null", capture_stderr=True,
+                                 echo_stderr=False))
+    if not outcome.ok:
+        seen: set[int | None] = set()
+        for text in outcome.stderr_tail or (outcome.error or "bash -n failed",):
+            match = re.search(r": line (\d+): (.*)", text)
+            line = int(match[1]) if match else None
+            if line in seen:
+                continue  # bash follows "syntax error near `}'" with the offending text
+            seen.add(line)
+            findings.append(Finding("error", path, line, match[2] if match else text))
+    known = valid_names()
+    for function, line in hooks.definitions(path):
+        if function in known:
+            continue
+        close = difflib.get_close_matches(function, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        findings.append(Finding("error", path, line,
+                                f"{function} matches no hook point and will never run{hint}"))
+    info = path.stat()
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = " and ".join(w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
+                           if info.st_mode & bit)
+        findings.append(Finding("warning", path, None,
+                                f"writable by {who} (mode {stat.S_IMODE(info.st_mode):o}): "
+                                "whoever can write it runs code as you; chmod go-w"))
+    if info.st_uid != os.getuid():
+        findings.append(Finding("warning", path, None,
+                                f"owned by uid {info.st_uid}, not by you (uid {os.getuid()})"))
+    return findings

@@ -127,7 +127,7 @@ def test_failed_export_leaves_no_dump_and_says_one_clear_line(tmp_path: Path, pg
         expected = f"cannot connect to {pg.host}:{pg.port} as {pg.user}:"
     elif fault == "missing database":
         env_file.write_text(text.replace(f"DB_NAME={name}", "DB_NAME=kt_does_not_exist"))
-        expected = "database 'kt_does_not_exist' does not exist"
+        expected = f'as {pg.user}: database "kt_does_not_exist" does not exist'
     elif fault == "unreachable":
         env_file.write_text(text.replace(f"DB_PORT={pg.port}", "DB_PORT=1"))
         expected = f"cannot connect to {pg.host}:1 as {pg.user}:"

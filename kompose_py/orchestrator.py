@@ -1,7 +1,9 @@
-"""Running one job over the selected stacks: order, fail-fast, Ctrl-C (SPEC.md §5, §9)."""
+"""Running one job over the selected stacks: order, parallelism, fail-fast, Ctrl-C
+(SPEC.md §5, §9)."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 from collections.abc import Callable, Sequence
 
 from kompose_py.results import StackResult
@@ -9,23 +11,46 @@ from kompose_py.runner import Supervisor
 from kompose_py.stacks import Stack
 
 Job = Callable[[Stack], StackResult]
+FAILED = ("failed", "timeout", "cancelled")
 
 
 def run_all(stacks: Sequence[Stack], job: Job, supervisor: Supervisor,
-            fail_fast: bool = False,
+            fail_fast: bool = False, parallel: int = 1,
             not_run: Callable[[StackResult], None] = lambda result: None) -> list[StackResult]:
-    """Every stack is attempted (a failure does not stop the run) unless fail-fast or Ctrl-C."""
-    results: list[StackResult] = []
-    stop_reason: str | None = None
-    for stack in stacks:
-        if supervisor.cancelled.is_set():
-            stop_reason = stop_reason or "interrupted"
-        if stop_reason:
-            results.append(StackResult(stack.name, "not run", message=stop_reason))
-            not_run(results[-1])
-            continue
-        result = job(stack)
-        results.append(result)
-        if fail_fast and result.status in ("failed", "timeout", "cancelled"):
-            stop_reason = f"--fail-fast after {stack.name} failed"
-    return results
+    """Every stack is attempted (a failure does not stop the run) unless --fail-fast or
+    Ctrl-C; up to ``parallel`` at once, started in stack order. Results keep stack order."""
+    results: dict[str, StackResult] = {}
+    stop_reason: list[str] = []
+
+    def finished(stack: Stack, result: StackResult) -> None:
+        results[stack.name] = result
+        if fail_fast and result.status in FAILED and not stop_reason:
+            stop_reason.append(f"--fail-fast after {stack.name} failed")
+
+    def should_stop() -> bool:
+        if supervisor.cancelled.is_set() and not stop_reason:
+            stop_reason.append("interrupted")
+        return bool(stop_reason)
+
+    pending = list(stacks)
+    if parallel <= 1:
+        while pending and not should_stop():
+            stack = pending.pop(0)
+            finished(stack, job(stack))
+    else:
+        with cf.ThreadPoolExecutor(max_workers=parallel) as pool:
+            running: dict[cf.Future[StackResult], Stack] = {}
+            while pending or running:
+                while pending and len(running) < parallel and not should_stop():
+                    stack = pending.pop(0)
+                    running[pool.submit(job, stack)] = stack
+                if not running:
+                    break
+                # A short timeout keeps the main thread free for Ctrl-C.
+                done, _ = cf.wait(running, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    finished(running.pop(future), future.result())
+    for stack in pending:
+        results[stack.name] = StackResult(stack.name, "not run", message=stop_reason[0])
+        not_run(results[stack.name])
+    return [results[s.name] for s in stacks]

@@ -134,13 +134,22 @@ class Runner:
 
     dry_run = False
 
-    def __init__(self, supervisor: Supervisor | None = None,
-                 stdout: IO[bytes] | int | None = None,
+    def __init__(self, supervisor: Supervisor | None = None, *, to_stderr: bool = False,
+                 prefix: str | None = None, lock: threading.Lock | None = None,
                  kill_grace: float = KILL_GRACE_SECONDS) -> None:
         self.supervisor = supervisor or Supervisor()
-        # Where children write their stdout (None: kompose's own); --json sends it to stderr.
-        self.stdout = stdout
+        # --json: stdout carries the report alone, so children write to stderr.
+        self.to_stderr = to_stderr
+        # Several stacks at once: every line of a child is relayed as "<prefix> | line",
+        # whole, under the lock that kompose's own lines take too.
+        self.prefix = prefix
+        self.lock = lock or threading.Lock()
         self.kill_grace = kill_grace
+
+    def labelled(self, prefix: str) -> Runner:
+        """The same runner, relaying children's lines with a stack's name in front."""
+        return type(self)(self.supervisor, to_stderr=self.to_stderr, prefix=prefix,
+                          lock=self.lock, kill_grace=self.kill_grace)
 
     def run(self, cmd: Command, on_start: Callable[[int], None] | None = None) -> Outcome:
         start = time.monotonic()
@@ -149,22 +158,26 @@ class Runner:
             stdin: int | IO[bytes] | None = None
             if cmd.feeder is not None:
                 stdin = subprocess.PIPE
-            elif cmd.stdin == "null":
-                stdin = subprocess.DEVNULL
+            elif cmd.stdin == "null" or (cmd.stdin == "inherit" and self.prefix):
+                stdin = subprocess.DEVNULL  # stacks running side by side share no terminal
             elif isinstance(cmd.stdin, Path):
                 stdin = open(cmd.stdin, "rb")  # noqa: SIM115 - closed below
                 handles.append(stdin)
-            stdout: int | IO[bytes] | None = self.stdout
+            stdout: int | IO[bytes] | None = None
             if cmd.stdout == "null":
                 stdout = subprocess.DEVNULL
             elif isinstance(cmd.stdout, Path):
                 stdout = open(cmd.stdout, "xb")  # noqa: SIM115 - closed below
                 handles.append(stdout)
+            elif self.prefix:
+                stdout = subprocess.PIPE
+            elif self.to_stderr:
+                stdout = sys.stderr.fileno()
+            stderr = subprocess.PIPE if (cmd.capture_stderr or self.prefix) else None
             try:
                 proc = subprocess.Popen(
                     cmd.argv, cwd=cmd.cwd, env=dict(cmd.env), stdin=stdin, stdout=stdout,
-                    stderr=subprocess.PIPE if cmd.capture_stderr else None,
-                    start_new_session=not cmd.foreground,
+                    stderr=stderr, start_new_session=not cmd.foreground,
                 )
             except OSError as exc:
                 reason = exc.strerror or str(exc)
@@ -179,23 +192,45 @@ class Runner:
             for handle in handles:
                 handle.close()
 
+    def _relay(self, pipe: IO[bytes], to_stderr: bool, echo: bool,
+               tail: deque[str] | None) -> threading.Thread:
+        """Copy a child's stream line by line (whole lines only) and keep its last lines."""
+        def copy() -> None:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode(errors="replace")
+                if echo:
+                    out = sys.stderr if to_stderr else sys.stdout
+                    text = f"{self.prefix} | {line}" if self.prefix else line
+                    if not text.endswith("\n"):
+                        text += "\n"
+                    with self.lock:
+                        out.write(text)
+                        out.flush()
+                if tail is not None and line.strip():
+                    tail.append(line.rstrip("\n"))
+            pipe.close()
+
+        thread = threading.Thread(target=copy, daemon=True)
+        thread.start()
+        return thread
+
     def _wait(self, proc: subprocess.Popen[bytes], cmd: Command, start: float) -> Outcome:
         own_group = not cmd.foreground
         if own_group:
             self.supervisor.add(proc.pid)
         timed_out = False
         tail: deque[str] = deque(maxlen=8)
-        threads = []
-        feed_error: list[BaseException] = []
+        relays = []
+        if proc.stdout is not None:
+            relays.append(self._relay(proc.stdout, self.to_stderr, True, None))
         if proc.stderr is not None:
-            threads.append(threading.Thread(target=_relay_stderr,
-                                            args=(proc.stderr, tail, cmd.echo_stderr),
-                                            daemon=True))
+            relays.append(self._relay(proc.stderr, True, cmd.echo_stderr, tail))
+        feeder = None
+        feed_error: list[BaseException] = []
         if cmd.feeder is not None and proc.stdin is not None:
-            threads.append(threading.Thread(
-                target=_feed, args=(cmd.feeder, proc, feed_error, self.kill_grace), daemon=True))
-        for thread in threads:
-            thread.start()
+            feeder = threading.Thread(
+                target=_feed, args=(cmd.feeder, proc, feed_error, self.kill_grace), daemon=True)
+            feeder.start()
         try:
             try:
                 proc.wait(timeout=cmd.timeout)
@@ -208,8 +243,12 @@ class Runner:
         finally:
             if own_group:
                 self.supervisor.discard(proc.pid)
-            for thread in threads:
-                thread.join()
+            if feeder is not None:
+                feeder.join()
+            for relay in relays:
+                # A background child the command left running may hold the pipe open:
+                # its later lines are still relayed, but the run does not wait for it.
+                relay.join(timeout=2.0)
         duration = time.monotonic() - start
         code = proc.returncode
         exit_code = 128 - code if code < 0 else code  # killed by a signal: shell convention
@@ -227,19 +266,6 @@ class Runner:
         else:
             status = "failed"
         return Outcome(status, exit_code, duration, error, tuple(tail))
-
-
-def _relay_stderr(pipe: IO[bytes], tail: deque[str], echo: bool) -> None:
-    """Show the child's stderr live, line by line, and keep its last lines."""
-    out = sys.stderr
-    for raw in iter(pipe.readline, b""):
-        line = raw.decode(errors="replace")
-        if echo:
-            out.write(line)
-            out.flush()
-        if line.strip():
-            tail.append(line.rstrip("\n"))
-    pipe.close()
 
 
 def _feed(feeder: Callable[[IO[bytes]], None], proc: subprocess.Popen[bytes],

@@ -230,3 +230,51 @@ def drop_database(conn: Any, name: str) -> None:
             if attempt == 49:
                 raise
             time.sleep(0.1)
+
+
+SECOND_SOCKET = "/run/kompose-test-engine-b.sock"
+
+
+@pytest.fixture(scope="session")
+def second_engine(docker_engine: None) -> Iterator[str]:
+    """A second, independent Docker engine on this machine (a stand-in for another host),
+    started for the session with its own socket, data and exec roots."""
+    host = f"unix://{SECOND_SOCKET}"
+    env = {**os.environ, "DOCKER_HOST": host}
+    started = None
+    if subprocess.run(["docker", "info"], env=env, capture_output=True).returncode != 0:
+        if os.geteuid() != 0 or shutil.which("dockerd") is None:
+            _missing("a second Docker engine (needs root and dockerd)")
+        log = open("/tmp/kompose-test-engine-b.log", "ab")  # noqa: SIM115 - lives as long
+        started = subprocess.Popen(
+            ["dockerd", "--host", host, "--data-root", "/var/lib/kompose-test-engine-b",
+             "--exec-root", "/run/kompose-test-engine-b", "--pidfile",
+             "/run/kompose-test-engine-b.pid", "--bridge=none", "--iptables=false"],
+            stdout=log, stderr=log, start_new_session=True)
+        import time
+
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "info"], env=env, capture_output=True).returncode != 0:
+            if time.monotonic() > deadline or started.poll() is not None:
+                started.kill()
+                _missing("a second Docker engine (dockerd did not start; see "
+                         "/tmp/kompose-test-engine-b.log)")
+            time.sleep(0.3)
+    if subprocess.run(["docker", "image", "inspect", "busybox:latest"], env=env,
+                      capture_output=True).returncode != 0:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as ctx:
+            shutil.copy(shutil.which("busybox") or "/bin/busybox", Path(ctx) / "busybox")
+            (Path(ctx) / "Dockerfile").write_text(
+                'FROM scratch\nCOPY busybox /bin/busybox\n'
+                'RUN ["/bin/busybox","--install","-s","/bin"]\nCMD ["/bin/sh"]\n')
+            subprocess.run(["docker", "build", "-q", "-t", "busybox:latest", ctx], env=env,
+                           check=True, capture_output=True)
+    yield host
+    if started is not None:
+        started.terminate()
+        try:
+            started.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            started.kill()

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kompose_py import stacks as stacks_mod
@@ -117,31 +117,33 @@ def execute(inv: Invocation) -> int:
 
     supervisor = Supervisor()
     report_stream = sys.stderr
-    runner: Runner
-    if line.dry_run:
-        runner = DryRunner(supervisor)
-    else:
-        # With --json, stdout carries the report alone; children write to stderr.
-        runner = Runner(supervisor, stdout=sys.stderr.fileno() if inv.json else None)
+    parallel = min(inv.parallel, len(selected))
     reporter = HumanReporter(report_stream, use_color(report_stream, inv.no_color), root,
-                             quiet=inv.quiet, verbose=inv.verbose, dry_run=line.dry_run)
+                             prefix_lines=parallel > 1, quiet=inv.quiet, verbose=inv.verbose,
+                             dry_run=line.dry_run)
+    reporter.label_width = max(len(s.name) for s in selected)
+    runner_type = DryRunner if line.dry_run else Runner
+    # With --json, stdout carries the report alone; children write to stderr.
+    runner = runner_type(supervisor, to_stderr=inv.json, lock=reporter.lock)
     ctx = RunContext(root, runner, reporter, timeout,
-                     interactive=inv.parallel == 1 and sys.stdin.isatty() and not inv.json)
+                     interactive=parallel == 1 and sys.stdin.isatty() and not inv.json)
     shown_overrides = [mask_assignment(k, v) for k, v in overrides]
     if inv.network is not None:
         shown_overrides.insert(0, f"NETWORK_NAME={inv.network}")
-    job = job_factory(ctx, envs, selected)
+    job = job_factory(ctx, envs, selected)  # checks the arguments before anything runs
 
     def run_one(stack: Stack) -> StackResult:
         env = envs[stack.name]
         reporter.stack_start(stack.name, env.files, shown_overrides, line.dry_run)
-        result = job(stack)
+        stack_ctx = ctx if parallel == 1 else replace(
+            ctx, runner=runner.labelled(stack.name.ljust(reporter.label_width)))
+        result = job(stack_ctx, stack)
         reporter.stack_end(stack.name, result)
         return result
 
     started = time.monotonic()
     supervisor.install()
-    results = run_all(selected, run_one, supervisor, inv.fail_fast,
+    results = run_all(selected, run_one, supervisor, inv.fail_fast, parallel,
                       not_run=lambda r: reporter.stack_end(r.stack, r))
     reporter.summary(results, time.monotonic() - started)
     if inv.json:
@@ -154,7 +156,7 @@ def execute(inv: Invocation) -> int:
     return 1 if failed else 0
 
 
-Job = Callable[[Stack], StackResult]
+Job = Callable[[RunContext, Stack], StackResult]
 JobFactory = Callable[[RunContext, dict[str, StackEnv], Sequence[Stack]], Job]
 
 
@@ -164,7 +166,7 @@ def _job_factory(line: CommandLine) -> JobFactory:
     if ":" not in line.command:
         args = (line.command, *line.args)
         return lambda ctx, envs, selected: (
-            lambda stack: run_compose(ctx, stack, envs[stack.name], args))
+            lambda stack_ctx, stack: run_compose(stack_ctx, stack, envs[stack.name], args))
     if line.command not in KOMPOSE_COMMANDS:
         close = difflib.get_close_matches(line.command, KOMPOSE_COMMANDS, n=1)
         raise UsageError(f"unknown kompose command {line.command!r}",

@@ -13,7 +13,7 @@ from kompose_py.pipeline import RunContext
 from kompose_py.results import StackResult
 from kompose_py.stacks import Stack
 
-Job = Callable[[Stack], StackResult]
+Job = Callable[[RunContext, Stack], StackResult]
 Factory = Callable[[RunContext, dict[str, StackEnv], Sequence[Stack]], Job]
 
 
@@ -52,7 +52,8 @@ def factory(command: str, args: Sequence[str]) -> Factory:
         def export_job(ctx: RunContext, envs: dict[str, StackEnv],
                        selected: Sequence[Stack]) -> Job:
             progress = _progress_reporter(ctx)
-            return lambda stack: database.export(ctx, stack, envs[stack.name], compress, progress)
+            return lambda stack_ctx, stack: database.export(stack_ctx, stack, envs[stack.name],
+                                                            compress, progress)
 
         return export_job
 
@@ -77,7 +78,8 @@ def factory(command: str, args: Sequence[str]) -> Factory:
                     dump = database.resolve_dump(given, Path.cwd(), ctx.root, selected[0])
                 except StepError as exc:
                     raise UsageError(exc.message, exc.hint) from None
-            return lambda stack: database.import_(ctx, stack, envs[stack.name], dump)
+            return lambda stack_ctx, stack: database.import_(stack_ctx, stack, envs[stack.name],
+                                                             dump)
 
         return import_job
 
@@ -94,7 +96,7 @@ def factory(command: str, args: Sequence[str]) -> Factory:
             raise UsageError("db:cleanup --keep must be at least 1: the newest dump is "
                              "never deleted")
         return lambda ctx, envs, selected: (
-            lambda stack: database.cleanup(ctx, stack, envs[stack.name], keep))
+            lambda stack_ctx, stack: database.cleanup(stack_ctx, stack, envs[stack.name], keep))
     raise AssertionError(f"no job for {command}")  # pragma: no cover - reports are direct
 
 

@@ -67,12 +67,14 @@ class HumanReporter:
         self.root = root
         self.prefix_lines = prefix_lines
         self.lock = threading.Lock()
+        self.label_width = 0  # stack names are padded to this in prefixed lines
         self._progress_shown = False
 
     def _write(self, stack: str | None, text: str) -> None:
         lines = text.split("\n")
         if self.prefix_lines and stack:
-            lines = [f"{self.paint(stack, 'cyan')} | {line}" for line in lines]
+            label = self.paint(stack.ljust(self.label_width), "cyan")
+            lines = [f"{label} | {line}" for line in lines]
         with self.lock:
             if self._progress_shown:
                 self.stream.write("\r\033[K")

@@ -51,6 +51,16 @@ def make_stacks(root: Path, tree: dict[str, Any]) -> Path:
 
 
 COMPOSE = "services:\n  app:\n    image: busybox:latest\n"
+# A service that really runs on the engine (local image only, stops at once on SIGTERM).
+SERVICE = """services:
+  app:
+    image: busybox:latest
+    pull_policy: never
+    init: true
+    command: ["sh", "-c", "echo ready; while :; do sleep 3600; done"]
+    environment:
+      FROM_ENV: ${FROM_ENV:-unset}
+"""
 
 
 @dataclass
@@ -70,6 +80,30 @@ def run_kompose(*args: str, cwd: Path | None = None, env: dict[str, str] | None 
     proc = subprocess.run([sys.executable, "-m", "kompose_py", *args], cwd=cwd, env=full_env,
                           input=input, capture_output=True, text=True, timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_on_terminal(*args: str, env: dict[str, str] | None = None,
+                    timeout: float = 120) -> tuple[int, str]:
+    """Run kompose with stdin, stdout and stderr on a pseudo-terminal; return its exit code
+    and everything it showed there."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "kompose_py", *args], stdin=follower,
+                            stdout=follower, stderr=follower, env={**os.environ, **(env or {})})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    code = proc.wait(timeout=timeout)
+    os.close(leader)
+    return code, b"".join(chunks).decode()
 
 
 SHIM = r'''#!/usr/bin/env python3
@@ -188,6 +222,12 @@ class Postgres:
             conn.execute("CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL)")
             conn.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, %s) g",
                          (rows,))
+
+    def fill(self, name: str, up_to: int) -> None:
+        """Wide rows up to id ``up_to``: enough data that pg_dump runs for a while."""
+        with self.connect(name) as conn:
+            conn.execute("INSERT INTO items SELECT g, repeat('x', 500) FROM "
+                         "generate_series((SELECT max(id) + 1 FROM items), %s) g", (up_to,))
 
     def rows(self, name: str) -> list[tuple[Any, ...]]:
         with self.connect(name) as conn:

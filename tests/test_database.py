@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kompose_py.database import DbSettings, _publish
-from tests.conftest import COMPOSE, Postgres, make_stacks, run_kompose
+from tests.conftest import COMPOSE, Postgres, make_stacks, run_kompose, run_on_terminal
 
 HOOKS = r"""
 log() { printf '%s|%s|%s\n' "$KOMPOSE_HOOK" "$PWD" "$*" >>"$HOOK_LOG"; }
@@ -38,6 +38,15 @@ def db_root(tmp_path: Path, pg: Postgres, **stacks: str) -> Path:
         if name:
             tree[stack][".env"] = pg.env_text(name)
     return make_stacks(tmp_path / "root", tree)
+
+
+def exported(tmp_path: Path, pg: Postgres, rows: int) -> tuple[str, Path, Path]:
+    """A database with ``rows`` items, its stack, and one dump of it: (name, root, folder)."""
+    name = pg.new_name()
+    pg.create(name, rows=rows)
+    root = db_root(tmp_path, pg, shop=name)
+    assert kompose(root, "shop", "db:export").code == 0
+    return name, root, root / "shop"
 
 
 def kompose(root: Path, *args: str, log: Path | None = None, **kw):
@@ -152,9 +161,7 @@ def test_export_killed_mid_way_leaves_nothing_and_password_is_never_in_argv(
         tmp_path: Path, pg: Postgres) -> None:
     name = pg.new_name()
     pg.create(name, rows=10)
-    with pg.connect(name) as conn:  # enough data that pg_dump runs for a while
-        conn.execute("INSERT INTO items SELECT g, repeat('x', 400) FROM "
-                     "generate_series(11, 400000) g")
+    pg.fill(name, 400_000)  # enough data that pg_dump runs for a while
     root = db_root(tmp_path, pg, shop=name)
     proc = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root), "shop",
                              "db:export"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -204,40 +211,19 @@ def test_compressed_export_imports_back(tmp_path: Path, pg: Postgres) -> None:
 
 
 def test_live_byte_counter_on_a_terminal(tmp_path: Path, pg: Postgres) -> None:
-    import pty
-
     name = pg.new_name()
     pg.create(name, rows=10)
-    with pg.connect(name) as conn:
-        conn.execute("INSERT INTO items SELECT g, repeat('y', 500) FROM "
-                     "generate_series(11, 600000) g")
+    pg.fill(name, 600_000)
     root = db_root(tmp_path, pg, shop=name)
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root), "shop",
-                             "db:export"], stdin=follower, stdout=follower, stderr=follower,
-                            env={**os.environ, "HOOK_LOG": str(tmp_path / "log")})
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(timeout=120) == 0
-    shown = b"".join(chunks).decode()
+    code, shown = run_on_terminal("--root", str(root), "shop", "db:export",
+                                  env={"HOOK_LOG": str(tmp_path / "log")})
+    assert code == 0, shown
     assert "shop: " in shown and " MB written" in shown
 
 
 # -- import ---------------------------------------------------------------------------------
 def test_import_picks_newest_by_name_not_mtime(tmp_path: Path, pg: Postgres) -> None:
-    name = pg.new_name()
-    pg.create(name, rows=3)
-    root = db_root(tmp_path, pg, shop=name)
-    folder = root / "shop"
-    assert kompose(root, "shop", "db:export").code == 0
+    name, root, folder = exported(tmp_path, pg, rows=3)
     (real,) = dump_files(folder)
     newest = folder / f"{name}_29991231_235959.sql"
     newest.write_text((folder / real).read_text().replace("item 3", "from the newest"))
@@ -284,11 +270,7 @@ FAULTY_DUMPS = {
 @pytest.mark.parametrize("fault", list(FAULTY_DUMPS))
 def test_failed_import_leaves_target_exactly_as_it_was(tmp_path: Path, pg: Postgres,
                                                        fault: str) -> None:
-    name = pg.new_name()
-    pg.create(name, rows=50)
-    root = db_root(tmp_path, pg, shop=name)
-    folder = root / "shop"
-    assert kompose(root, "shop", "db:export").code == 0
+    name, root, folder = exported(tmp_path, pg, rows=50)
     (good,) = dump_files(folder)
     with pg.connect(name) as conn:
         conn.execute("UPDATE items SET label = 'changed since the dump' WHERE id <= 10")
@@ -317,10 +299,7 @@ def test_failed_import_leaves_target_exactly_as_it_was(tmp_path: Path, pg: Postg
 
 def test_import_does_not_wait_forever_for_connected_clients(tmp_path: Path,
                                                             pg: Postgres) -> None:
-    name = pg.new_name()
-    pg.create(name, rows=20)
-    root = db_root(tmp_path, pg, shop=name)
-    assert kompose(root, "shop", "db:export").code == 0
+    name, root, _ = exported(tmp_path, pg, rows=20)
     with pg.connect(name) as conn:
         conn.execute("DELETE FROM items WHERE id > 1")
     client = pg.connect(name)  # an application holding a session on the target

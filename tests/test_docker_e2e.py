@@ -11,19 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_stacks, project_containers, run_kompose
+from tests.conftest import SERVICE, make_stacks, project_containers, run_kompose
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
-SERVICE = """services:
-  app:
-    image: busybox:latest
-    pull_policy: never
-    init: true
-    command: ["sh", "-c", "echo ready; while :; do sleep 3600; done"]
-    environment:
-      FROM_ENV: ${FROM_ENV:-unset}
-"""
 
 HOOKS = r"""
 log() {
@@ -125,3 +116,23 @@ def test_config_output_stays_clean_on_stdout(tmp_path: Path,
     doc = json.loads(r.out)  # kompose's own lines went to stderr
     assert doc["name"] == name
     assert doc["services"]["app"]["environment"]["FROM_ENV"] == "x1"
+
+
+def test_interactive_exec_keeps_the_terminal(tmp_path: Path,
+                                             project_name: Callable[[str], str]) -> None:
+    """One stack at a time on a terminal: `exec` gets a real TTY inside the container."""
+    from tests.conftest import run_on_terminal
+
+    name = project_name("tty")
+    root = make_stacks(tmp_path / "root", {
+        "tty": {"compose.yaml": SERVICE, ".env": f"COMPOSE_PROJECT_NAME={name}\n"}})
+    assert run_kompose("--root", str(root), "tty", "up", "-d", "--wait",
+                       timeout=300).code == 0
+    code, shown = run_on_terminal("--root", str(root), "tty", "exec", "app", "sh", "-c",
+                                  "if [ -t 0 ] && [ -t 1 ]; then echo has-a-tty; fi")
+    assert code == 0, shown
+    assert "has-a-tty" in shown
+    # Without a terminal, the same command gets none (and does not hang waiting for one).
+    r = run_kompose("--root", str(root), "tty", "exec", "-T", "app", "sh", "-c",
+                    "if [ -t 0 ]; then echo has-a-tty; else echo no-tty; fi")
+    assert r.out.strip() == "no-tty"

@@ -7,15 +7,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from tests.conftest import make_stacks, run_kompose
-
-SERVICE = """services:
-  app:
-    image: busybox:latest
-    pull_policy: never
-    init: true
-    command: ["sh", "-c", "while :; do sleep 3600; done"]
-"""
+from tests.conftest import SERVICE, make_stacks, run_kompose
 
 
 def names_on(host: str | None, project: str) -> list[str]:

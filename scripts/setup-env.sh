@@ -46,7 +46,8 @@ if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; 
 fi
 if ! docker info >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   say "starting dockerd"
-  (setsid dockerd >/var/log/kompose-dockerd.log 2>&1 &)
+  # 3>&-: a daemon must not hold the pipe test.sh reads our settings from, or it never ends.
+  (setsid dockerd >/var/log/kompose-dockerd.log 2>&1 3>&- </dev/null &)
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 if docker info >/dev/null 2>&1; then
@@ -93,7 +94,10 @@ if command -v pg_lsclusters >/dev/null 2>&1; then
   fi
   if [ -n "$cluster" ]; then
     # shellcheck disable=SC2086
-    pg_ctlcluster $cluster status >/dev/null 2>&1 || { say "starting PostgreSQL $cluster"; pg_ctlcluster $cluster start >/dev/null 2>&1; }
+    pg_ctlcluster $cluster status >/dev/null 2>&1 || {
+      say "starting PostgreSQL $cluster"
+      pg_ctlcluster $cluster start >/dev/null 2>&1 3>&- </dev/null
+    }
     port=$(pg_lsclusters --no-header | awk 'NR==1{print $3}')
     if [ "$(id -u)" = 0 ]; then
       runuser -u postgres -- psql -q -p "$port" -d postgres -v ON_ERROR_STOP=1 >/dev/null 2>&1 <<SQL

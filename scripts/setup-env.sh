@@ -44,7 +44,7 @@ docker_ok=0
 if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || apt_install docker.io || true
 fi
-if ! docker info >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+if ! docker info >/dev/null 2>&1 && [ -z "${DOCKER_HOST:-}" ] && command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   say "starting dockerd"
   # 3>&-: a daemon must not hold the pipe test.sh reads our settings from, or it never ends.
   (setsid dockerd >/var/log/kompose-dockerd.log 2>&1 3>&- </dev/null &)

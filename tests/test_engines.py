@@ -42,3 +42,25 @@ def test_stacks_on_two_engines(tmp_path: Path, second_engine: str) -> None:
         subprocess.run(["docker", "compose", "-p", a, "down", "-t", "1"], capture_output=True)
         subprocess.run(["docker", "-H", second_engine, "compose", "-p", b, "down", "-t", "1"],
                        capture_output=True)
+
+
+def test_stack_on_a_docker_context(tmp_path: Path, second_engine: str) -> None:
+    """DOCKER_CONTEXT works the same way: Docker's own context, nothing in kompose."""
+    context = f"kt-ctx-{uuid.uuid4().hex[:6]}"
+    project = f"kt-c-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["docker", "context", "create", context, "--docker", f"host={second_engine}"],
+                   check=True, capture_output=True)
+    root = make_stacks(tmp_path / "root", {"c": {
+        "compose.yaml": SERVICE,
+        ".env": f"COMPOSE_PROJECT_NAME={project}\nDOCKER_CONTEXT={context}\n"}})
+    try:
+        r = run_kompose("--root", str(root), "c", "up", "-d", timeout=300)
+        assert r.code == 0, r.err
+        assert names_on(second_engine, project) == [f"{project}-app-1"]
+        assert names_on(None, project) == []
+        assert run_kompose("--root", str(root), "c", "down", "-t", "1", timeout=300).code == 0
+        assert names_on(second_engine, project) == []
+    finally:
+        subprocess.run(["docker", "-H", second_engine, "compose", "-p", project, "down", "-t",
+                        "1"], capture_output=True)
+        subprocess.run(["docker", "context", "rm", "-f", context], capture_output=True)

@@ -124,8 +124,8 @@ class HumanReporter:
         self._write(stack, text)
 
     def step_end(self, stack: str, step: StepResult) -> None:
-        if step.duration == 0.0 and step.status == "success" and step.error is None:
-            return  # dry-run: nothing ran, nothing to report
+        if self.dry_run and step.status == "success":
+            return  # nothing ran: the "would run" line said it all
         label = f"{self.paint('[HOOK]', 'cyan')} {step.name}" if step.kind == "hook" else step.name
         if step.status == "success":
             if self.quiet:

@@ -115,6 +115,8 @@ class Admin(Protocol):
 
     def database_exists(self, name: str) -> bool: ...
 
+    def database_settings(self, name: str) -> tuple[str, str, str] | None: ...
+
     def execute(self, statement: psql_sql.Composed, params: Sequence[Any] = ()) -> None: ...
 
     def close(self) -> None: ...
@@ -393,8 +395,7 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None) -> 
         scratch = f"{db.name[:40]}_kompose_new_{token}"
         aside = f"{db.name[:40]}_kompose_old_{token}"
         report = run.note
-        admin: ServerAdmin | PlanAdmin = PlanAdmin(report) if ctx.dry_run else \
-            ServerAdmin(db, report)
+        admin: Admin = PlanAdmin(report) if ctx.dry_run else ServerAdmin(db, report)
         try:
             existing = admin.database_settings(db.name)
             create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
@@ -455,7 +456,7 @@ def _load(run: StackRun, db: DbSettings, scratch: str, dump: Path) -> bool:
     return outcome.ok
 
 
-def swap_in(admin: ServerAdmin | PlanAdmin, target: str, scratch: str, aside: str) -> None:
+def swap_in(admin: Admin, target: str, scratch: str, aside: str) -> None:
     """Replace ``target`` by the loaded ``scratch``; on any failure ``target`` is restored."""
     from psycopg import sql
 
@@ -482,7 +483,7 @@ def swap_in(admin: ServerAdmin | PlanAdmin, target: str, scratch: str, aside: st
     drop(admin, aside)
 
 
-def _terminate(admin: ServerAdmin | PlanAdmin, database: str) -> None:
+def _terminate(admin: Admin, database: str) -> None:
     """End the sessions on ``database`` that this role may end. (Not DROP ... WITH (FORCE):
     for a non-superuser that fails outright when an autovacuum worker is on the database,
     which a freshly loaded one often has; a plain DROP stops autovacuum by itself.)"""
@@ -494,7 +495,7 @@ def _terminate(admin: ServerAdmin | PlanAdmin, database: str) -> None:
         " AND pg_has_role(usesysid, 'MEMBER')").format(sql.Literal(database)))
 
 
-def _retry(admin: ServerAdmin | PlanAdmin, database: str, statement: psql_sql.Composed) -> None:
+def _retry(admin: Admin, database: str, statement: psql_sql.Composed) -> None:
     """End sessions on ``database`` and run ``statement``; again while sessions come back,
     for at most SWAP_WAIT_SECONDS, so a reconnecting client cannot block it forever."""
     deadline = time.monotonic() + SWAP_WAIT_SECONDS
@@ -509,7 +510,7 @@ def _retry(admin: ServerAdmin | PlanAdmin, database: str, statement: psql_sql.Co
             time.sleep(0.2)
 
 
-def drop(admin: ServerAdmin | PlanAdmin, database: str) -> None:
+def drop(admin: Admin, database: str) -> None:
     from psycopg import sql
 
     _retry(admin, database, sql.SQL("DROP DATABASE IF EXISTS {}").format(

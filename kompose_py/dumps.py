@@ -21,10 +21,6 @@ class Dump:
     counter: int
     path: Path
 
-    @property
-    def compressed(self) -> bool:
-        return self.path.name.endswith(".gz")
-
 
 def parse_dump_name(path: Path, db_name: str) -> Dump | None:
     match = _DUMP.fullmatch(path.name)

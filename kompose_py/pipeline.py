@@ -99,10 +99,10 @@ class StackRun:
                     "command")
         return outcome
 
-    def fail(self, message: str, phase: str = "command", exit_code: int = 1) -> None:
+    def fail(self, message: str, phase: str = "command") -> None:
         """A failure that is not a process exit (unreachable server, bad input)."""
         self.record(StepResult(phase if phase != "command" else self.command, "command",
-                               "failed", exit_code, 0.0, error=self.mask(message)), phase)
+                               "failed", 1, 0.0, error=self.mask(message)), phase)
 
     def hook_env(self, function: str, phase: str) -> dict[str, str]:
         env = {k: v for k, v in self.env.items() if k != "BASH_ENV"}  # no rc files (§7.1)

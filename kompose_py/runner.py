@@ -151,7 +151,7 @@ class Runner:
         return type(self)(self.supervisor, to_stderr=self.to_stderr, prefix=prefix,
                           lock=self.lock, kill_grace=self.kill_grace)
 
-    def run(self, cmd: Command, on_start: Callable[[int], None] | None = None) -> Outcome:
+    def run(self, cmd: Command) -> Outcome:
         start = time.monotonic()
         handles: list[IO[bytes]] = []
         try:
@@ -185,8 +185,6 @@ class Runner:
                     reason = "program not found"
                 return Outcome("failed", 127, time.monotonic() - start,
                                error=f"cannot run {cmd.argv[0]}: {reason}")
-            if on_start is not None:
-                on_start(proc.pid)
             return self._wait(proc, cmd, start)
         finally:
             for handle in handles:
@@ -289,5 +287,5 @@ class DryRunner(Runner):
 
     dry_run = True
 
-    def run(self, cmd: Command, on_start: Callable[[int], None] | None = None) -> Outcome:
+    def run(self, cmd: Command) -> Outcome:
         return Outcome("success", 0, 0.0)

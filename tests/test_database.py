@@ -474,3 +474,27 @@ def test_example_database_stack_end_to_end(tmp_path: Path, pg: Postgres) -> None
     assert r.code == 0, r.err
     assert f"newest schema snapshot: ./{snapshots[0].name}" in r.out
     assert f"{name} now holds" in r.out
+
+
+def test_json_report_of_db_commands_names_dumps_and_hides_the_password(tmp_path: Path,
+                                                                      pg: Postgres) -> None:
+    import json
+
+    name = pg.new_name()
+    pg.create(name)
+    root = db_root(tmp_path, pg, shop=name, wrong=name, web="")
+    (root / "wrong" / ".env").write_text(
+        pg.env_text(name).replace(f"DB_PASSWORD={pg.password}", "DB_PASSWORD=Wrong-Secret-7"))
+    r = kompose(root, "--json", "*", "db:export")
+    assert r.code == 1
+    doc = json.loads(r.out)
+    stacks = {s["stack"]: s for s in doc["stacks"]}
+    (dump,) = dump_files(root / "shop")
+    assert stacks["shop"]["files"] == [str(root / "shop" / dump)]
+    assert stacks["shop"]["status"] == "success"
+    assert stacks["web"]["status"] == "skipped"
+    assert stacks["wrong"]["status"] == "failed"
+    assert "cannot connect to" in stacks["wrong"]["message"]
+    assert "password authentication failed" in stacks["wrong"]["message"]
+    for secret in (pg.password, "Wrong-Secret-7"):
+        assert secret not in r.out and secret not in r.err

@@ -112,9 +112,7 @@ hook_finally_up() {{ log; }}
     env = {**shim.env(), "HOOK_LOG": str(log)}
     if via == "env":
         env["KOMPOSE_HOOK_TIMEOUT"] = "1"
-    started = time.monotonic()
-    r = run_kompose("--root", str(root), *args, "*", "up", env=env)
-    assert time.monotonic() - started < 30
+    r = run_kompose("--root", str(root), *args, "*", "up", env=env)  # a hang fails on time-out
     assert r.code == 1
     assert alive_with(marker) == []  # neither the hung sleep nor the background one
     assert "[HOOK] pre_up ✗ timed out" in r.err
@@ -194,10 +192,9 @@ hook_pre_up() {{ trap 'echo ignoring-int' INT; touch {started}; sleep 5{marker} 
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
     assert proc.poll() is None  # the hook ignores the first one; kompose waits for it
-    t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
+    # "At once": the hook would sleep for days and ignores SIGINT, so ending at all proves it.
     proc.communicate(timeout=10)
-    assert time.monotonic() - t0 < 3
     assert proc.returncode == 130
     time.sleep(0.2)
     assert alive_with(marker) == []

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -148,10 +147,8 @@ hook_finally_up() {{ echo "finally $stack $KOMPOSE_STATUS" >>"$ORDER_LOG"; }}
     # A hook time-out in one stack does not disturb the others.
     (tmp_path / "order").unlink()
     (root / "c" / "hooks.sh").write_text(hooks.replace(f"sleep 4{marker}", "true"))
-    started = time.monotonic()
     r = run_kompose("--root", str(root), "-j", "3", "--hook-timeout", "1", "*", "up",
                     env={**shim.env(), "ORDER_LOG": str(tmp_path / "order")})
-    assert time.monotonic() - started < 30
     assert r.code == 1
     assert sorted((tmp_path / "order").read_text().splitlines()) == [
         "finally a timeout", "finally b timeout", "finally c success"]

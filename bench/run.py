@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.conftest import drop_database  # noqa: E402 - the same retrying drop as the tests
+from tests.conftest import SERVICE, drop_database  # noqa: E402 - shared with the tests
 
 PY = sys.executable
 KOMPOSE = [PY, "-m", "kompose_py"]
@@ -293,9 +293,6 @@ def hook_call(runs: int) -> list[Row]:
 
 
 # -- compose --------------------------------------------------------------------------------
-SERVICE = ("services:\n  app:\n    image: busybox:latest\n    pull_policy: never\n"
-           "    init: true\n    command: [\"sh\", \"-c\", \"while :; do sleep 3600; done\"]\n")
-
 
 def compose_up(runs: int) -> list[Row]:
     if not have_docker():

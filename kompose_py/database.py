@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from kompose_py.dumps import Dump, dump_name, find_dumps
 from kompose_py.envfiles import StackEnv
@@ -117,7 +117,7 @@ class Admin(Protocol):
 
     def database_settings(self, name: str) -> tuple[str, str, str] | None: ...
 
-    def execute(self, statement: psql_sql.Composed, params: Sequence[Any] = ()) -> None: ...
+    def execute(self, statement: psql_sql.Composed) -> None: ...
 
     def close(self) -> None: ...
 
@@ -145,12 +145,12 @@ class ServerAdmin:
             " WHERE datname = %s", (name,)).fetchone()
         return (str(row[0]), str(row[1]), str(row[2])) if row else None
 
-    def execute(self, statement: psql_sql.Composed, params: Sequence[Any] = ()) -> None:
+    def execute(self, statement: psql_sql.Composed) -> None:
         import psycopg
 
         self._report("SQL: " + statement.as_string(self.conn))
         try:
-            self.conn.execute(statement, params or None)
+            self.conn.execute(statement)
         except psycopg.Error as exc:
             raise StepError(_first_line(exc)) from None
 
@@ -170,7 +170,7 @@ class PlanAdmin:
     def database_settings(self, name: str) -> tuple[str, str, str] | None:
         return None
 
-    def execute(self, statement: psql_sql.Composed, params: Sequence[Any] = ()) -> None:
+    def execute(self, statement: psql_sql.Composed) -> None:
         self._report("SQL: " + statement.as_string(None) + "  would run")
 
     def close(self) -> None:
@@ -285,13 +285,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _publish(tmp: Path, db: DbSettings, folder: Path, when: datetime, compressed: bool) -> Path:
+def _publish(tmp: Path, db_name: str, folder: Path, when: datetime, compressed: bool) -> Path:
     """Give the finished dump its name without ever replacing an existing file."""
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     counter = 1
     while True:
-        final = folder / dump_name(db.name, when, counter, compressed)
+        final = folder / dump_name(db_name, when, counter, compressed)
         try:
             os.link(tmp, final)
         except FileExistsError:
@@ -307,6 +307,7 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, compress: bool,
     db = settings_for(env)
     if db is None:
         return skipped(stack)
+    planned_paths: list[str] = []  # dry-run: the post hook is shown with the path it would get
 
     def main(run: StackRun) -> None:
         when = datetime.now()
@@ -318,6 +319,7 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, compress: bool,
         if ctx.dry_run:
             run.run_command("pg_dump", cmd, {"PGPASSWORD": ""}, suffix=f" > {planned.name}")
             run.note(f"would write {planned.name} through a hidden temporary file")
+            planned_paths.append(str(planned))
             return
         started = time.monotonic()
         show = (lambda size: progress(stack.name, size)) if progress else None
@@ -329,7 +331,7 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, compress: bool,
                 if outcome.stderr_tail and not outcome.error:
                     run.result.message = run.mask(_pg_error(outcome.stderr_tail, db))
                 return
-            final = _publish(tmp, db, stack.path, when, compress)
+            final = _publish(tmp, db.name, stack.path, when, compress)
         finally:
             tmp.unlink(missing_ok=True)  # a partial dump must never look like a dump
         size = final.stat().st_size
@@ -339,7 +341,7 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, compress: bool,
 
     def hook_args(run: StackRun, phase: str) -> list[str]:
         if phase == "post":
-            return list(run.result.files[-1:])
+            return list(run.result.files[-1:] or planned_paths)
         return []
 
     return _locked(ctx, stack, "db:export",
@@ -386,57 +388,55 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None) -> 
     db = settings_for(env)
     if db is None:
         return skipped(stack)
-    chosen = dump or Path()
-
-    def main(run: StackRun) -> None:
-        from psycopg import sql
-
-        token = secrets.token_hex(4)
-        scratch = f"{db.name[:40]}_kompose_new_{token}"
-        aside = f"{db.name[:40]}_kompose_old_{token}"
-        report = run.note
-        admin: Admin = PlanAdmin(report) if ctx.dry_run else ServerAdmin(db, report)
-        try:
-            existing = admin.database_settings(db.name)
-            create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-                sql.Identifier(scratch))
-            if existing:
-                # Keep the target's encoding and locale; template0 keeps template1's extras out.
-                create = sql.SQL("{} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
-                    create, sql.Literal(existing[0]), sql.Literal(existing[1]),
-                    sql.Literal(existing[2]))
-            admin.execute(create)
-            try:
-                loaded = _load(run, db, scratch, chosen)
-                if loaded:
-                    swap_in(admin, db.name, scratch, aside)
-            finally:
-                if not ctx.dry_run and admin.database_exists(scratch):
-                    # Whatever happened, no scratch database outlives the import.
-                    drop(admin, scratch)
-        finally:
-            admin.close()
-        if run.result.status == "success" and not ctx.dry_run:
-            run.note(f"{db.name} replaced by {chosen.name}")
-
-    def hook_args(run: StackRun, phase: str) -> list[str]:
-        return [str(chosen)]
 
     def body() -> StackResult:
-        nonlocal chosen
-        if dump is None:
+        chosen = dump
+        if chosen is None:
             # Chosen under the lock: an export that was running has finished by now.
             dumps = find_dumps(stack.path, db.name)
             if not dumps:
                 return StackResult(stack.name, "failed", failed_step="pre", exit_code=1,
                                    message=f"no dump of {db.name} in {stack.path}")
             chosen = dumps[-1].path
-        result = run_with_hooks(ctx, stack, env, "db:import", main, hook_args,
-                                hook_env=pg_hook_env(db))
-        result.files = [str(chosen)]
+        source = chosen
+        result = run_with_hooks(ctx, stack, env, "db:import",
+                                lambda run: _replace(run, db, source),
+                                lambda run, phase: [str(source)], hook_env=pg_hook_env(db))
+        result.files = [str(source)]
         return result
 
     return _locked(ctx, stack, "db:import", body)
+
+
+def _replace(run: StackRun, db: DbSettings, dump: Path) -> None:
+    """Load ``dump`` into a scratch database, then swap it in for ``db.name``."""
+    from psycopg import sql
+
+    dry_run = run.ctx.dry_run
+    token = secrets.token_hex(4)
+    scratch = f"{db.name[:40]}_kompose_new_{token}"
+    aside = f"{db.name[:40]}_kompose_old_{token}"
+    admin: Admin = PlanAdmin(run.note) if dry_run else ServerAdmin(db, run.note)
+    try:
+        existing = admin.database_settings(db.name)
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
+        if existing:
+            # Keep the target's encoding and locale; template0 keeps template1's extras out.
+            create = sql.SQL("{} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+                create, sql.Literal(existing[0]), sql.Literal(existing[1]),
+                sql.Literal(existing[2]))
+        admin.execute(create)
+        try:
+            if _load(run, db, scratch, dump):
+                swap_in(admin, db.name, scratch, aside)
+        finally:
+            if not dry_run and admin.database_exists(scratch):
+                # Whatever happened, no scratch database outlives the import.
+                drop(admin, scratch)
+    finally:
+        admin.close()
+    if run.result.status == "success" and not dry_run:
+        run.note(f"{db.name} replaced by {dump.name}")
 
 
 def _load(run: StackRun, db: DbSettings, scratch: str, dump: Path) -> bool:
@@ -533,7 +533,7 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv, keep: int) -> StackRes
                 dump.path.unlink(missing_ok=True)
                 run.note(f"deleted {dump.path.name}")
         kept = len(dumps) - len(doomed)
-        run.note(f"kept {kept} dump{'s' if kept != 1 else ''} of {db.name}")
+        run.note(f"kept {kept} of {len(dumps)} dumps of {db.name}")
 
     return run_with_hooks(ctx, stack, env, "db:cleanup", main, lambda run, phase: [],
                           hook_env=pg_hook_env(db))

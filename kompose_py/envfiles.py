@@ -8,6 +8,7 @@ Nothing in a .env file is ever executed: ``$(...)`` and backticks stay literal t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,19 +90,19 @@ class EnvBuilder:
     root_env_file: Path
     network: str | None = None
     overrides: tuple[tuple[str, str], ...] = ()
-    _root_values: dict[str, str] | None = None
 
-    def root_values(self) -> dict[str, str]:
-        if self._root_values is None:
-            self._root_values = (read_env_file(self.root_env_file, self.environ)
-                                 if self.root_env_file.is_file() else {})
-        return self._root_values
+    @functools.cached_property
+    def _root(self) -> dict[str, str] | None:
+        """The root .env's values (None without one), read once for every stack."""
+        if not self.root_env_file.is_file():
+            return None
+        return read_env_file(self.root_env_file, self.environ)
 
     def for_stack(self, stack_env_file: Path) -> StackEnv:
         values = dict(self.environ)
         files = []
-        if self.root_env_file.is_file():
-            values.update(self.root_values())
+        if self._root is not None:
+            values.update(self._root)
             files.append(self.root_env_file)
         own: set[str] = set()
         if stack_env_file.is_file():
@@ -145,5 +146,3 @@ def mask_argument(arg: str) -> str:
     return arg
 
 
-def mask_assignment(key: str, value: str) -> str:
-    return f"{key}=***" if is_secret_key(key) else f"{key}={value}"

@@ -5,6 +5,7 @@ that someone else could change."""
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import stat
@@ -26,6 +27,7 @@ KOMPOSE_HOOKED = ("db:export", "db:import", "db:cleanup")
 _NAME = re.compile(r"hook_(pre|post|error|finally)_(\w+)")
 
 
+@functools.cache
 def valid_names() -> dict[str, str]:
     """Every valid hook function name → the command it applies to."""
     names = {}
@@ -69,9 +71,6 @@ class Finding:
     line: int | None
     message: str
 
-    def where(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else str(self.file)
-
 
 def check_file(path: Path, runner: Runner) -> list[Finding]:
     """Every problem of one hooks file; nothing in it is executed."""
@@ -97,7 +96,7 @@ def check_file(path: Path, runner: Runner) -> list[Finding]:
         close = difflib.get_close_matches(function, known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else ""
         findings.append(Finding("error", path, line,
-                                f"{function} matches no hook point and will never run{hint}"))
+                                f"{function} matches no known hook point{hint}"))
     info = path.stat()
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         who = " and ".join(w for w, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))

@@ -1,6 +1,7 @@
 """pre → command → post → error (on failure) → finally, for one stack (SPEC.md §7.3, §7.5).
 
-Semantics, table-tested in tests/test_pipeline.py:
+Semantics, table-tested in tests/test_hooks.py (test_failure_semantics) and
+tests/test_hook_runtime.py:
 - a failing pre hook: the command does not run, the stack fails (failed step "pre");
 - a failing command: post hooks do not run, the stack fails ("command");
 - a failing post hook: the stack fails ("post");
@@ -50,7 +51,8 @@ class RunContext:
 class StackRun:
     """The state of one stack's operation: its environment, steps and first failure."""
 
-    def __init__(self, ctx: RunContext, stack: Stack, env: StackEnv, command: str) -> None:
+    def __init__(self, ctx: RunContext, stack: Stack, env: StackEnv, command: str,
+                 hook_extra: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
         self.stack = stack
         self.command = command
@@ -58,7 +60,7 @@ class StackRun:
         self.result = StackResult(stack.name, "success")
         self.started = time.monotonic()
         self.env_file: Path | None = None
-        self.hook_extra: dict[str, str] = {}
+        self.hook_extra = dict(hook_extra or {})
 
     # -- text ---------------------------------------------------------------------------
     def mask(self, text: str) -> str:
@@ -136,8 +138,7 @@ class StackRun:
         ok = True
         for hook in hooks.hooks_for(phase, self.command, self.ctx.root_hooks,
                                     self.stack.hooks_file):
-            if phase in ("pre", "post") and self.ctx.runner.supervisor.cancelled.is_set():
-                self.mark_cancelled()
+            if phase in ("pre", "post") and self.interrupted():
                 return False
             short = hook.function.removeprefix("hook_")
             self.ctx.reporter.hook_start(self.stack.name, short, hook.scope,
@@ -162,10 +163,15 @@ class StackRun:
                     break
         return ok
 
-    def mark_cancelled(self) -> None:
+    def interrupted(self) -> bool:
+        """After Ctrl-C no further pre, command or post step starts: the stack is cancelled
+        (unless it already failed) and only its error and finally hooks still run."""
+        if not self.ctx.runner.supervisor.cancelled.is_set():
+            return False
         if self.result.status == "success":
             self.result.status = "cancelled"
             self.result.exit_code = 130
+        return True
 
     def _absorb_env_file(self) -> None:
         """KEY=VALUE lines a pre hook wrote to $KOMPOSE_ENV_FILE join this stack's env."""
@@ -180,28 +186,19 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
                    hook_env: Mapping[str, str] | None = None) -> StackResult:
     """One stack's pipeline; ``main`` runs the command steps through ``run.run_command``.
     ``hook_env``: extra variables for the hooks only (libpq's PG* for db commands)."""
-    run = StackRun(ctx, stack, env, command)
-    run.hook_extra = dict(hook_env or {})
+    run = StackRun(ctx, stack, env, command, hook_env)
     if not ctx.dry_run:
         # Private to this stack run: pre hooks may write decrypted secrets here.
         fd, name = tempfile.mkstemp(prefix="kompose-env-", suffix=".env")
         os.close(fd)
         run.env_file = Path(name)
-    cancelled = ctx.runner.supervisor.cancelled
-
-    def still_going() -> bool:
-        """After Ctrl-C no further step of the pre → command → post chain starts."""
-        if cancelled.is_set():
-            run.mark_cancelled()
-        return run.result.status == "success"
-
     try:
-        if run.run_hooks("pre", hook_args(run, "pre")) and still_going():
+        if run.run_hooks("pre", hook_args(run, "pre")) and not run.interrupted():
             try:
                 main(run)
             except KomposeError as exc:
                 run.fail(exc.message if not exc.hint else f"{exc.message} ({exc.hint})")
-            if still_going():
+            if run.result.status == "success" and not run.interrupted():
                 run.run_hooks("post", hook_args(run, "post"))
         if run.result.status != "success":
             run.run_hooks("error", hook_args(run, "error"))

@@ -52,4 +52,7 @@ class Reporter(Protocol):
 
     def note(self, stack: str, text: str) -> None: ...
 
+    def progress(self, stack: str, size: int) -> None:
+        """Bytes written so far by a long step (a dump); only called for a terminal."""
+
     def stack_end(self, stack: str, result: StackResult) -> None: ...

@@ -34,8 +34,8 @@ class Command:
     argv: tuple[str, ...]
     cwd: Path
     env: Mapping[str, str] = field(repr=False)
-    # "inherit": kompose's stdin (exec -T < file works); "null": /dev/null; a Path: that file.
-    stdin: Literal["inherit", "null"] | Path = "inherit"
+    # "inherit": kompose's stdin (exec -T < file works); "null": /dev/null.
+    stdin: Literal["inherit", "null"] = "inherit"
     # Writes the child's stdin from a thread (a dump decompressed on the fly). If it raises,
     # the child's group is killed before stdin closes, so a truncated input is never
     # mistaken for a complete one; the run then fails with the feeder's error.
@@ -116,12 +116,14 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _end_group(proc: subprocess.Popen[bytes], pgid: int, grace: float) -> None:
-    """SIGTERM to the whole group, a grace period, then SIGKILL to whatever is left."""
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the child's whole group (it leads a session of its own), a grace period,
+    then SIGKILL to whatever is left."""
+    pgid = proc.pid
     _killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + KILL_GRACE_SECONDS
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
+        proc.wait(timeout=KILL_GRACE_SECONDS)
     while _group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.02)
     if _group_alive(pgid):
@@ -135,8 +137,7 @@ class Runner:
     dry_run = False
 
     def __init__(self, supervisor: Supervisor | None = None, *, to_stderr: bool = False,
-                 prefix: str | None = None, lock: threading.Lock | None = None,
-                 kill_grace: float = KILL_GRACE_SECONDS) -> None:
+                 prefix: str | None = None, lock: threading.Lock | None = None) -> None:
         self.supervisor = supervisor or Supervisor()
         # --json: stdout carries the report alone, so children write to stderr.
         self.to_stderr = to_stderr
@@ -144,12 +145,11 @@ class Runner:
         # whole, under the lock that kompose's own lines take too.
         self.prefix = prefix
         self.lock = lock or threading.Lock()
-        self.kill_grace = kill_grace
 
     def labelled(self, prefix: str) -> Runner:
         """The same runner, relaying children's lines with a stack's name in front."""
         return type(self)(self.supervisor, to_stderr=self.to_stderr, prefix=prefix,
-                          lock=self.lock, kill_grace=self.kill_grace)
+                          lock=self.lock)
 
     def run(self, cmd: Command) -> Outcome:
         start = time.monotonic()
@@ -158,11 +158,8 @@ class Runner:
             stdin: int | IO[bytes] | None = None
             if cmd.feeder is not None:
                 stdin = subprocess.PIPE
-            elif cmd.stdin == "null" or (cmd.stdin == "inherit" and self.prefix):
+            elif cmd.stdin == "null" or self.prefix:
                 stdin = subprocess.DEVNULL  # stacks running side by side share no terminal
-            elif isinstance(cmd.stdin, Path):
-                stdin = open(cmd.stdin, "rb")  # noqa: SIM115 - closed below
-                handles.append(stdin)
             stdout: int | IO[bytes] | None = None
             if cmd.stdout == "null":
                 stdout = subprocess.DEVNULL
@@ -227,17 +224,17 @@ class Runner:
         feed_error: list[BaseException] = []
         if cmd.feeder is not None and proc.stdin is not None:
             feeder = threading.Thread(
-                target=_feed, args=(cmd.feeder, proc, feed_error, self.kill_grace), daemon=True)
+                target=_feed, args=(cmd.feeder, proc, feed_error), daemon=True)
             feeder.start()
         try:
             try:
                 proc.wait(timeout=cmd.timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                _end_group(proc, proc.pid, self.kill_grace)
+                _end_group(proc)
             if own_group and self.supervisor.cancelled.is_set() and _group_alive(proc.pid):
                 # The leader is gone after Ctrl-C; its background children go too.
-                _end_group(proc, proc.pid, self.kill_grace)
+                _end_group(proc)
         finally:
             if own_group:
                 self.supervisor.discard(proc.pid)
@@ -267,7 +264,7 @@ class Runner:
 
 
 def _feed(feeder: Callable[[IO[bytes]], None], proc: subprocess.Popen[bytes],
-          errors: list[BaseException], grace: float) -> None:
+          errors: list[BaseException]) -> None:
     assert proc.stdin is not None
     try:
         feeder(proc.stdin)
@@ -276,7 +273,7 @@ def _feed(feeder: Callable[[IO[bytes]], None], proc: subprocess.Popen[bytes],
     except Exception as exc:
         errors.append(exc)
         # Kill first, close after: the child must never see a clean end of a cut input.
-        _end_group(proc, proc.pid, grace)
+        _end_group(proc)
     finally:
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()

@@ -86,7 +86,7 @@ def test_global_env_option_is_never_passed_to_compose(root: Path, shim: Shim) ->
                     "-d", env=shim.env())
     assert r.code == 0, r.err
     for call in shim.calls():
-        assert call["argv"][:3] == ["compose", "-f", call["argv"][2]]
+        assert call["argv"][:2] == ["compose", "-f"] and call["argv"][3:] == ["up", "-d"]
         assert "-e" not in call["argv"] and "TAG=1.2" not in call["argv"]
         assert call["env"]["TAG"] == "1.2"
         assert call["env"]["NETWORK_NAME"] == "staging"

@@ -251,9 +251,9 @@ def test_hooks_list_and_check(tmp_path: Path) -> None:
     r = run_kompose("--root", str(root), "*", "hooks:check")
     assert r.code == 1
     out = r.out
-    assert "typos/hooks.sh:2: hook_pre_upp matches no hook point and will never run; " \
+    assert "typos/hooks.sh:2: hook_pre_upp matches no known hook point; " \
            "did you mean hook_pre_up?" in out
-    assert "typos/hooks.sh:4: hook_post_db_exprot matches no hook point and will never run; " \
+    assert "typos/hooks.sh:4: hook_post_db_exprot matches no known hook point; " \
            "did you mean hook_post_db_export?" in out
     assert "error: syntax/hooks.sh:5: syntax error near unexpected token" in out
     assert "warning: loose/hooks.sh: writable by group and others (mode 666)" in out

@@ -212,3 +212,23 @@ def test_output_marks_and_summary(tmp_path: Path, shim: Shim, log: Path) -> None
     # Command and hook output keep their own stream (stdout); kompose's lines go to stderr.
     assert "from-hook" in r.out and "shim ran compose" in r.out
     assert "Summary" not in r.out
+
+
+def test_quiet_and_verbose(tmp_path: Path, shim: Shim, log: Path) -> None:
+    root = make_stacks(tmp_path / "r", {
+        "a": {"compose.yaml": COMPOSE, ".env": "X=1\n", "hooks.sh": "hook_pre_ps() { :; }\n"},
+        "b": {"compose.yaml": COMPOSE, ".env": "SHIM_EXIT=4\n"},
+    })
+    r = run(root, shim, log, "-q", "*", "ps")
+    assert r.code == 1
+    # Only the failure and the summary: no headers, hook or command lines, no successes.
+    assert "▶" not in r.err and "[HOOK]" not in r.err and "$ docker" not in r.err
+    assert "✓ a" not in r.err
+    assert "compose ps ✗ exit 4" in r.err and "✗ b failed at command" in r.err
+    assert "Summary: 1 succeeded, 1 failed, 0 skipped out of 2 stacks" in r.err
+    quiet_lines = len(r.err.splitlines())
+    r = run(root, shim, log, "-v", "*", "ps")
+    assert "env files: a/.env" in r.err and "env files: b/.env" in r.err
+    assert len(r.err.splitlines()) > quiet_lines
+    r = run(root, shim, log, "*", "ps")
+    assert "env files:" not in r.err  # only -v (or a dry-run) shows them in a real run

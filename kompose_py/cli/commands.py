@@ -19,7 +19,7 @@ from kompose_py import stacks as stacks_mod
 from kompose_py.cli.app import VERSION, Invocation
 from kompose_py.cli.output import HumanReporter, use_color
 from kompose_py.compose import run_compose
-from kompose_py.envfiles import EnvBuilder, StackEnv, mask_assignment, parse_override
+from kompose_py.envfiles import EnvBuilder, StackEnv, mask_argument, parse_override
 from kompose_py.errors import UsageError
 from kompose_py.orchestrator import run_all
 from kompose_py.pipeline import DEFAULT_HOOK_TIMEOUT, RunContext
@@ -120,14 +120,14 @@ def execute(inv: Invocation) -> int:
     parallel = min(inv.parallel, len(selected))
     reporter = HumanReporter(report_stream, use_color(report_stream, inv.no_color), root,
                              prefix_lines=parallel > 1, quiet=inv.quiet, verbose=inv.verbose,
-                             dry_run=line.dry_run)
-    reporter.label_width = max(len(s.name) for s in selected)
+                             dry_run=line.dry_run,
+                             label_width=max(len(s.name) for s in selected))
     runner_type = DryRunner if line.dry_run else Runner
     # With --json, stdout carries the report alone; children write to stderr.
     runner = runner_type(supervisor, to_stderr=inv.json, lock=reporter.lock)
     ctx = RunContext(root, runner, reporter, timeout,
                      interactive=parallel == 1 and sys.stdin.isatty() and not inv.json)
-    shown_overrides = [mask_assignment(k, v) for k, v in overrides]
+    shown_overrides = [mask_argument(f"{k}={v}") for k, v in overrides]
     if inv.network is not None:
         shown_overrides.insert(0, f"NETWORK_NAME={inv.network}")
     job = job_factory(ctx, envs, selected)  # checks the arguments before anything runs

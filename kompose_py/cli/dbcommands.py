@@ -7,14 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kompose_py import database
+from kompose_py.cli.commands import Job, JobFactory
 from kompose_py.envfiles import StackEnv
 from kompose_py.errors import StepError, UsageError
 from kompose_py.pipeline import RunContext
-from kompose_py.results import StackResult
 from kompose_py.stacks import Stack
-
-Job = Callable[[RunContext, Stack], StackResult]
-Factory = Callable[[RunContext, dict[str, StackEnv], Sequence[Stack]], Job]
 
 
 def _flags(command: str, args: Sequence[str], allowed: dict[str, bool]) -> tuple[dict[str, str],
@@ -42,7 +39,7 @@ def _flags(command: str, args: Sequence[str], allowed: dict[str, bool]) -> tuple
     return found, positional
 
 
-def factory(command: str, args: Sequence[str]) -> Factory:
+def factory(command: str, args: Sequence[str]) -> JobFactory:
     if command == "db:export":
         flags, rest = _flags(command, args, {"--compress": False})
         if rest:
@@ -102,7 +99,6 @@ def factory(command: str, args: Sequence[str]) -> Factory:
 
 def _progress_reporter(ctx: RunContext) -> Callable[[str, int], None] | None:
     """A live byte counter, only for a person watching a terminal one stack at a time."""
-    progress = getattr(ctx.reporter, "progress", None)
-    if progress is None or not sys.stderr.isatty() or not ctx.interactive:
+    if not ctx.interactive or not sys.stderr.isatty():
         return None
-    return progress  # type: ignore[no-any-return]
+    return ctx.reporter.progress

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kompose_py import hooks, stacks
-from kompose_py.cli.output import Painter
+from kompose_py.cli.output import Painter, plural, relative
 from kompose_py.dumps import find_dumps
 from kompose_py.envfiles import EnvBuilder, StackEnv
 from kompose_py.stacks import Stack
@@ -17,10 +17,12 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
     paint = Painter(color)
     selected = stacks.select(stacks.discover(root), pattern, root)
     rows = [("STACK", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "HOOKS")]
+    from kompose_py.database import settings_for
+
     root_hooks = hooks.defined_functions(root / "hooks.sh")
     for stack in selected:
-        env = builder.for_stack(stack.env_file)
-        db = env.values.get("DB_NAME", "") if "DB_NAME" in env.own_keys else ""
+        settings = settings_for(builder.for_stack(stack.env_file))
+        db = settings.name if settings else ""
         dumps = str(len(find_dumps(stack.path, db))) if db else "-"
         names = sorted(hooks.defined_functions(stack.hooks_file))
         hook_text = ", ".join(n.removeprefix("hook_") for n in names) or "-"
@@ -33,7 +35,7 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
         out.write((paint(text, "bold") if n == 0 else text) + "\n")
     extra = f"; root hooks: {', '.join(sorted(h.removeprefix('hook_') for h in root_hooks))}" \
         if root_hooks else ""
-    out.write(f"{len(selected)} stack{'s' if len(selected) != 1 else ''} in {root}{extra}\n")
+    out.write(f"{plural(len(selected), 'stack')} in {root}{extra}\n")
     return 0
 
 
@@ -57,19 +59,11 @@ def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: Tex
         if db is None:
             out.write(f"{paint('⊘', 'yellow')} {stack.name}: no DB_NAME in its .env\n")
             continue
-        count = f"{len(dumps)} dump{'s' if len(dumps) != 1 else ''}"
-        out.write(paint(f"{stack.name} ({db.name}): {count}", "bold") + "\n")
+        out.write(paint(f"{stack.name} ({db.name}): {plural(len(dumps), 'dump')}", "bold") + "\n")
         for info in dumps:
             out.write(f"  {info.dump.path.name}  {human_size(info.size):>9}  "
                       f"{age(info.age_seconds)}\n")
     return 0
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def list_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool) -> int:
@@ -79,13 +73,14 @@ def list_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool) 
     paint = Painter(color)
     for stack in selected:
         found = find(root / "hooks.sh", stack.hooks_file)
-        out.write(paint(f"{stack.name}: {len(found)} hook{'s' if len(found) != 1 else ''}",
+        out.write(paint(f"{stack.name}: {plural(len(found), 'hook')}",
                         "bold") + "\n")
         width = max((len(h.function) for h in found), default=0)
         for h in found:
             command = h.command or "(no command: never runs)"
+            scope = " (root)" if h.scope == "root" else ""
             out.write(f"  {h.function.ljust(width)}  {command:<12}  "
-                      f"{_rel(h.file, root)}:{h.line}{' (root)' if h.scope == 'root' else ''}\n")
+                      f"{relative(h.file, root)}:{h.line}{scope}\n")
     return 0
 
 
@@ -106,14 +101,13 @@ def check_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool)
         mark = paint("✓", "green") if not findings else (
             paint("✗", "red") if any(f.level == "error" for f in findings)
             else paint("!", "yellow"))
-        out.write(f"{mark} {_rel(path, root)}\n")
+        out.write(f"{mark} {relative(path, root)}\n")
         for f in findings:
             label = paint(f.level, "red" if f.level == "error" else "yellow")
-            out.write(f"  {label}: {_rel(path, root)}{':' + str(f.line) if f.line else ''}: "
+            out.write(f"  {label}: {relative(path, root)}{':' + str(f.line) if f.line else ''}: "
                       f"{f.message}\n")
             errors += f.level == "error"
             warnings += f.level == "warning"
-    out.write(f"{checked} hooks file{'s' if checked != 1 else ''} checked: "
-              f"{errors} error{'s' if errors != 1 else ''}, "
-              f"{warnings} warning{'s' if warnings != 1 else ''}\n")
+    out.write(f"{plural(checked, 'hooks file')} checked: {plural(errors, 'error')}, "
+              f"{plural(warnings, 'warning')}\n")
     return 1 if errors else 0

@@ -41,6 +41,18 @@ class Painter:
         return f"\033[{codes}m{text}\033[0m"
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def relative(path: Path, root: Path) -> str:
+    """A path as the user thinks of it: under the root when it is there."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def seconds(value: float) -> str:
     return f"{value:.1f}s" if value < 60 else f"{int(value // 60)}m{value % 60:04.1f}s"
 
@@ -58,7 +70,7 @@ class HumanReporter:
 
     def __init__(self, stream: TextIO, color: bool, root: Path,
                  prefix_lines: bool = False, quiet: bool = False, verbose: bool = False,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, label_width: int = 0) -> None:
         self.dry_run = dry_run
         self.stream = stream
         self.quiet = quiet
@@ -67,7 +79,7 @@ class HumanReporter:
         self.root = root
         self.prefix_lines = prefix_lines
         self.lock = threading.Lock()
-        self.label_width = 0  # stack names are padded to this in prefixed lines
+        self.label_width = label_width  # stack names are padded to this in prefixed lines
         self._progress_shown = False
 
     def _write(self, stack: str | None, text: str) -> None:
@@ -82,12 +94,6 @@ class HumanReporter:
             self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
 
-    def _rel(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.root))
-        except ValueError:
-            return str(path)
-
     # -- Reporter protocol ------------------------------------------------------------
     def stack_start(self, stack: str, env_files: Sequence[Path], overrides: Sequence[str],
                     dry_run: bool) -> None:
@@ -98,7 +104,7 @@ class HumanReporter:
             title += self.paint("  (dry-run: nothing runs)", "yellow")
         lines = [title]
         if dry_run or self.verbose:
-            files = ", ".join(self._rel(f) for f in env_files) or "none"
+            files = ", ".join(relative(f, self.root) for f in env_files) or "none"
             lines.append(f"  env files: {files}")
         if overrides:
             lines.append("  overrides: " + " ".join(overrides))
@@ -185,7 +191,7 @@ class HumanReporter:
             parts.append(f"{count['not run']} not run")
         n = len(results)
         title = "Summary (dry-run, nothing ran)" if self.dry_run else "Summary"
-        line = (f"{title}: {', '.join(parts)} out of {n} stack{'s' if n != 1 else ''} "
+        line = (f"{title}: {', '.join(parts)} out of {plural(n, 'stack')} "
                 f"({seconds(elapsed)})")
         failed = [r for r in results if r.status in ("failed", "timeout", "cancelled")]
         lines = [RULE, line]

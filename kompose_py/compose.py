@@ -25,7 +25,9 @@ def run_compose(ctx: RunContext, stack: Stack, env: StackEnv, args: Sequence[str
     subcommand = args[0]
 
     def main(run: StackRun) -> None:
-        argv = (*compose_program(run.env), "-f", stack.compose_file.name, *args)
+        # No -f: compose chooses the files itself in the stack folder, as a user typing
+        # `docker compose` there gets (override file, COMPOSE_FILE, COMPOSE_PROFILES).
+        argv = (*compose_program(run.env), *args)
         cmd = Command(argv, stack.path, run.env,
                       foreground=ctx.interactive and subcommand in INTERACTIVE)
         run.run_command(f"compose {subcommand}", cmd)

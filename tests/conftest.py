@@ -273,6 +273,7 @@ def drop_database(conn: Any, name: str) -> None:
 
 
 SECOND_SOCKET = "/run/kompose-test-engine-b.sock"
+BRIDGE = "kt-br0"
 
 
 @pytest.fixture(scope="session")
@@ -286,10 +287,17 @@ def second_engine(docker_engine: None) -> Iterator[str]:
         if os.geteuid() != 0 or shutil.which("dockerd") is None:
             _missing("a second Docker engine (needs root and dockerd)")
         log = open("/tmp/kompose-test-engine-b.log", "ab")  # noqa: SIM115 - lives as long
+        # A bridge of its own: a daemon started without a default bridge deletes the host's
+        # docker0, which breaks `docker run` and every Dockerfile RUN step on the first engine.
+        if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode:
+            for cmd in (["ip", "link", "add", BRIDGE, "type", "bridge"],
+                        ["ip", "addr", "add", "172.31.0.1/16", "dev", BRIDGE],
+                        ["ip", "link", "set", BRIDGE, "up"]):
+                subprocess.run(cmd, check=True, capture_output=True)
         started = subprocess.Popen(
             ["dockerd", "--host", host, "--data-root", "/var/lib/kompose-test-engine-b",
              "--exec-root", "/run/kompose-test-engine-b", "--pidfile",
-             "/run/kompose-test-engine-b.pid", "--bridge=none", "--iptables=false"],
+             "/run/kompose-test-engine-b.pid", f"--bridge={BRIDGE}", "--iptables=false"],
             stdout=log, stderr=log, start_new_session=True)
         import time
 

@@ -76,8 +76,8 @@ def test_compose_flags_after_command_reach_compose_untouched(root: Path, shim: S
                     env=shim.env())
     assert r.code == 0, r.err
     assert compose_argv(shim) == [
-        ["compose", "-f", "compose.yaml", "logs", "-n", "50", "-f"],
-        ["compose", "-f", "compose.yaml", "exec", "-e", "A=1", "web", "sh", "-c", "x y"],
+        ["compose", "logs", "-n", "50", "-f"],
+        ["compose", "exec", "-e", "A=1", "web", "sh", "-c", "x y"],
     ]
 
 
@@ -86,24 +86,23 @@ def test_global_env_option_is_never_passed_to_compose(root: Path, shim: Shim) ->
                     "-d", env=shim.env())
     assert r.code == 0, r.err
     for call in shim.calls():
-        assert call["argv"][:2] == ["compose", "-f"] and call["argv"][3:] == ["up", "-d"]
+        assert call["argv"] == ["compose", "up", "-d"]
         assert "-e" not in call["argv"] and "TAG=1.2" not in call["argv"]
         assert call["env"]["TAG"] == "1.2"
         assert call["env"]["NETWORK_NAME"] == "staging"
     assert [Path(c["cwd"]).name for c in shim.calls()] == ["blog", "news"]
-    assert shim.calls()[1]["argv"][2] == "docker-compose.yml"
 
 
 def test_dry_run_after_command_and_double_dash(root: Path, shim: Shim) -> None:
     r = run_kompose("--root", str(root), "blog", "up", "-d", "--dry-run", env=shim.env())
     assert r.code == 0
     assert shim.calls() == []
-    assert "docker compose -f compose.yaml up -d" in r.err
+    assert "docker compose up -d" in r.err
     r = run_kompose("--root", str(root), "blog", "run", "--rm", "app", "--", "echo", "--dry-run",
                     "--", env=shim.env())
     assert r.code == 0, r.err
     assert compose_argv(shim) == [
-        ["compose", "-f", "compose.yaml", "run", "--rm", "app", "echo", "--dry-run", "--"]]
+        ["compose", "run", "--rm", "app", "echo", "--dry-run", "--"]]
 
 
 def test_env_and_network_work_without_a_root_env(root: Path, shim: Shim) -> None:
@@ -119,7 +118,7 @@ def test_compose_program_can_be_replaced(root: Path, shim: Shim) -> None:
     r = run_kompose("--root", str(root), "blog", "ps",
                     env={**shim.env(), "KOMPOSE_COMPOSE_CMD": "docker compose --ansi never"})
     assert r.code == 0
-    assert compose_argv(shim) == [["compose", "--ansi", "never", "-f", "compose.yaml", "ps"]]
+    assert compose_argv(shim) == [["compose", "--ansi", "never", "ps"]]
 
 
 def test_missing_compose_program_is_a_clear_failure(root: Path, shim: Shim) -> None:

@@ -73,7 +73,7 @@ def test_arguments_cwd_and_environment(tmp_path: Path, shim: Shim, log: Path) ->
     assert post_a["env"]["KOMPOSE_STATUS"] == "success"
     assert post_a["env"]["KOMPOSE_EXIT_CODE"] == "0"
     calls = shim.calls()
-    assert [c["argv"][3:] for c in calls] == [expected_args, expected_args]
+    assert [c["argv"][1:] for c in calls] == [expected_args, expected_args]
     assert calls[0]["env"].get("ONLY_A") == "secret-of-a"
     assert "ONLY_A" not in calls[1]["env"]
     assert "stack" not in calls[0]["env"]  # hook-only variables stay with hooks
@@ -200,7 +200,7 @@ def test_output_marks_and_summary(tmp_path: Path, shim: Shim, log: Path) -> None
     err = r.err
     assert "▶ a" in err and "▶ b" in err
     assert "[HOOK] pre_ps ✓" in err
-    assert "$ docker compose -f compose.yaml ps" in err
+    assert "$ docker compose ps" in err
     assert "compose ps ✗ exit 4" in err
     assert "✗ b failed at command (exit 4" in err
     assert "\x1b[" not in err  # not a terminal: plain text

@@ -28,6 +28,10 @@ def run_compose(ctx: RunContext, stack: Stack, env: StackEnv, args: Sequence[str
         # No -f: compose chooses the files itself in the stack folder, as a user typing
         # `docker compose` there gets (override file, COMPOSE_FILE, COMPOSE_PROFILES).
         argv = (*compose_program(run.env), *args)
+        if ctx.dry_run:
+            names = [str(f.relative_to(stack.path)) if f.is_relative_to(stack.path) else str(f)
+                     for f in stack.compose_files(run.env)]
+            run.note("compose files: " + ", ".join(names))
         cmd = Command(argv, stack.path, run.env,
                       foreground=ctx.interactive and subcommand in INTERACTIVE)
         run.run_command(f"compose {subcommand}", cmd)

@@ -1,28 +1,47 @@
 """Reading .env files as data and building one stack's environment (SPEC.md §4).
 
-Parsing is python-dotenv's own parser (quotes, ``export``, comments, escapes); variable
-references are resolved here rather than by ``dotenv_values`` because they must see the
-layers merged before this file (a stack .env may use a root .env value), not ``os.environ``.
-Nothing in a .env file is ever executed: ``$(...)`` and backticks stay literal text.
+The grammar is Docker Compose's, because compose reads the same stack ``.env`` and a user
+must get the same values from ``kompose`` as from ``docker compose`` in that folder:
+
+- ``KEY=value``, ``KEY: value``, ``export KEY=value``; a bare ``KEY`` takes the value a
+  higher layer gives it, if any; ``#`` starts a comment at the start of a line or after
+  white space in an unquoted value;
+- ``'single quotes'`` are literal (``\\'`` is a quote); ``"double quotes"`` may span lines,
+  know the escapes ``\\n \\t \\r \\\\ \\" \\$`` (and ``\\a \\b \\f \\v``), and are interpolated;
+- interpolation: ``$VAR``, ``${VAR}``, ``${VAR:-d}``, ``${VAR-d}``, ``${VAR:+alt}``,
+  ``${VAR+alt}``, ``${VAR:?err}``, ``${VAR?err}`` (defaults nest), ``$$`` for a ``$``.
+
+python-dotenv's parser (the project's .env library until now) knows only ``${VAR}`` and
+``${VAR:-d}`` and other escapes, so the lexer and the expander are written here, checked
+value by value against ``docker compose config --environment`` in tests/test_compose_oracle.py.
+Nothing in a .env file is ever executed: ``$(...)`` and backticks stay text.
+
+Both passes are linear in the size of the file: no per-line copies of what came before.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from dotenv.parser import parse_stream
-from dotenv.variables import parse_variables
 
 from kompose_py.errors import ConfigError, UsageError
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# The value part of a binding whose value is single-quoted: it stays literal.
-_SINGLE_QUOTED = re.compile(r"^[^=]*=[ \t]*'")
-_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
+_SECRET_WORDS = ("PASSWORD", "PASSWD", "PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "HASH",
+                 "PRIVATE")
+
+# Layers of a stack's environment, lowest first (later wins), as env:show names them.
+STACK_ENV = "stack .env"
+ENVIRONMENT = "environment"
+ROOT_ENV = "root .env"
+NETWORK = "--network"
+OVERRIDE = "-e"
+LAYERS = (STACK_ENV, ENVIRONMENT, ROOT_ENV, NETWORK, OVERRIDE)
 
 
 def is_secret_key(key: str) -> bool:
@@ -30,34 +49,276 @@ def is_secret_key(key: str) -> bool:
     return any(word in upper for word in _SECRET_WORDS)
 
 
-def read_env_file(path: Path, base: Mapping[str, str]) -> dict[str, str]:
-    """The bindings of one .env file; ``${VAR}`` resolves against ``base`` and earlier lines."""
+# -- the lexer ------------------------------------------------------------------------------
+_SPACE = " \t\v\f\r\x85\xa0"
+_NAME_END = re.compile(r"[=:\n]")
+_KEY = re.compile(r"[\w.-]+\Z")  # Compose accepts letters (any script), digits, _ . -
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
+            "\\": "\\", '"': '"'}
+# In a double-quoted value ``\$`` is a literal dollar; it must survive interpolation.
+_LITERAL_DOLLAR = "\0kompose-dollar\0"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One statement of a .env file: ``value`` is None for a bare ``KEY`` (inherit)."""
+
+    key: str
+    value: str | None
+    quote: str  # "'", '"' or "" (unquoted)
+    line: int
+
+
+class EnvSyntaxError(ValueError):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def parse_bindings(text: str) -> Iterator[Binding]:
+    """The statements of a .env text, in order. Raises :class:`EnvSyntaxError` (never
+    with a value in its message: values may be secrets)."""
+    pos, size, line = 0, len(text), 1
+    while True:
+        # Skip blank space, blank lines and comment lines up to the next statement.
+        while pos < size:
+            ch = text[pos]
+            if ch == "\n":
+                line += 1
+                pos += 1
+            elif ch in _SPACE:
+                pos += 1
+            elif ch == "#":
+                end = text.find("\n", pos)
+                pos = size if end < 0 else end
+            else:
+                break
+        if pos >= size:
+            return
+        start_line = line
+        if text.startswith("export", pos) and pos + 6 < size and text[pos + 6] in _SPACE:
+            pos += 6
+            while pos < size and text[pos] in _SPACE:
+                pos += 1
+        match = _NAME_END.search(text, pos)
+        end = match.start() if match else size
+        key = text[pos:end].rstrip(_SPACE)
+        if not key:
+            raise EnvSyntaxError(start_line, "a line starts with '=' or ':' (no variable name)")
+        if not _KEY.match(key):
+            bad = next((c for c in key if not (c.isalnum() or c in "_.-")), "?")
+            raise EnvSyntaxError(
+                start_line, f"unexpected character {bad!r} in variable name {key[:40]!r}"
+                if bad not in _SPACE else f"a variable name cannot contain a space: {key[:40]!r}")
+        if match is None or match[0] == "\n":
+            yield Binding(key, None, "", start_line)  # bare KEY: inherited
+            pos = end
+            continue
+        pos = end + 1
+        while pos < size and text[pos] in _SPACE:
+            pos += 1
+        quote = text[pos] if pos < size and text[pos] in "'\"" else ""
+        if not quote:
+            end = text.find("\n", pos)
+            end = size if end < 0 else end
+            raw = text[pos:end]
+            comment = raw.find(" #")  # a tab before # does not start a comment in Compose
+            if comment >= 0:
+                raw = raw[:comment]
+            yield Binding(key, raw.rstrip(_SPACE), "", start_line)
+            pos = end
+            continue
+        value, pos, newlines = _quoted(text, pos, quote, start_line)
+        line += newlines
+        yield Binding(key, value, quote, start_line)
+
+
+def _quoted(text: str, pos: int, quote: str, line: int) -> tuple[str, int, int]:
+    """A quoted value starting at ``text[pos] == quote``: (value, position after the
+    closing quote, newlines inside)."""
+    out: list[str] = []
+    i, size = pos + 1, len(text)
+    while i < size:
+        ch = text[i]
+        if ch == quote:
+            value = "".join(out)
+            return value, i + 1, text.count("\n", pos, i)
+        if ch == "\\" and i + 1 < size:
+            nxt = text[i + 1]
+            if quote == "'":
+                out.append("'" if nxt == "'" else "\\" + nxt)
+            elif nxt == "$":
+                out.append(_LITERAL_DOLLAR)
+            else:
+                out.append(_ESCAPES.get(nxt, "\\" + nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    kind = "double" if quote == '"' else "single"
+    raise EnvSyntaxError(line, f"unterminated {kind}-quoted value (a {quote} is missing)")
+
+
+# -- interpolation --------------------------------------------------------------------------
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])(.*))?\Z", re.DOTALL)
+
+Lookup = Callable[[str], "str | None"]
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the ``}`` closing a ``${`` whose body starts at ``start``; nested ``${``
+    count, a lone ``{`` does not (as in Compose)."""
+    depth = 0
+    i = start
+    while True:
+        close = text.find("}", i)
+        if close < 0:
+            return -1
+        opened = text.find("${", i, close)
+        if opened >= 0:
+            depth += 1
+            i = opened + 2
+            continue
+        if depth == 0:
+            return close
+        depth -= 1
+        i = close + 1
+
+
+def substitute(template: str, lookup: Lookup) -> str:
+    """Compose's interpolation of one value. Raises :class:`TemplateError`."""
+    out: list[str] = []
+    i = 0
+    while True:
+        j = template.find("$", i)
+        if j < 0:
+            out.append(template[i:])
+            return "".join(out)
+        out.append(template[i:j])
+        nxt = template[j + 1:j + 2]
+        if nxt == "$":
+            out.append("$")
+            i = j + 2
+        elif nxt == "{":
+            close = _closing_brace(template, j + 2)
+            body = template[j + 2:close] if close >= 0 else template[j + 2:]
+            if close < 0:
+                raise TemplateError(f"invalid ${{...}} expression (no closing brace): "
+                                    f"${{{body[:40]}")
+            out.append(_braced(body, lookup))
+            i = close + 1
+        else:
+            name = _NAME.match(template, j + 1)
+            if name is None:
+                out.append("$")  # "$", "$1", "$ x": a plain dollar, as in Compose
+                i = j + 1
+            else:
+                out.append(lookup(name[0]) or "")
+                i = name.end()
+
+
+def _braced(body: str, lookup: Lookup) -> str:
+    match = _BRACED.match(body)
+    if match is None:
+        raise TemplateError(f"invalid expression ${{{body[:40]}}}")
+    name, op, arg = match[1], match[2], match[3]
+    value = lookup(name)
+    if op is None:
+        return value or ""
+    empty_counts = op.startswith(":")
+    missing = value is None or (empty_counts and value == "")
+    kind = op[-1]
+    if kind == "-":
+        return substitute(arg, lookup) if missing else (value or "")
+    if kind == "+":
+        return "" if missing else substitute(arg, lookup)
+    if missing:  # "?"
+        message = substitute(arg, lookup)
+        raise TemplateError(f"required variable {name} is missing a value"
+                            + (f": {message}" if message else ""))
+    return value or ""
+
+
+# -- reading files --------------------------------------------------------------------------
+def read_env_file(path: Path, below: Mapping[str, str] | None = None,
+                  above: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The bindings of one .env file, interpolated.
+
+    A reference ``${VAR}`` looks in ``above`` first (layers that beat this file: that is
+    how Compose reads a project .env, the shell environment first), then in the file's own
+    earlier lines, then in ``below``. A bare ``KEY`` takes its value the same way.
+    """
+    text = _read_text(path)
+    above = above or {}
+    below = below or {}
+    values: dict[str, str] = {}
+
+    def lookup(name: str) -> str | None:
+        for layer in (above, values, below):
+            found = layer.get(name)
+            if found is not None:
+                return found
+        return None
+
     try:
-        # utf-8-sig drops a BOM left by Windows editors; universal newlines handle CRLF.
-        with path.open(encoding="utf-8-sig") as stream:
-            bindings = list(parse_stream(stream))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        for binding in parse_bindings(text):
+            if binding.value is None:
+                inherited = lookup(binding.key)
+                if inherited is not None:
+                    values[binding.key] = inherited
+                continue
+            if binding.quote == "'":
+                values[binding.key] = binding.value
+                continue
+            try:
+                value = substitute(binding.value, lookup)
+            except TemplateError as exc:
+                message = str(exc)
+                if is_secret_key(binding.key) and not message.startswith("required"):
+                    message = "invalid ${...} expression (not shown: the value is a secret)"
+                raise EnvSyntaxError(binding.line, f"{binding.key}: {message}") from None
+            values[binding.key] = value.replace(_LITERAL_DOLLAR, "$")
+    except EnvSyntaxError as exc:
+        raise ConfigError(f"{path}:{exc.line}: {exc.message}",
+                          hint="the syntax is Docker Compose's: KEY=value, KEY=\"value\", "
+                               "KEY='literal', ${VAR:-default}, $$ for a $") from None
+    return values
+
+
+def _read_text(path: Path) -> str:
+    """A .env file's text; anything there that is not a readable regular file is an error,
+    never "no settings" (a skipped backup must not look like success)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: a link to nothing ({os.readlink(path)!r})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    values: dict[str, str] = {}
-    for binding in bindings:
-        if binding.error:
-            lines = binding.original.string.strip().splitlines()
-            text = lines[0] if lines else ""
-            raise ConfigError(
-                f"{path}:{binding.original.line}: cannot parse {text!r}",
-                hint="expected KEY=value, KEY=\"value\", KEY='value' or a # comment",
-            )
-        if binding.key is None or binding.value is None:
-            continue  # a comment, a blank line, or a bare KEY without a value
-        if _SINGLE_QUOTED.match(binding.original.string.lstrip()):
-            values[binding.key] = binding.value
-            continue
-        scope = {**base, **values}
-        atoms = parse_variables(binding.value)
-        values[binding.key] = "".join(atom.resolve(scope) for atom in atoms)
-    return values
+    if not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ConfigError(f"{path}: is {what}, not a .env file")
+    try:
+        with path.open("rb") as stream:
+            data = stream.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        # utf-8-sig drops a BOM left by Windows editors; CRLF ends lines like LF.
+        return data.decode("utf-8-sig").replace("\r\n", "\n")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def env_file_present(path: Path) -> bool:
+    """Whether there is something at ``path`` (a dangling link and a folder count: they
+    fail when read, rather than silently meaning "no settings")."""
+    return os.path.lexists(path)
 
 
 def parse_override(item: str) -> tuple[str, str]:
@@ -80,11 +341,21 @@ class StackEnv:
     files: tuple[Path, ...]
     # Keys set by the stack's own .env or by -e: decides "is this a database stack" (§8).
     own_keys: frozenset[str] = field(default_factory=frozenset)
+    # key -> the layer its value comes from (LAYERS).
+    sources: dict[str, str] = field(default_factory=dict)
+    # Keys the stack .env sets that a higher layer replaces with another value -> that layer.
+    shadowed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class EnvBuilder:
-    """Builds each stack's environment from the same start; the root .env is read once."""
+    """Builds each stack's environment from the same start; the root .env is read once.
+
+    Precedence, later wins: stack .env < the environment kompose was started with < root
+    .env < --network < -e. That is what kompose.sh did for compose (it exported the root
+    .env into its shell, and Compose lets the shell beat the project .env) and what
+    ``docker compose`` does with the same shell.
+    """
 
     environ: Mapping[str, str]
     root_env_file: Path
@@ -92,30 +363,46 @@ class EnvBuilder:
     overrides: tuple[tuple[str, str], ...] = ()
 
     @functools.cached_property
+    def _top(self) -> dict[str, str]:
+        top = {} if self.network is None else {"NETWORK_NAME": self.network}
+        top.update(self.overrides)
+        return top
+
+    @functools.cached_property
     def _root(self) -> dict[str, str] | None:
         """The root .env's values (None without one), read once for every stack."""
-        if not self.root_env_file.is_file():
+        if not env_file_present(self.root_env_file):
             return None
-        return read_env_file(self.root_env_file, self.environ)
+        return read_env_file(self.root_env_file, below=self.environ, above=self._top)
+
+    @functools.cached_property
+    def _higher(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Everything that beats a stack .env, merged, and where each value comes from."""
+        merged: dict[str, str] = {}
+        sources: dict[str, str] = {}
+        layers = [(ENVIRONMENT, self.environ), (ROOT_ENV, self._root or {})]
+        if self.network is not None:
+            layers.append((NETWORK, {"NETWORK_NAME": self.network}))
+        layers.append((OVERRIDE, dict(self.overrides)))
+        for name, layer in layers:
+            merged.update(layer)
+            sources.update(dict.fromkeys(layer, name))
+        return merged, sources
 
     def for_stack(self, stack_env_file: Path) -> StackEnv:
-        values = dict(self.environ)
-        files = []
-        if self._root is not None:
-            values.update(self._root)
-            files.append(self.root_env_file)
-        own: set[str] = set()
-        if stack_env_file.is_file():
-            stack_values = read_env_file(stack_env_file, values)
-            values.update(stack_values)
-            own.update(stack_values)
+        higher, higher_sources = self._higher
+        files = [self.root_env_file] if self._root is not None else []
+        own: set[str] = {k for k, _ in self.overrides}
+        stack_values: dict[str, str] = {}
+        if env_file_present(stack_env_file):
+            stack_values = read_env_file(stack_env_file, above=higher)
             files.append(stack_env_file)
-        if self.network is not None:
-            values["NETWORK_NAME"] = self.network
-        for key, value in self.overrides:
-            values[key] = value
-            own.add(key)
-        return StackEnv(values, tuple(files), frozenset(own))
+            own.update(stack_values)
+        values = {**stack_values, **higher}
+        sources = {**dict.fromkeys(stack_values, STACK_ENV), **higher_sources}
+        shadowed = {k: higher_sources[k] for k, v in stack_values.items()
+                    if k in higher and higher[k] != v}
+        return StackEnv(values, tuple(files), frozenset(own), sources, shadowed)
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
@@ -144,5 +431,3 @@ def mask_argument(arg: str) -> str:
     if match and match[3] and is_secret_key(match[2]):
         return f"{match[1]}{match[2]}=***"
     return arg
-
-

@@ -29,6 +29,16 @@ from kompose_py.stacks import Stack
 
 DEFAULT_HOOK_TIMEOUT = 300.0
 
+# Variables that change how bash itself runs (startup files, options, word splitting,
+# tracing, exported functions): a .env may set them for compose, never for the hooks.
+_BASH_CONTROL = frozenset({"BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "CDPATH",
+                           "GLOBIGNORE", "BASH_XTRACEFD", "PROMPT_COMMAND", "POSIXLY_CORRECT",
+                           "BASH_COMPAT", "EXECIGNORE", "TIMEFORMAT", "HISTFILE"})
+
+
+def _changes_bash(key: str) -> bool:
+    return key in _BASH_CONTROL or key.startswith("BASH_FUNC_")
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -107,7 +117,7 @@ class StackRun:
                                "failed", 1, 0.0, error=self.mask(message)), phase)
 
     def hook_env(self, function: str, phase: str) -> dict[str, str]:
-        env = {k: v for k, v in self.env.items() if k != "BASH_ENV"}  # no rc files (§7.1)
+        env = {k: v for k, v in self.env.items() if not _changes_bash(k)}
         env.update(self.hook_extra)
         env.update(
             SCRIPT_DIR=str(self.ctx.root),

@@ -10,7 +10,11 @@ from pathlib import Path
 
 from kompose_py.errors import NoStackError, UsageError
 
-COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+# Docker Compose's own order of preference (checked against `docker compose config`):
+# the first main file found, plus the first override file found, whatever the main one's name.
+COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+OVERRIDE_FILE_NAMES = ("compose.override.yml", "compose.override.yaml",
+                       "docker-compose.override.yml", "docker-compose.override.yaml")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,21 @@ class Stack:
     @property
     def hooks_file(self) -> Path:
         return self.path / "hooks.sh"
+
+    def compose_files(self, env: Mapping[str, str]) -> list[Path]:
+        """The files ``docker compose`` uses in this folder with this environment:
+        ``COMPOSE_FILE`` (split on ``COMPOSE_PATH_SEPARATOR``, relative to the folder) when
+        set, else the main file and the first override file found."""
+        chosen = env.get("COMPOSE_FILE")
+        if chosen:
+            separator = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+            return [self.path / name for name in chosen.split(separator) if name]
+        files = [self.compose_file]
+        for name in OVERRIDE_FILE_NAMES:
+            if (self.path / name).is_file():
+                files.append(self.path / name)
+                break
+        return files
 
 
 def resolve_root(option: str | None, environ: Mapping[str, str], cwd: Path) -> Path:

@@ -55,4 +55,4 @@ def test_dry_run_of_an_invalid_plan_fails(tmp_path: Path, shim: Shim) -> None:
     root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE, ".env": "A='open\n"}})
     r = run_kompose("--root", str(root), "-n", "a", "up", env=shim.env())
     assert r.code == 2
-    assert ".env:1: cannot parse" in r.err
+    assert ".env:1: unterminated single-quoted value" in r.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,23 +58,61 @@ def test_unparsable_line_reports_file_and_line(tmp_path: Path) -> None:
     path.write_text("GOOD=1\n# fine\nBAD='unterminated\n")
     with pytest.raises(ConfigError) as err:
         read_env_file(path, {})
-    assert err.value.message.startswith(f"{path}:3: cannot parse")
+    assert err.value.message == f"{path}:3: unterminated single-quoted value (a ' is missing)"
 
 
-def test_precedence_environ_root_stack_network_overrides(tmp_path: Path) -> None:
+def test_precedence_stack_environ_root_network_overrides(tmp_path: Path) -> None:
+    """Later wins: stack .env < environment < root .env < --network < -e."""
     root = make_stacks(tmp_path, {
-        ".env": "A=root\nB=root\nC=root\nD=root\nSHARED=root-value\n",
-        "s": {"compose.yaml": COMPOSE, ".env": "B=stack\nC=stack\nUSES=${SHARED}/x\n"},
+        ".env": "A=root\nC=root\nD=root\nSHARED=root-value\nJWT_TOKEN=real-token\n",
+        "s": {"compose.yaml": COMPOSE,
+              ".env": "A=stack\nB=stack\nC=stack\nE=stack\nUSES=${SHARED}/x\n"
+                      "JWT_TOKEN=changeme\nSAME=same\nNETWORK_NAME=stack\n"},
     })
-    environ = {"A": "environ", "E": "environ", "NETWORK_NAME": "environ"}
+    environ = {"A": "environ", "E": "environ", "F": "environ", "SAME": "same",
+               "NETWORK_NAME": "environ"}
     builder = EnvBuilder(environ, root / ".env", "net", (("C", "cli"), ("C", "later")))
     env = builder.for_stack(root / "s" / ".env")
     v = env.values
-    assert (v["A"], v["B"], v["C"], v["D"], v["E"]) == ("root", "stack", "later", "root", "environ")
+    assert (v["A"], v["B"], v["C"], v["D"], v["E"], v["F"]) == \
+        ("root", "stack", "later", "root", "environ", "environ")
+    assert v["JWT_TOKEN"] == "real-token"  # the root's secret, not the stack's placeholder
     assert v["NETWORK_NAME"] == "net"
     assert v["USES"] == "root-value/x"  # a stack .env may use a root .env value
     assert env.files == (root / ".env", root / "s" / ".env")
-    assert env.own_keys == {"B", "C", "USES"}
+    assert env.own_keys == {"A", "B", "C", "E", "USES", "JWT_TOKEN", "SAME", "NETWORK_NAME"}
+    assert env.sources["B"] == "stack .env" and env.sources["F"] == "environment"
+    assert (env.sources["A"], env.sources["C"], env.sources["NETWORK_NAME"]) == \
+        ("root .env", "-e", "--network")
+    # Shadowed: set by the stack .env, replaced by a higher layer with another value.
+    assert env.shadowed == {"A": "root .env", "C": "-e", "E": "environment",
+                            "JWT_TOKEN": "root .env", "NETWORK_NAME": "--network"}
+
+
+def test_stack_env_references_see_higher_layers_first(tmp_path: Path) -> None:
+    """As Compose reads a project .env: the shell (here every higher layer) first."""
+    root = make_stacks(tmp_path, {".env": "HOST=db.internal\n", "s": {
+        "compose.yaml": COMPOSE, ".env": "HOST=localhost\nURL=pg://${HOST}/app\n"}})
+    env = EnvBuilder({}, root / ".env").for_stack(root / "s" / ".env")
+    assert env.values["URL"] == "pg://db.internal/app"
+
+
+@pytest.mark.parametrize("kind", ["dangling link", "folder", "fifo", "loop"])
+def test_a_env_that_cannot_be_read_is_an_error_not_absent(tmp_path: Path, kind: str) -> None:
+    root = make_stacks(tmp_path / "r", {"s": {"compose.yaml": COMPOSE}})
+    target = root / "s" / ".env"
+    if kind == "dangling link":
+        target.symlink_to(tmp_path / "gone.env")
+    elif kind == "folder":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to(target)
+    r = run_kompose("--root", str(root), "s", "db:export", timeout=30)
+    assert r.code == 2, r.err
+    assert f"{target}:" in r.err or f"{target} " in r.err
+    assert "skipped" not in r.err
 
 
 def test_masking() -> None:
@@ -91,5 +130,5 @@ def test_unparsable_stack_env_is_reported_before_anything_runs(tmp_path: Path, s
     })
     r = run_kompose("--root", str(root), "*", "up", "-d", env=shim.env())
     assert r.code == 2
-    assert f"{root}/b/.env:2: cannot parse" in r.err
+    assert f"{root}/b/.env:2: a variable name cannot contain a space" in r.err
     assert shim.calls() == []  # stack a did not start either

@@ -44,7 +44,8 @@ HELP = """Run a Docker Compose command, or a kompose command, on every stack mat
 
 PATTERN is a comma-separated list of globs over stack names: "*", "blog,news", "*,!news".
 COMMAND is any docker compose subcommand (up, down, ps, logs, exec, ...) or one of
-db:export, db:import, db:cleanup, db:list, hooks:list, hooks:check. Everything after COMMAND
+db:export, db:import, db:cleanup, db:list, hooks:list, hooks:check, env:show, env:check.
+Everything after COMMAND
 goes to it untouched, except a literal --dry-run (before any --).
 
 Exit codes: 0 success, 1 a stack failed, 2 usage error, 3 no stack matched, 130 interrupted.

@@ -28,7 +28,7 @@ from kompose_py.runner import DryRunner, Runner, Supervisor
 from kompose_py.stacks import Stack
 
 KOMPOSE_COMMANDS = ("db:export", "db:import", "db:cleanup", "db:list", "hooks:list",
-                    "hooks:check")
+                    "hooks:check", "env:show", "env:check")
 
 
 @dataclass(frozen=True)
@@ -98,17 +98,27 @@ def execute(inv: Invocation) -> int:
         return list_stacks(root, pattern, builder, sys.stdout, use_color(sys.stdout, inv.no_color))
 
     line = split_command_line(inv.args, inv.dry_run)
-    reports = ("db:list", "hooks:list", "hooks:check")  # read-only: no hooks, no summary
+    # read-only: no hooks, no summary
+    reports = ("db:list", "hooks:list", "hooks:check", "env:show", "env:check")
     if line.command in reports and line.args:
         raise UsageError(f"{line.command} takes no arguments, got {line.args[0]!r}")
     job_factory = None if line.command in reports else _job_factory(line)
     selected = stacks_mod.select(stacks_mod.discover(root), line.pattern, root)
+    if line.command == "env:check":  # reports unreadable .env files itself, stack by stack
+        from kompose_py.cli import envcommands
+
+        return envcommands.check(root, selected, builder, sys.stdout,
+                                 use_color(sys.stdout, inv.no_color), inv.json)
     # Every selected stack's environment is read before the first one starts.
     envs = {s.name: builder.for_stack(s.env_file) for s in selected}
     if job_factory is None:
         from kompose_py.cli import listing
 
         color = use_color(sys.stdout, inv.no_color)
+        if line.command == "env:show":
+            from kompose_py.cli import envcommands
+
+            return envcommands.show(root, selected, envs, sys.stdout, color, inv.json)
         if line.command == "db:list":
             return listing.list_db_dumps(selected, envs, sys.stdout, color)
         if line.command == "hooks:list":
@@ -135,6 +145,12 @@ def execute(inv: Invocation) -> int:
     def run_one(stack: Stack) -> StackResult:
         env = envs[stack.name]
         reporter.stack_start(stack.name, env.files, shown_overrides, line.dry_run)
+        if env.shadowed and (line.dry_run or inv.verbose):
+            # Key names only, never values: which stack .env settings do not apply.
+            from kompose_py.cli.envcommands import shadow_text
+
+            reporter.note(stack.name, "shadowed: " + ", ".join(
+                shadow_text(k, layer) for k, layer in sorted(env.shadowed.items())))
         stack_ctx = ctx if parallel == 1 else replace(
             ctx, runner=runner.labelled(stack.name.ljust(reporter.label_width)))
         result = job(stack_ctx, stack)

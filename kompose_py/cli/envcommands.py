@@ -1,0 +1,129 @@
+"""``env:show`` and ``env:check``: what each stack's environment is, where every value comes
+from, and which stack .env values a higher layer replaces (key names only, never values)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from kompose_py import __version__
+from kompose_py.cli.output import Painter, plural, relative
+from kompose_py.envfiles import (
+    STACK_ENV,
+    EnvBuilder,
+    StackEnv,
+    is_secret_key,
+    mask,
+    secret_values,
+)
+from kompose_py.errors import ConfigError
+from kompose_py.stacks import Stack
+
+SCHEMA_VERSION = 1
+
+
+def shown_value(key: str, value: str, secrets: Sequence[str]) -> str:
+    """A value as kompose may print it: a secret key's value is ``***``, and any secret
+    inside another value (a URL with a password) is masked too."""
+    return "***" if value and is_secret_key(key) else mask(value, secrets)
+
+
+def shadow_text(key: str, layer: str) -> str:
+    return f"{key} (stack .env value replaced by {layer})"
+
+
+def _variables(env: StackEnv) -> list[dict[str, Any]]:
+    secrets = secret_values(env.values)
+    return [{"key": key, "value": shown_value(key, value, secrets),
+             "source": env.sources.get(key, STACK_ENV),
+             "replaces_stack_value": key in env.shadowed}
+            for key, value in sorted(env.values.items())]
+
+
+def show(root: Path, selected: Sequence[Stack], envs: dict[str, StackEnv], out: TextIO,
+         color: bool, as_json: bool) -> int:
+    if as_json:
+        doc = {"schema": SCHEMA_VERSION, "kompose": __version__, "command": "env:show",
+               "stacks": [{"stack": s.name,
+                           "env_files": [str(f) for f in envs[s.name].files],
+                           "compose_files": [str(f)
+                                             for f in s.compose_files(envs[s.name].values)],
+                           "variables": _variables(envs[s.name])} for s in selected]}
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    paint = Painter(color)
+    for stack in selected:
+        env = envs[stack.name]
+        rows = _variables(env)
+        files = ", ".join(relative(f, root) for f in env.files) or "none"
+        out.write(paint(f"{stack.name}: {plural(len(rows), 'variable')} (env files: {files})",
+                        "bold") + "\n")
+        width = max((len(r["key"]) for r in rows), default=0)
+        for row in rows:
+            value = row["value"].replace("\n", "\\n")
+            if len(value) > 60:
+                value = value[:57] + "..."
+            note = paint("  (replaces the stack .env's value)", "yellow") \
+                if row["replaces_stack_value"] else ""
+            out.write(f"  {row['key'].ljust(width)}  {row['source']:<11}  {value}{note}\n")
+    return 0
+
+
+def _project_name(stack: Stack, env: StackEnv) -> str:
+    """The compose project name, as Compose derives it (lower case, [a-z0-9_-])."""
+    name = env.values.get("COMPOSE_PROJECT_NAME") or stack.path.name
+    return re.sub(r"[^a-z0-9_-]", "", name.lower())
+
+
+def check(root: Path, selected: Sequence[Stack], builder: EnvBuilder, out: TextIO,
+          color: bool, as_json: bool) -> int:
+    """Errors: a .env that cannot be read or parsed, a compose file that COMPOSE_FILE names
+    and that is not there. Warnings: stack .env values a higher layer replaces; stacks that
+    end up with the same compose project name. Exit 1 on errors only."""
+    paint = Painter(color)
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    projects: dict[str, list[str]] = {}
+    for stack in selected:
+        errors: list[str] = []
+        warnings: list[str] = []
+        try:
+            env = builder.for_stack(stack.env_file)
+        except ConfigError as exc:
+            errors.append(exc.message)
+        else:
+            for key, layer in sorted(env.shadowed.items()):
+                warnings.append(shadow_text(key, layer))
+            for path in stack.compose_files(env.values):
+                if not path.is_file():
+                    errors.append(f"compose file {relative(path, root)} (from COMPOSE_FILE) "
+                                  "does not exist")
+            projects.setdefault(_project_name(stack, env), []).append(stack.name)
+        found[stack.name] = (errors, warnings)
+    for project, names in projects.items():
+        if len(names) > 1:
+            for name in names:
+                others = ", ".join(n for n in names if n != name)
+                found[name][1].append(f"compose project name {project!r} is also {others}'s: "
+                                      "compose treats them as one project")
+    error_count = sum(len(e) for e, _ in found.values())
+    if as_json:
+        doc = {"schema": SCHEMA_VERSION, "kompose": __version__, "command": "env:check",
+               "stacks": [{"stack": name, "errors": e, "warnings": w}
+                          for name, (e, w) in found.items()]}
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return 1 if error_count else 0
+    for name, (errors, warnings) in found.items():
+        mark = paint("✗", "red") if errors else paint("!", "yellow") if warnings \
+            else paint("✓", "green")
+        out.write(f"{mark} {name}\n")
+        for text in errors:
+            out.write(f"  {paint('error', 'red')}: {text}\n")
+        for text in warnings:
+            out.write(f"  {paint('warning', 'yellow')}: {text}\n")
+    warning_count = sum(len(w) for _, w in found.values())
+    out.write(f"{plural(len(found), 'stack')} checked: {plural(error_count, 'error')}, "
+              f"{plural(warning_count, 'warning')}\n")
+    return 1 if error_count else 0

@@ -201,6 +201,10 @@ def test_compose_chooses_the_files(tmp_path: Path, docker_engine: None,
     })
     r = run_kompose("--root", str(root), "-n", "*", "up", "-d")
     assert r.code == 0, r.err
+    listed = {line.split()[0]: line.split()[1]
+              for line in run_kompose("--root", str(root), "--list").out.splitlines()[1:-1]}
+    assert listed == {"file": "compose.yaml,extra.yaml", "prof": "compose.yaml",
+                      "over": "compose.yaml,compose.override.yaml"}
     assert "compose files: compose.yaml, extra.yaml" in r.err
     assert "compose files: compose.yaml, compose.override.yaml" in r.err
     r = run_kompose("--root", str(root), "*", "up", "-d", timeout=300)
@@ -216,3 +220,44 @@ def test_compose_chooses_the_files(tmp_path: Path, docker_engine: None,
     r = run_kompose("--root", str(root), "*", "down", "-t", "1", timeout=300)
     assert r.code == 0, r.err
     assert project_containers(p_prof, running_only=False) == []
+
+
+def test_database_settings_follow_the_same_precedence(tmp_path: Path, pg: Any) -> None:
+    """The root's real password beats the stack's placeholder for pg_dump too."""
+    name = pg.new_name()
+    pg.create(name)
+    root = make_stacks(tmp_path / "r", {
+        ".env": f"DB_HOST={pg.host}\nDB_PORT={pg.port}\nDB_USER={pg.user}\n"
+                f"DB_PASSWORD={pg.password}\n",
+        "shop": {"compose.yaml": COMPOSE,
+                 ".env": f"DB_NAME={name}\nDB_HOST=placeholder.invalid\nDB_PASSWORD=changeme\n"},
+    })
+    r = run_kompose("--root", str(root), "shop", "db:export", timeout=120)
+    assert r.code == 0, r.err
+    assert len(list((root / "shop").glob(f"{name}_*.sql"))) == 1
+    assert pg.password not in r.out + r.err
+
+
+def test_variables_that_change_bash_never_reach_hooks(tmp_path: Path) -> None:
+    out = tmp_path / "hook.txt"
+    compose_env = tmp_path / "compose.env"
+    # A "compose" that only records its environment, in dash (which ignores all of these).
+    compose = f"/bin/sh -c 'env > {compose_env}' compose"
+    evil = tmp_path / "evil-ran"
+    root = make_stacks(tmp_path / "r", {"s": {
+        "compose.yaml": COMPOSE,
+        ".env": f"SHELLOPTS=xtrace\nBASH_ENV={tmp_path}/evil.sh\nIFS=x\nPS4=TRACED \n",
+        "hooks.sh": f'hook_pre_up() {{ echo "plain words flags=$-" > {out}; }}\n'}})
+    # Any bash that reads BASH_ENV records whether it is a hook (KOMPOSE_HOOK is set there).
+    (tmp_path / "evil.sh").write_text(f'echo "hook=${{KOMPOSE_HOOK:-}}" >> {evil}\n')
+    # An exported bash function can only come from the environment (a .env key has no %).
+    r = run_kompose("--root", str(root), "s", "up",
+                    env={"KOMPOSE_COMPOSE_CMD": compose,
+                         "BASH_FUNC_echo%%": "() {  builtin echo hijacked; }"})
+    assert r.code == 0, r.err
+    words, flags = out.read_text().split("flags=")
+    assert words == "plain words " and "x" not in flags  # no IFS, no echo function, no xtrace
+    hooks_that_read_it = [line for line in (evil.read_text().splitlines() if evil.exists()
+                                            else []) if line != "hook="]
+    assert hooks_that_read_it == []
+    assert "SHELLOPTS=xtrace" in compose_env.read_text().splitlines()  # compose still does

@@ -21,12 +21,14 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
 
     root_hooks = hooks.defined_functions(root / "hooks.sh")
     for stack in selected:
-        settings = settings_for(builder.for_stack(stack.env_file))
+        env = builder.for_stack(stack.env_file)
+        settings = settings_for(env)
+        files = ",".join(relative(f, stack.path) for f in stack.compose_files(env.values))
         db = settings.name if settings else ""
         dumps = str(len(find_dumps(stack.path, db))) if db else "-"
         names = sorted(hooks.defined_functions(stack.hooks_file))
         hook_text = ", ".join(n.removeprefix("hook_") for n in names) or "-"
-        rows.append((stack.name, stack.compose_file.name,
+        rows.append((stack.name, files,
                      "yes" if stack.env_file.is_file() else "-", dumps, db or "-", hook_text))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for n, row in enumerate(rows):

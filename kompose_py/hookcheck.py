@@ -72,6 +72,32 @@ class Finding:
     message: str
 
 
+@functools.lru_cache(maxsize=4096)
+def _closest_command(command: str) -> str | None:
+    commands = sorted({c.replace("-", "_").replace(":", "_") for c in valid_names().values()})
+    close = difflib.get_close_matches(command, commands, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def closest_name(function: str) -> str | None:
+    """The valid hook name a misspelt one most likely meant. The phase and the command are
+    matched on their own (a few dozen short words, cached), so that a file with thousands
+    of unknown names is checked in well under a second."""
+    match = _NAME.fullmatch(function)
+    if match:
+        phase, command = match[1], match[2]
+        close = _closest_command(command)
+        return f"hook_{phase}_{close}" if close else None
+    for phase in hooks.PHASES:  # a misspelt phase: hook_pos_up, hook_pre-up, hook_finaly_up
+        prefix, _, command = function.removeprefix("hook_").partition("_")
+        if difflib.SequenceMatcher(None, prefix, phase).ratio() >= 0.6:
+            name = f"hook_{phase}_{command}"
+            if name in valid_names():
+                return name
+    close = difflib.get_close_matches(function, valid_names(), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def check_file(path: Path, runner: Runner) -> list[Finding]:
     """Every problem of one hooks file; nothing in it is executed."""
     findings: list[Finding] = []
@@ -93,8 +119,8 @@ def check_file(path: Path, runner: Runner) -> list[Finding]:
     for function, line in hooks.definitions(path):
         if function in known:
             continue
-        close = difflib.get_close_matches(function, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        close = closest_name(function)
+        hint = f"; did you mean {close}?" if close else ""
         findings.append(Finding("error", path, line,
                                 f"{function} matches no known hook point{hint}"))
     info = path.stat()

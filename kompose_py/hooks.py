@@ -34,7 +34,13 @@ __kompose_args=("$@")
 set --
 __kompose_loaded=0
 __kompose_report() {
-  [ "$__kompose_loaded" = 1 ] || printf 'kompose: sourcing %s failed\n' "$__kompose_file" >&2
+  # Sourcing ended the shell (a failing command, or an `exit`, even `exit 0`): the hook
+  # point fails, whatever status it left.
+  local status=$?
+  [ "$__kompose_loaded" = 1 ] && exit "$status"
+  printf 'kompose: sourcing %s failed\n' "$__kompose_file" >&2
+  [ "$status" = 0 ] && exit 1
+  exit "$status"
 }
 trap __kompose_report EXIT
 set -e
@@ -61,8 +67,14 @@ def function_name(phase: str, command: str) -> str:
 @cache
 def _definitions(path: Path, mtime_ns: int) -> tuple[tuple[str, int], ...]:
     text = path.read_text(encoding="utf-8", errors="replace")
-    return tuple((m[1] or m[2], text.count("\n", 0, m.start()) + 1)
-                 for m in _DEFINITION.finditer(text))
+    found = []
+    line, counted = 1, 0
+    for m in _DEFINITION.finditer(text):
+        # Count only the newlines since the previous match: linear in the file's size.
+        line += text.count("\n", counted, m.start())
+        counted = m.start()
+        found.append((m[1] or m[2], line))
+    return tuple(found)
 
 
 def definitions(path: Path) -> tuple[tuple[str, int], ...]:

@@ -166,13 +166,16 @@ def test_unsourceable_hooks_file_fails_the_hook_point(tmp_path: Path, shim: Shim
         "toplevel": {"compose.yaml": COMPOSE,
                      "hooks.sh": "false\nhook_pre_up() { :; }\n"},
         "fine": {"compose.yaml": COMPOSE, "hooks.sh": "hook_pre_up() { :; }\n"},
+        # `exit 0` at the top ends sourcing early: the hook never ran, so it is no success.
+        "exits": {"compose.yaml": COMPOSE, "hooks.sh": "exit 0\nhook_pre_up() { :; }\n"},
     })
     r = run(root, shim, log, "*", "up", "-d")
     assert r.code == 1
     assert [Path(c["cwd"]).name for c in shim.calls()] == ["fine"]
     assert "syntax error" in r.err  # bash's own message
     assert "sourcing" in r.err and "toplevel/hooks.sh failed" in r.err
-    assert "1 succeeded, 2 failed" in r.err
+    assert "exits/hooks.sh failed" in r.err
+    assert "1 succeeded, 3 failed" in r.err
 
 
 def test_secrets_are_masked_in_every_line(tmp_path: Path, shim: Shim, log: Path) -> None:

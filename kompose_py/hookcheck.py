@@ -94,8 +94,8 @@ def closest_name(function: str) -> str | None:
             name = f"hook_{phase}_{command}"
             if name in valid_names():
                 return name
-    close = difflib.get_close_matches(function, valid_names(), n=1, cutoff=0.6)
-    return close[0] if close else None
+    matches = difflib.get_close_matches(function, valid_names(), n=1, cutoff=0.6)
+    return matches[0] if matches else None
 
 
 def check_file(path: Path, runner: Runner) -> list[Finding]:

@@ -135,6 +135,7 @@ def test_env_check_errors(tmp_path: Path) -> None:
         "b": {"compose.yaml": COMPOSE, ".env": "X=${REQUIRED:?set REQUIRED in the root}\n"},
         "c": {"compose.yaml": COMPOSE},
         "d": {"compose.yaml": COMPOSE},
+        "e": {"compose.yaml": COMPOSE, ".env": "COMPOSE_FILE=\nCOMPOSE_PROJECT_NAME=e\n"},
     })
     r = run_kompose("--root", str(root), "*", "env:check", env={"COMPOSE_PROJECT_NAME": "same"})
     assert r.code == 1
@@ -142,7 +143,8 @@ def test_env_check_errors(tmp_path: Path) -> None:
     assert (f"error: {root}/b/.env:1: X: required variable REQUIRED is missing a value: "
             "set REQUIRED in the root") in r.out
     assert "compose project name 'same' is also c, d's" in r.out  # a shares it too
-    assert "4 stacks checked: 2 errors" in r.out
+    assert "error: COMPOSE_FILE is set but empty (stack .env)" in r.out
+    assert "5 stacks checked: 3 errors" in r.out
 
 
 def test_nothing_in_any_env_file_is_executed(tmp_path: Path, shim: Shim) -> None:

@@ -96,6 +96,9 @@ def check(root: Path, selected: Sequence[Stack], builder: EnvBuilder, out: TextI
         else:
             for key, layer in sorted(env.shadowed.items()):
                 warnings.append(shadow_text(key, layer))
+            if env.values.get("COMPOSE_FILE") == "":
+                errors.append(f"COMPOSE_FILE is set but empty ({env.sources['COMPOSE_FILE']}):"
+                              " docker compose fails with it; remove the line")
             for path in stack.compose_files(env.values):
                 if not path.is_file():
                     errors.append(f"compose file {relative(path, root)} (from COMPOSE_FILE) "

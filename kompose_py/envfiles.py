@@ -107,10 +107,11 @@ def parse_bindings(text: str) -> Iterator[Binding]:
         if not key:
             raise EnvSyntaxError(start_line, "a line starts with '=' or ':' (no variable name)")
         if not _KEY.match(key):
+            # Not echoed: a line without '=' may well be a pasted secret.
             bad = next((c for c in key if not (c.isalnum() or c in "_.-")), "?")
             raise EnvSyntaxError(
-                start_line, f"unexpected character {bad!r} in variable name {key[:40]!r}"
-                if bad not in _SPACE else f"a variable name cannot contain a space: {key[:40]!r}")
+                start_line, "a variable name cannot contain a space (is the '=' missing?)"
+                if bad in _SPACE else f"unexpected character {bad!r} in a variable name")
         if match is None or match[0] == "\n":
             yield Binding(key, None, "", start_line)  # bare KEY: inherited
             pos = end

@@ -133,6 +133,10 @@ def test_secret_values_never_appear_in_errors(folder: Path) -> None:
         read_env_file(folder / ".env")
     assert "hunter2" not in err.value.message
     assert ":1: unterminated double-quoted value" in err.value.message
+    (folder / ".env").write_text("GOOD=1\nmy pasted s3cret-passphrase\n")
+    with pytest.raises(ConfigError) as err:
+        read_env_file(folder / ".env")
+    assert "s3cret" not in err.value.message and ":2: " in err.value.message
     (folder / ".env").write_text("API_TOKEN=abc${oops-secret-part\n")
     with pytest.raises(ConfigError) as err:
         read_env_file(folder / ".env")

@@ -50,13 +50,17 @@ def is_secret_key(key: str) -> bool:
 
 
 # -- the lexer ------------------------------------------------------------------------------
+# Compose (Go) has two notions of white space: a small one around '=' and inside keys, and
+# unicode.IsSpace (every Unicode space, line breaks included) before a statement and at the
+# end of an unquoted value. Python's isspace() also counts \x1c-\x1f, which Go does not.
 _SPACE = " \t\v\f\r\x85\xa0"
+_WIDE_SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace()
+                      and c not in "\x1c\x1d\x1e\x1f")
 _NAME_END = re.compile(r"[=:\n]")
-_KEY = re.compile(r"[\w.-]+\Z")  # Compose accepts letters (any script), digits, _ . -
+# Compose accepts letters (any script), digits, _ . - [ ] and tabs inside a key, no space.
+_KEY = re.compile(r"[\w.\-\[\]\t\v\f\r\x85\xa0]+\Z")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
             "\\": "\\", '"': '"'}
-# In a double-quoted value ``\$`` is a literal dollar; it must survive interpolation.
-_LITERAL_DOLLAR = "\0kompose-dollar\0"
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def parse_bindings(text: str) -> Iterator[Binding]:
             if ch == "\n":
                 line += 1
                 pos += 1
-            elif ch in _SPACE:
+            elif ch in _WIDE_SPACE:
                 pos += 1
             elif ch == "#":
                 end = text.find("\n", pos)
@@ -103,15 +107,15 @@ def parse_bindings(text: str) -> Iterator[Binding]:
                 pos += 1
         match = _NAME_END.search(text, pos)
         end = match.start() if match else size
-        key = text[pos:end].rstrip(_SPACE)
+        key = text[pos:end].rstrip(_WIDE_SPACE)
         if not key:
             raise EnvSyntaxError(start_line, "a line starts with '=' or ':' (no variable name)")
         if not _KEY.match(key):
             # Not echoed: a line without '=' may well be a pasted secret.
-            bad = next((c for c in key if not (c.isalnum() or c in "_.-")), "?")
+            bad = next((c for c in key if not _KEY.match(c)), "?")
             raise EnvSyntaxError(
                 start_line, "a variable name cannot contain a space (is the '=' missing?)"
-                if bad in _SPACE else f"unexpected character {bad!r} in a variable name")
+                if bad == " " else f"unexpected character {bad!r} in a variable name")
         if match is None or match[0] == "\n":
             yield Binding(key, None, "", start_line)  # bare KEY: inherited
             pos = end
@@ -127,7 +131,7 @@ def parse_bindings(text: str) -> Iterator[Binding]:
             comment = raw.find(" #")  # a tab before # does not start a comment in Compose
             if comment >= 0:
                 raw = raw[:comment]
-            yield Binding(key, raw.rstrip(_SPACE), "", start_line)
+            yield Binding(key, raw.rstrip(_WIDE_SPACE), "", start_line)
             pos = end
             continue
         value, pos, newlines = _quoted(text, pos, quote, start_line)
@@ -150,7 +154,7 @@ def _quoted(text: str, pos: int, quote: str, line: int) -> tuple[str, int, int]:
             if quote == "'":
                 out.append("'" if nxt == "'" else "\\" + nxt)
             elif nxt == "$":
-                out.append(_LITERAL_DOLLAR)
+                out.append("$$")  # a literal dollar, as Compose escapes it
             else:
                 out.append(_ESCAPES.get(nxt, "\\" + nxt))
             i += 2
@@ -163,7 +167,8 @@ def _quoted(text: str, pos: int, quote: str, line: int) -> tuple[str, int, int]:
 
 # -- interpolation --------------------------------------------------------------------------
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])(.*))?\Z", re.DOTALL)
+# No re.DOTALL: Compose refuses a line break inside ${...}.
+_BRACED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])(.*))?\Z")
 
 Lookup = Callable[[str], "str | None"]
 
@@ -173,23 +178,18 @@ class TemplateError(ValueError):
 
 
 def _closing_brace(text: str, start: int) -> int:
-    """Index of the ``}`` closing a ``${`` whose body starts at ``start``; nested ``${``
-    count, a lone ``{`` does not (as in Compose)."""
+    """Index of the ``}`` closing a ``${`` whose body starts at ``start``: every ``{`` in
+    between opens a level, as in Compose (``${X:-{a}b}`` is ``{a}b``)."""
     depth = 0
-    i = start
-    while True:
-        close = text.find("}", i)
-        if close < 0:
-            return -1
-        opened = text.find("${", i, close)
-        if opened >= 0:
+    for i in range(start, len(text)):
+        ch = text[i]
+        if ch == "{":
             depth += 1
-            i = opened + 2
-            continue
-        if depth == 0:
-            return close
-        depth -= 1
-        i = close + 1
+        elif ch == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+    return -1
 
 
 def substitute(template: str, lookup: Lookup) -> str:
@@ -232,17 +232,19 @@ def _braced(body: str, lookup: Lookup) -> str:
     value = lookup(name)
     if op is None:
         return value or ""
+    # Compose expands the nested template whether or not it is used, so a ${X:?e} in the
+    # branch not taken still fails the file.
+    expanded = substitute(arg, lookup)
     empty_counts = op.startswith(":")
     missing = value is None or (empty_counts and value == "")
     kind = op[-1]
     if kind == "-":
-        return substitute(arg, lookup) if missing else (value or "")
+        return expanded if missing else (value or "")
     if kind == "+":
-        return "" if missing else substitute(arg, lookup)
+        return "" if missing else expanded
     if missing:  # "?"
-        message = substitute(arg, lookup)
         raise TemplateError(f"required variable {name} is missing a value"
-                            + (f": {message}" if message else ""))
+                            + (f": {expanded}" if expanded else ""))
     return value or ""
 
 
@@ -283,8 +285,11 @@ def read_env_file(path: Path, below: Mapping[str, str] | None = None,
                 message = str(exc)
                 if is_secret_key(binding.key) and not message.startswith("required"):
                     message = "invalid ${...} expression (not shown: the value is a secret)"
+                # A message may quote a value (${X:?$DB_PASSWORD}, ${postgres://u:pw@h}).
+                scope = {**below, **values, **above}
+                message = mask(message, secret_values(scope))
                 raise EnvSyntaxError(binding.line, f"{binding.key}: {message}") from None
-            values[binding.key] = value.replace(_LITERAL_DOLLAR, "$")
+            values[binding.key] = value
     except EnvSyntaxError as exc:
         raise ConfigError(f"{path}:{exc.line}: {exc.message}",
                           hint="the syntax is Docker Compose's: KEY=value, KEY=\"value\", "
@@ -310,8 +315,9 @@ def _read_text(path: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        # utf-8-sig drops a BOM left by Windows editors; CRLF ends lines like LF.
-        return data.decode("utf-8-sig").replace("\r\n", "\n")
+        # utf-8-sig drops a BOM left by Windows editors. CRLF needs nothing: a \r at the end
+        # of a line is white space to the lexer, and inside quotes Compose keeps it.
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
 

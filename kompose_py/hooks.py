@@ -7,12 +7,15 @@ shell text. Nothing here runs a hooks file: only a real run sources it, one proc
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from kompose_py.errors import ConfigError
 from kompose_py.runner import Command
 
 PHASES = ("pre", "post", "error", "finally")
@@ -79,12 +82,32 @@ def _definitions(path: Path, mtime_ns: int) -> tuple[tuple[str, int], ...]:
 
 def definitions(path: Path) -> tuple[tuple[str, int], ...]:
     """``(function, line)`` of every ``hook_*`` definition, found by reading the file
-    (never by running it)."""
+    (never by running it). Only a regular file is read: a FIFO would block forever."""
     try:
-        stat = path.stat()
-    except FileNotFoundError:
+        info = path.stat()
+    except OSError:
         return ()
-    return _definitions(path, stat.st_mtime_ns)
+    if not stat.S_ISREG(info.st_mode):
+        return ()
+    return _definitions(path, info.st_mtime_ns)
+
+
+def check_hooks_file(path: Path) -> None:
+    """A hooks.sh that is there but is no readable regular file is a configuration error,
+    found before anything runs (it must not silently mean "no hooks")."""
+    if not os.path.lexists(path):
+        return
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: a link to nothing ({os.readlink(path)!r})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ConfigError(f"{path}: is {what}, not a hooks file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{path}: cannot read (permission denied)")
 
 
 def defined_functions(path: Path) -> frozenset[str]:

@@ -81,7 +81,11 @@ class StackRun:
         parts = [f"{k}=***" for k in (env_prefix or {})]
         for arg in argv:
             masked = mask_argument(arg)
-            parts.append(masked if masked != arg else shlex.quote(arg))
+            if masked == arg:
+                # Mask before quoting: quoting a secret with a ' in it changes its text.
+                masked = self.mask(arg)
+                masked = shlex.quote(arg) if masked == arg else masked
+            parts.append(masked)
         return self.mask(" ".join(parts))
 
     def note(self, text: str) -> None:

@@ -37,6 +37,10 @@ CASES = [
     'V="$A dq"', 'V="a\\nb"', 'V="a\\tb\\\\c\\"d"', 'V="\\$A"', 'V="\\\\$A"', 'V="\\x"',
     'V="\\\\"', 'V="a\\\'b"', 'V="\\b"', 'V="$"', 'V="it\'s"', 'V="a\nb"', "V='a\nb'",
     'V="  spaced  "', "V=é", 'V="${UNSET:-x y}"', "V='a'b", 'V="a"b',
+    # found by a hostile pass: every { counts, Unicode spaces, keys, CR inside quotes
+    "V=${UNSET:-{a}b}", 'V="${UNSET:-\\${A}x}"', "V=abc\u202f", "V=abc\u3000\u2028",
+    "\u3000V=1", "V[0]=x", "V]=x", "V\tX=tab in key", 'V="x\r\ny"', "V='x\r\ny'",
+    "V=crlf\r", 'V="\\$"',
     # inherited
     "V", "OS_ONLY", "SHELL_WINS=from file", "V=${OS_ONLY}", "V=${SHELL_WINS}",
 ]
@@ -56,6 +60,11 @@ ERRORS = {
     'V="unterminated': "unterminated double-quoted value",
     "V='unterminated": "unterminated single-quoted value",
     'V="${A:-"q"}"': "",
+    "V=${A:-${UNSET:?need}}": "required variable UNSET is missing a value: need",
+    "V=${UNSET:+${U2:?inner}}": "required variable U2 is missing a value: inner",
+    'V="${UNSET:-a\\nb}"': "invalid expression",
+    'V="${UNSET:-a\nb}"': "invalid expression",
+    "V=${A:+{}${A}": "no closing brace",
 }
 
 
@@ -63,14 +72,17 @@ def numbered(cases: list[str]) -> str:
     """The cases as one file, ``V`` renamed ``V<n>`` so that each keeps its own key."""
     lines = []
     for n, case in enumerate(cases):
-        lines.append(re.sub(r"^(export\s+)?V\b", rf"\g<1>V{n}", case))
+        lines.append(re.sub(r"^(\s*(?:export\s+)?)V(?=[^A-Za-z0-9_]|$)", rf"\g<1>V{n}", case))
     return BASE + "\n".join(lines) + "\n"
 
 
 def compose_environment(folder: Path, shell: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **shell}
-    return subprocess.run(["docker", "compose", "config", "--environment"], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["docker", "compose", "config", "--environment"], cwd=folder,
+                          env=env, capture_output=True, timeout=60)
+    # Decoded by hand: text=True would turn a \r\n inside a value into \n.
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(),
+                                       proc.stderr.decode())
 
 
 def parse_environment(output: str, keys: set[str]) -> dict[str, str]:
@@ -141,3 +153,13 @@ def test_secret_values_never_appear_in_errors(folder: Path) -> None:
     with pytest.raises(ConfigError) as err:
         read_env_file(folder / ".env")
     assert "oops-secret-part" not in err.value.message and "API_TOKEN" in err.value.message
+
+
+@pytest.mark.parametrize("line", ["URL=${UNSET:?$DB_PASSWORD}",
+                                  "URL=${DB_PASSWORD:+${UNSET:?$DB_PASSWORD}}",
+                                  "URL=${postgres://u:S3cretPw99@h}"])
+def test_a_secret_quoted_by_an_error_is_masked(tmp_path: Path, line: str) -> None:
+    (tmp_path / ".env").write_text(line + "\n")
+    with pytest.raises(ConfigError) as err:
+        read_env_file(tmp_path / ".env", above={"DB_PASSWORD": "S3cretPw99"})
+    assert "S3cretPw99" not in err.value.message and "URL: " in err.value.message

@@ -6,6 +6,7 @@ COMPOSE_PROFILES). Against the real engine."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ def test_env_check_errors(tmp_path: Path) -> None:
     # e's own name is beaten by the shell's, so e shares it as well (and is warned twice)
     assert "compose project name 'same' is also c, d, e's" in r.out
     assert "COMPOSE_PROJECT_NAME (stack .env value replaced by environment)" in r.out
-    assert "error: COMPOSE_FILE is set but empty (stack .env)" in r.out
+    assert "error: COMPOSE_FILE has an empty entry (stack .env)" in r.out
     assert "5 stacks checked: 3 errors" in r.out
 
 
@@ -265,3 +266,55 @@ def test_variables_that_change_bash_never_reach_hooks(tmp_path: Path) -> None:
                                             else []) if line != "hook="]
     assert hooks_that_read_it == []
     assert "SHELLOPTS=xtrace" in compose_env.read_text().splitlines()  # compose still does
+
+
+def test_secrets_inside_overrides_and_quoted_arguments_are_masked(tmp_path: Path,
+                                                                  shim: Shim) -> None:
+    root = make_stacks(tmp_path / "r", {
+        ".env": "ADMIN_PASSWORD=rootAdminPw456\nDB_PASSWORD=\"my pass'word9\"\n",
+        "s": {"compose.yaml": COMPOSE}})
+    for extra in ([], ["-n"]):
+        r = run_kompose("--root", str(root), *extra, "-e", "DSN=postgres://u:rootAdminPw456@h",
+                        "-e", "SMTP_PASS=ovrPw777", "-e", "NOTE=see ovrPw777", "s", "run", "app",
+                        "echo", "my pass'word9", env=shim.env())
+        assert r.code == 0, r.err
+        for secret in ("rootAdminPw456", "ovrPw777", "word9"):
+            assert secret not in r.err, r.err
+        assert "overrides: DSN=postgres://u:***@h SMTP_PASS=*** NOTE=see ***" in r.err
+
+
+def test_env_check_knows_compose_s_project_folder(tmp_path: Path) -> None:
+    """COMPOSE_FILE=docker/compose.yml makes docker/ Compose's project folder: its name is
+    the project name (two stacks collide) and Compose reads docker/.env as well."""
+    sub = {"docker": {"compose.yml": COMPOSE, ".env": "FOO=fromsub\n"},
+           "compose.yaml": COMPOSE, ".env": "COMPOSE_FILE=docker/compose.yml\n"}
+    root = make_stacks(tmp_path / "r", {
+        "blog": sub, "shop": sub,
+        "gaps": {"compose.yaml": COMPOSE, "extra.yaml": COMPOSE,
+                 ".env": "COMPOSE_FILE=compose.yaml::extra.yaml\n"}})
+    r = run_kompose("--root", str(root), "*", "env:check")
+    assert r.code == 1
+    assert "compose project name 'docker' is also shop's" in r.out
+    assert "Compose also reads blog/docker/.env (the first compose file's folder)" in r.out
+    assert "error: COMPOSE_FILE has an empty entry (stack .env)" in r.out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "dangling link"])
+def test_a_hooks_file_that_is_no_file_stops_the_run_before_it_starts(
+        tmp_path: Path, shim: Shim, kind: str) -> None:
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE},
+                                        "b": {"compose.yaml": COMPOSE}})
+    target = root / "b" / "hooks.sh"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        target.symlink_to(tmp_path / "gone.sh")
+    for args in (["*", "up", "-d"], ["-n", "*", "up"], ["*", "hooks:list"], ["--list"]):
+        r = run_kompose("--root", str(root), *args, env=shim.env(), timeout=30)  # no hang
+        assert "Traceback" not in r.err
+        if args != ["--list"]:
+            assert r.code == 2, r.err
+            assert f"{target}: " in r.err
+    assert shim.calls() == []  # stack a did not start either

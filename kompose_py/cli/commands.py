@@ -19,8 +19,16 @@ from kompose_py import stacks as stacks_mod
 from kompose_py.cli.app import VERSION, Invocation
 from kompose_py.cli.output import HumanReporter, use_color
 from kompose_py.compose import run_compose
-from kompose_py.envfiles import EnvBuilder, StackEnv, mask_argument, parse_override
+from kompose_py.envfiles import (
+    EnvBuilder,
+    StackEnv,
+    mask,
+    mask_argument,
+    parse_override,
+    secret_values,
+)
 from kompose_py.errors import UsageError
+from kompose_py.hooks import check_hooks_file
 from kompose_py.orchestrator import run_all
 from kompose_py.pipeline import DEFAULT_HOOK_TIMEOUT, RunContext
 from kompose_py.results import StackResult
@@ -104,6 +112,8 @@ def execute(inv: Invocation) -> int:
         raise UsageError(f"{line.command} takes no arguments, got {line.args[0]!r}")
     job_factory = None if line.command in reports else _job_factory(line)
     selected = stacks_mod.select(stacks_mod.discover(root), line.pattern, root)
+    for hooks_file in (root / "hooks.sh", *(s.hooks_file for s in selected)):
+        check_hooks_file(hooks_file)
     if line.command == "env:check":  # reports unreadable .env files itself, stack by stack
         from kompose_py.cli import envcommands
 
@@ -144,7 +154,10 @@ def execute(inv: Invocation) -> int:
 
     def run_one(stack: Stack) -> StackResult:
         env = envs[stack.name]
-        reporter.stack_start(stack.name, env.files, shown_overrides, line.dry_run)
+        # Masked with this stack's secrets too: -e DSN=postgres://u:<root password>@h.
+        secrets = secret_values(env.values)
+        reporter.stack_start(stack.name, env.files, [mask(o, secrets) for o in shown_overrides],
+                             line.dry_run)
         if env.shadowed and (line.dry_run or inv.verbose):
             # Key names only, never values: which stack .env settings do not apply.
             from kompose_py.cli.envcommands import shadow_text

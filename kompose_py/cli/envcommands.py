@@ -4,6 +4,7 @@ from, and which stack .env values a higher layer replaces (key names only, never
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,9 +73,9 @@ def show(root: Path, selected: Sequence[Stack], envs: dict[str, StackEnv], out: 
     return 0
 
 
-def _project_name(stack: Stack, env: StackEnv) -> str:
+def _project_name(project_dir: Path, env: StackEnv) -> str:
     """The compose project name, as Compose derives it (lower case, [a-z0-9_-])."""
-    name = env.values.get("COMPOSE_PROJECT_NAME") or stack.path.name
+    name = env.values.get("COMPOSE_PROJECT_NAME") or project_dir.name
     return re.sub(r"[^a-z0-9_-]", "", name.lower())
 
 
@@ -96,14 +97,23 @@ def check(root: Path, selected: Sequence[Stack], builder: EnvBuilder, out: TextI
         else:
             for key, layer in sorted(env.shadowed.items()):
                 warnings.append(shadow_text(key, layer))
-            if env.values.get("COMPOSE_FILE") == "":
-                errors.append(f"COMPOSE_FILE is set but empty ({env.sources['COMPOSE_FILE']}):"
-                              " docker compose fails with it; remove the line")
-            for path in stack.compose_files(env.values):
+            chosen = env.values.get("COMPOSE_FILE")
+            separator = env.values.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+            if chosen is not None and "" in chosen.split(separator):
+                errors.append(f"COMPOSE_FILE has an empty entry ({env.sources['COMPOSE_FILE']}):"
+                              " docker compose fails with it")
+            files = stack.compose_files(env.values)
+            for path in files:
                 if not path.is_file():
                     errors.append(f"compose file {relative(path, root)} (from COMPOSE_FILE) "
                                   "does not exist")
-            projects.setdefault(_project_name(stack, env), []).append(stack.name)
+            # Compose's project folder is the first file's folder: its .env is read too.
+            project_dir = files[0].parent if files else stack.path
+            if project_dir != stack.path and (project_dir / ".env").is_file():
+                warnings.append(f"Compose also reads {relative(project_dir / '.env', root)} "
+                                "(the first compose file's folder); hooks, env:show and "
+                                "database commands do not")
+            projects.setdefault(_project_name(project_dir, env), []).append(stack.name)
         found[stack.name] = (errors, warnings)
     for project, names in projects.items():
         if len(names) > 1:

@@ -1,4 +1,4 @@
-"""Finding stacks under a kompose root and selecting them by pattern (SPEC.md §1, §3)."""
+"""Finding the kompose root and its stacks, and selecting stacks by pattern."""
 
 from __future__ import annotations
 
@@ -47,21 +47,59 @@ class Stack:
         return files
 
 
+ROOT_HINT = "pass --root DIR or set KOMPOSE_ROOT"
+
+
 def resolve_root(option: str | None, environ: Mapping[str, str], cwd: Path) -> Path:
-    """--root, else $KOMPOSE_ROOT, else ./stacks when it exists, else the current directory."""
+    """--root, else $KOMPOSE_ROOT, else the first folder found by :func:`find_root`, else the
+    current directory (whose "no stacks" error then names --root and KOMPOSE_ROOT)."""
     if option:
         chosen = Path(option)
     elif environ.get("KOMPOSE_ROOT"):
         chosen = Path(environ["KOMPOSE_ROOT"])
-    elif (cwd / "stacks").is_dir():
-        chosen = cwd / "stacks"
     else:
-        chosen = cwd
+        return find_root(cwd.resolve()) or cwd.resolve()
     root = (cwd / chosen).resolve()
     if not root.is_dir():
-        raise UsageError(f"kompose root {str(chosen)!r} is not a directory",
-                         hint="pass --root DIR or set KOMPOSE_ROOT")
+        raise UsageError(f"kompose root {str(chosen)!r} is not a directory", hint=ROOT_HINT)
     return root
+
+
+def find_root(cwd: Path) -> Path | None:
+    """As git finds its repository: ``./stacks``, then the current folder, then each folder
+    above it, the first that holds a stack. From ``root/web/www`` that is ``root``: a folder
+    inside a stack finds that stack's root."""
+    if (cwd / "stacks").is_dir():
+        return cwd / "stacks"  # even when empty: its "no stacks" error is the clear answer
+    for folder in (cwd, *cwd.parents):
+        for candidate in (folder / "stacks", folder):
+            if _holds_stack(candidate):
+                return candidate
+    return None
+
+
+def _is_stack_folder(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in COMPOSE_FILE_NAMES)
+
+
+def _holds_stack(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(not e.name.startswith(".") and e.is_dir() and _is_stack_folder(Path(e.path))
+                       for e in entries)
+    except OSError:  # not a folder, or not readable: not a root
+        return False
+
+
+def current_stack(root: Path, cwd: Path) -> str | None:
+    """The stack whose folder holds ``cwd`` (``root/web/www`` → ``web``), or None."""
+    try:
+        parts = cwd.resolve().relative_to(root).parts
+    except ValueError:
+        return None
+    if not parts or parts[0].startswith(".") or not _is_stack_folder(root / parts[0]):
+        return None
+    return parts[0]
 
 
 def discover(root: Path) -> list[Stack]:
@@ -81,8 +119,8 @@ def discover(root: Path) -> list[Stack]:
     return stacks
 
 
-def parse_pattern(pattern: str) -> tuple[list[str], list[str]]:
-    """Split "a*, b,!c" into positive and negative globs."""
+def parse_pattern(pattern: str, here: str | None = None) -> tuple[list[str], list[str]]:
+    """Split "a*, b,!c" into positive and negative globs; ``.`` is the stack ``here``."""
     include: list[str] = []
     exclude: list[str] = []
     for raw in pattern.split(","):
@@ -93,9 +131,9 @@ def parse_pattern(pattern: str) -> tuple[list[str], list[str]]:
             negated = item[1:].strip()
             if not negated:
                 raise UsageError(f"empty exclusion '!' in pattern {pattern!r}")
-            exclude.append(negated)
+            exclude.append(_this_stack(here, pattern) if negated == "." else negated)
         else:
-            include.append(item)
+            include.append(_this_stack(here, pattern) if item == "." else item)
     if not include and not exclude:
         raise UsageError(f"empty pattern {pattern!r}", hint='use "*" for every stack')
     if not include:
@@ -104,13 +142,26 @@ def parse_pattern(pattern: str) -> tuple[list[str], list[str]]:
     return include, exclude
 
 
-def select(stacks: Sequence[Stack], pattern: str, root: Path) -> list[Stack]:
-    include, exclude = parse_pattern(pattern)
+def _this_stack(here: str | None, pattern: str) -> str:
+    if here is None:
+        raise UsageError(f"pattern {pattern!r}: '.' means the stack of the current folder, "
+                         f"and {Path.cwd()} is not inside a stack folder of the root",
+                         hint="run kompose from inside a stack folder, or name the stack")
+    # A stack name is a folder name; escape glob characters so it matches only itself.
+    return "".join(f"[{c}]" if c in "*?[" else c for c in here)
+
+
+def select(stacks: Sequence[Stack], pattern: str, root: Path,
+           cwd: Path | None = None) -> list[Stack]:
+    here = None
+    if "." in (item.strip().lstrip("!").strip() for item in pattern.split(",")):
+        here = current_stack(root, cwd or Path.cwd())
+    include, exclude = parse_pattern(pattern, here)
     if not stacks:
         raise NoStackError(
             f"no stacks in {root}",
             hint="a stack is a sub-folder holding compose.yaml, compose.yml, "
-            "docker-compose.yaml or docker-compose.yml; pass --root DIR to look elsewhere",
+            "docker-compose.yaml or docker-compose.yml; " + ROOT_HINT + " to look elsewhere",
         )
     chosen = [
         s for s in stacks

@@ -85,6 +85,7 @@ def test_root_resolution_order(tmp_path: Path) -> None:
     assert resolve_root(None, {"KOMPOSE_ROOT": str(tmp_path / "other")}, tmp_path) == \
         tmp_path / "other"
     assert resolve_root("other", {"KOMPOSE_ROOT": "/nonexistent"}, tmp_path) == tmp_path / "other"
+    make_stacks(tmp_path / "other", {"web": {"compose.yaml": COMPOSE}})
     assert resolve_root(None, {}, tmp_path / "other") == tmp_path / "other"
     with pytest.raises(UsageError):
         resolve_root("missing", {}, tmp_path)

@@ -1,0 +1,70 @@
+"""Root discovery as git finds its repository, and the pattern ``.`` for "this stack"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kompose_py.errors import UsageError
+from kompose_py.stacks import find_root, select, discover
+from tests.conftest import COMPOSE, make_stacks, run_kompose
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder with its stacks in ./stacks, and a deep folder inside one stack."""
+    make_stacks(tmp_path / "proj" / "stacks", {
+        "web": {"compose.yaml": COMPOSE, "www": {"css": {"site.css": "x"}}},
+        "db": {"compose.yaml": COMPOSE},
+    })
+    (tmp_path / "proj" / "docs" / "deep").mkdir(parents=True)
+    return tmp_path / "proj"
+
+
+def test_found_from_the_project_from_a_stack_and_from_deep_inside_it(project: Path) -> None:
+    root = project / "stacks"
+    assert find_root(project) == root                                  # ./stacks
+    assert find_root(root) == root                                     # the current folder
+    assert find_root(root / "web") == root                             # a stack folder
+    assert find_root(root / "web" / "www" / "css") == root             # deep inside a stack
+    assert find_root(project / "docs" / "deep") == root                # upwards, then ./stacks
+
+
+@pytest.mark.parametrize("where", ["stacks/web", "stacks/web/www/css", "docs/deep"])
+def test_cli_lists_the_same_stacks_from_anywhere_inside(project: Path, where: str) -> None:
+    r = run_kompose("--list", cwd=project / where)
+    assert r.code == 0, r.err
+    assert f"2 stacks in {project / 'stacks'}" in r.out
+
+
+def test_dot_is_the_stack_of_the_current_folder(project: Path) -> None:
+    r = run_kompose("-n", ".", "up", "-d", cwd=project / "stacks" / "web" / "www")
+    assert r.code == 0, r.err
+    assert "▶ web" in r.err and "▶ db" not in r.err
+    r = run_kompose("-n", "*,!.", "ps", cwd=project / "stacks" / "web")
+    assert r.code == 0, r.err
+    assert "▶ db" in r.err and "▶ web" not in r.err
+
+
+def test_dot_outside_a_stack_is_a_usage_error(project: Path) -> None:
+    r = run_kompose("-n", ".", "ps", cwd=project / "docs")
+    assert r.code == 2
+    assert "'.' means the stack of the current folder" in r.err
+    with pytest.raises(UsageError):
+        select(discover(project / "stacks"), ".", project / "stacks", cwd=project)
+
+
+def test_a_stack_named_like_a_glob_is_matched_only_by_itself(tmp_path: Path) -> None:
+    root = make_stacks(tmp_path / "r", {"a[1]": {"compose.yaml": COMPOSE},
+                                        "a1": {"compose.yaml": COMPOSE}})
+    chosen = select(discover(root), ".", root, cwd=root / "a[1]")
+    assert [s.name for s in chosen] == ["a[1]"]
+
+
+def test_no_stacks_anywhere_names_root_option_and_variable(tmp_path: Path) -> None:
+    (tmp_path / "stacks").mkdir()  # exists, empty: chosen, and says so
+    for args in (("*", "ps"), ("--list",), ("--status",)):
+        r = run_kompose(*args, cwd=tmp_path)
+        assert r.code == 3, (args, r.err)
+        assert "no stacks in" in r.err and "--root" in r.err and "KOMPOSE_ROOT" in r.err

@@ -31,6 +31,7 @@ class Invocation:
     hook_timeout: float | None
     quiet: bool
     verbose: bool
+    status: bool = False
 
 
 app = typer.Typer(
@@ -71,6 +72,10 @@ def kompose(
         "--root", metavar="DIR", help="The kompose root (default: $KOMPOSE_ROOT, ./stacks, .).")
     ] = None,
     list_stacks: Annotated[bool, typer.Option("-l", "--list", help="List the stacks.")] = False,
+    status: Annotated[bool, typer.Option(
+        "-s", "--status",
+        help="What runs: services running/expected, health, ports, last dump per stack "
+             "(an optional PATTERN narrows it).")] = False,
     parallel: Annotated[int, typer.Option("-j", "--parallel", metavar="N", min=1,
                                           help="Run up to N stacks at once.")] = 1,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON report on stdout.")
@@ -88,7 +93,8 @@ def kompose(
     version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
 ) -> Invocation:
     return Invocation(tuple(args or ()), dry_run, network, tuple(env or ()), root, list_stacks,
-                      no_color, version, parallel, json, fail_fast, hook_timeout, quiet, verbose)
+                      no_color, version, parallel, json, fail_fast, hook_timeout, quiet, verbose,
+                      status=status)
 
 
 class ParseUsageError(Exception):

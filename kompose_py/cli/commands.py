@@ -104,6 +104,11 @@ def execute(inv: Invocation) -> int:
 
         pattern = inv.args[0] if inv.args else "*"
         return list_stacks(root, pattern, builder, sys.stdout, use_color(sys.stdout, inv.no_color))
+    if inv.status:
+        from kompose_py.cli.statusview import show_status
+
+        return show_status(root, inv.args[0] if inv.args else "*", builder, sys.stdout,
+                           use_color(sys.stdout, inv.no_color), inv.json)
 
     line = split_command_line(inv.args, inv.dry_run)
     # read-only: no hooks, no summary

@@ -84,7 +84,7 @@ def _ports(publishers: Any) -> tuple[str, ...]:
             continue
         url = pub.get("URL") or ""
         # 0.0.0.0 and :: are the same published port seen by IPv4 and IPv6: show it once.
-        host = "" if url in ("", "0.0.0.0", "::") else f"{url}:"  # noqa: S104 - shown, not bound
+        host = "" if url in ("", "0.0.0.0", "::") else f"{url}:"
         found[f"{host}{pub['PublishedPort']}->{pub.get('TargetPort')}/{pub.get('Protocol')}"] = None
     return tuple(found)
 

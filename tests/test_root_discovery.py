@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kompose_py.errors import UsageError
-from kompose_py.stacks import find_root, select, discover
+from kompose_py.stacks import discover, find_root, select
 from tests.conftest import COMPOSE, make_stacks, run_kompose
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from kompose_py.status import parse_ps
 from tests.conftest import make_stacks, run_kompose
+from tests.test_json_reports import readme_schema, same_shape
 
 WEB = """services:
   web:
@@ -91,6 +92,7 @@ def test_status_of_real_stacks(docker_engine: None, tmp_path: Path,
                                       "1 unhealthy; 1/4 stacks ok")
 
     doc = json.loads(run_kompose("--root", str(root), "--status", "--json").out)
+    same_shape(doc, readme_schema("--status"))
     by = {s["stack"]: s for s in doc["stacks"]}
     assert doc["ok"] is False and doc["total"]["running"] == 3 and doc["total"]["expected"] == 4
     assert sorted(by["web"]["expected"]) == ["idle", "web"] and by["web"]["running"] == ["web"]

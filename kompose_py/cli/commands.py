@@ -103,7 +103,8 @@ def execute(inv: Invocation) -> int:
         from kompose_py.cli.listing import list_stacks
 
         pattern = inv.args[0] if inv.args else "*"
-        return list_stacks(root, pattern, builder, sys.stdout, use_color(sys.stdout, inv.no_color))
+        return list_stacks(root, pattern, builder, sys.stdout, use_color(sys.stdout, inv.no_color),
+                           inv.json)
     if inv.status:
         from kompose_py.cli.statusview import show_status
 
@@ -135,10 +136,10 @@ def execute(inv: Invocation) -> int:
 
             return envcommands.show(root, selected, envs, sys.stdout, color, inv.json)
         if line.command == "db:list":
-            return listing.list_db_dumps(selected, envs, sys.stdout, color)
+            return listing.list_db_dumps(selected, envs, sys.stdout, color, inv.json)
         if line.command == "hooks:list":
-            return listing.list_hooks(root, selected, sys.stdout, color)
-        return listing.check_hooks(root, selected, sys.stdout, color)
+            return listing.list_hooks(root, selected, sys.stdout, color, inv.json)
+        return listing.check_hooks(root, selected, sys.stdout, color, inv.json)
 
     supervisor = Supervisor()
     report_stream = sys.stderr

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from kompose_py import hooks, stacks
+from kompose_py import __version__, hooks, stacks
 from kompose_py.cli.output import Painter, plural, relative
 from kompose_py.dumps import find_dumps
 from kompose_py.envfiles import EnvBuilder, StackEnv
 from kompose_py.stacks import Stack
 
+SCHEMA_VERSION = 1
 
-def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, color: bool) -> int:
+
+def write_document(out: TextIO, command: str, body: dict[str, Any]) -> None:
+    """The envelope every report shares (schemas in README.md)."""
+    doc = {"schema": SCHEMA_VERSION, "kompose": __version__, "command": command, **body}
+    out.write(json.dumps(doc, indent=2) + "\n")
+
+
+def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, color: bool,
+                as_json: bool = False) -> int:
     paint = Painter(color)
     selected = stacks.select(stacks.discover(root), pattern, root)
     rows = [("STACK", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "HOOKS")]
     from kompose_py.database import settings_for
 
     root_hooks = hooks.defined_functions(root / "hooks.sh")
+    items: list[dict[str, Any]] = []
     for stack in selected:
         env = builder.for_stack(stack.env_file)
         settings = settings_for(env)
@@ -28,8 +39,18 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
         dumps = str(len(find_dumps(stack.path, db))) if db else "-"
         names = sorted(hooks.defined_functions(stack.hooks_file))
         hook_text = ", ".join(n.removeprefix("hook_") for n in names) or "-"
+        items.append({"stack": stack.name, "path": str(stack.path),
+                      "compose_files": [str(f) for f in stack.compose_files(env.values)],
+                      "env_file": str(stack.env_file) if stack.env_file.is_file() else None,
+                      "database": db or None,
+                      "dumps": len(find_dumps(stack.path, db)) if db else None,
+                      "hooks": names})
         rows.append((stack.name, files,
                      "yes" if stack.env_file.is_file() else "-", dumps, db or "-", hook_text))
+    if as_json:
+        write_document(out, "--list", {"root": str(root), "root_hooks": sorted(root_hooks),
+                                       "stacks": items})
+        return 0
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for n, row in enumerate(rows):
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
@@ -51,11 +72,20 @@ def age(seconds: float) -> str:
 
 
 def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: TextIO,
-                  color: bool) -> int:
+                  color: bool, as_json: bool = False) -> int:
     """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
     from kompose_py.database import human_size, list_dumps
 
     paint = Painter(color)
+    if as_json:
+        items = []
+        for stack in selected:
+            db, dumps = list_dumps(stack, envs[stack.name])
+            items.append({"stack": stack.name, "database": db.name if db else None,
+                          "dumps": [{"file": str(i.dump.path), "size": i.size,
+                                     "age_seconds": round(i.age_seconds)} for i in dumps]})
+        write_document(out, "db:list", {"stacks": items})
+        return 0
     for stack in selected:
         db, dumps = list_dumps(stack, envs[stack.name])
         if db is None:
@@ -68,11 +98,20 @@ def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: Tex
     return 0
 
 
-def list_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool) -> int:
+def list_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool,
+               as_json: bool = False) -> int:
     """``kompose PATTERN hooks:list``: per stack, the hooks that apply and where they live."""
     from kompose_py.hookcheck import list_hooks as find
 
     paint = Painter(color)
+    if as_json:
+        write_document(out, "hooks:list", {"stacks": [
+            {"stack": stack.name, "hooks": [
+                {"function": h.function, "command": h.command, "file": str(h.file),
+                 "line": h.line, "scope": h.scope}
+                for h in find(root / "hooks.sh", stack.hooks_file)]}
+            for stack in selected]})
+        return 0
     for stack in selected:
         found = find(root / "hooks.sh", stack.hooks_file)
         out.write(paint(f"{stack.name}: {plural(len(found), 'hook')}",
@@ -86,7 +125,8 @@ def list_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool) 
     return 0
 
 
-def check_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool) -> int:
+def check_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool,
+                as_json: bool = False) -> int:
     """``kompose PATTERN hooks:check``: exit 1 when any hooks file has an error."""
     from kompose_py.hookcheck import check_file
     from kompose_py.runner import Runner
@@ -95,11 +135,18 @@ def check_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool)
     runner = Runner()
     files = [root / "hooks.sh"] + [s.hooks_file for s in selected]
     errors = warnings = checked = 0
+    report: list[dict[str, Any]] = []
     for path in files:
         if not path.is_file():
             continue
         checked += 1
         findings = check_file(path, runner)
+        report.append({"file": str(path), "findings": [
+            {"level": f.level, "line": f.line, "message": f.message} for f in findings]})
+        if as_json:
+            errors += sum(f.level == "error" for f in findings)
+            warnings += sum(f.level == "warning" for f in findings)
+            continue
         mark = paint("✓", "green") if not findings else (
             paint("✗", "red") if any(f.level == "error" for f in findings)
             else paint("!", "yellow"))
@@ -110,6 +157,11 @@ def check_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool)
                       f"{f.message}\n")
             errors += f.level == "error"
             warnings += f.level == "warning"
+    if as_json:
+        write_document(out, "hooks:check", {"ok": not errors, "checked": checked,
+                                            "errors": errors, "warnings": warnings,
+                                            "files": report})
+        return 1 if errors else 0
     out.write(f"{plural(checked, 'hooks file')} checked: {plural(errors, 'error')}, "
               f"{plural(warnings, 'warning')}\n")
     return 1 if errors else 0

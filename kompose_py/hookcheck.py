@@ -14,15 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 from kompose_py import hooks
+from kompose_py.commandset import COMPOSE_COMMANDS
 from kompose_py.runner import Command, Runner
 
-# Docker Compose v2 subcommands, and the kompose commands that have hooks.
-COMPOSE_COMMANDS = (
-    "attach", "build", "commit", "config", "cp", "create", "down", "events", "exec", "export",
-    "images", "kill", "logs", "ls", "pause", "port", "ps", "publish", "pull", "push", "restart",
-    "rm", "run", "scale", "start", "stats", "stop", "top", "unpause", "up", "version", "volumes",
-    "wait", "watch",
-)
+# The kompose commands that have hooks.
 KOMPOSE_HOOKED = ("db:export", "db:import", "db:cleanup")
 _NAME = re.compile(r"hook_(pre|post|error|finally)_(\w+)")
 

@@ -7,12 +7,14 @@ after COMMAND reach compose untouched; an unknown option before PATTERN is a usa
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 
 from kompose_py import __version__
+from kompose_py.cli.completion import complete_args
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,11 @@ class Invocation:
     status: bool = False
 
 
+VERSION = f"kompose-py {__version__}"
+
 app = typer.Typer(
-    add_completion=False,
+    # --install-completion / --show-completion, Typer's conventions (bash, zsh, fish).
+    add_completion=True,
     # Merged environments hold passwords: never print locals in a traceback.
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
@@ -53,6 +58,13 @@ Exit codes: 0 success, 1 a stack failed, 2 usage error, 3 no stack matched, 130 
 """
 
 
+def _show_version(value: bool) -> None:
+    # Answered while parsing, so --version never imports the command layer.
+    if value:
+        sys.stdout.write(VERSION + "\n")
+        raise typer.Exit(0)
+
+
 @app.command(
     help=HELP,
     context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
@@ -60,7 +72,8 @@ Exit codes: 0 success, 1 a stack failed, 2 usage error, 3 no stack matched, 130 
 )
 def kompose(
     args: Annotated[list[str] | None, typer.Argument(metavar="PATTERN COMMAND [ARGS]...",
-                                                      show_default=False)] = None,
+                                                      show_default=False,
+                                                      autocompletion=complete_args)] = None,
     dry_run: Annotated[bool, typer.Option("-n", "--dry-run",
                                           help="Show what would run; run nothing.")] = False,
     network: Annotated[str | None, typer.Option(
@@ -90,7 +103,9 @@ def kompose(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also show env files.")
                        ] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain output.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="Show the version.", is_eager=True,
+        callback=_show_version)] = False,
 ) -> Invocation:
     return Invocation(tuple(args or ()), dry_run, network, tuple(env or ()), root, list_stacks,
                       no_color, version, parallel, json, fail_fast, hook_timeout, quiet, verbose,
@@ -117,5 +132,3 @@ def parse(argv: list[str]) -> Invocation | int:
         return result
     return int(result or 0)
 
-
-VERSION = f"kompose-py {__version__}"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kompose_py import commandset
 from kompose_py import stacks as stacks_mod
 from kompose_py.cli.app import VERSION, Invocation
 from kompose_py.cli.output import HumanReporter, use_color
@@ -35,8 +36,7 @@ from kompose_py.results import StackResult
 from kompose_py.runner import DryRunner, Runner, Supervisor
 from kompose_py.stacks import Stack
 
-KOMPOSE_COMMANDS = ("db:export", "db:import", "db:cleanup", "db:list", "hooks:list",
-                    "hooks:check", "env:show", "env:check")
+KOMPOSE_COMMANDS = tuple(commandset.KOMPOSE_COMMANDS)
 
 
 @dataclass(frozen=True)

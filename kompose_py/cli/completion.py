@@ -1,0 +1,78 @@
+"""Shell completion of PATTERN, COMMAND and db:import's dump file (bash, zsh, fish via Typer).
+
+Kept light on purpose: a completion call runs on every TAB, so this reads folder names only —
+no .env, no hooks.sh, no psycopg, not the command layer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kompose_py import stacks
+from kompose_py.commandset import COMPOSE_COMMANDS, KOMPOSE_COMMANDS
+
+
+def _root(params: dict[str, Any]) -> Path | None:
+    try:
+        return stacks.resolve_root(params.get("root"), os.environ, Path.cwd())
+    except Exception:
+        return None
+
+
+def complete_pattern(incomplete: str, names: list[str]) -> list[str]:
+    """Stack names for the last item of a pattern list: ``web,d`` → ``web,db``; ``*,!n`` →
+    ``*,!news``."""
+    head, comma, last = incomplete.rpartition(",")
+    prefix = head + comma
+    bang = "!" if last.startswith("!") else ""
+    last = last[len(bang):]
+    return [f"{prefix}{bang}{n}" for n in names if n.startswith(last)]
+
+
+def _join_colon_words(words: list[str]) -> list[str]:
+    """bash splits ``db:import`` into ``db`` ``:`` ``import`` (``:`` is in COMP_WORDBREAKS)."""
+    joined: list[str] = []
+    for word in words:
+        if joined and (word == ":" or joined[-1].endswith(":")):
+            joined[-1] += word
+        else:
+            joined.append(word)
+    return joined
+
+
+def complete_args(ctx: Any, args: list[str], incomplete: str) -> list[str | tuple[str, str]]:
+    """Typer's ``autocompletion`` callback for ``PATTERN COMMAND [ARGS]...``."""
+    params = dict(getattr(ctx, "params", {}) or {})
+    given = list(params.get("args") or [])
+    if os.environ.get("_KOMPOSE_COMPLETE") == "complete_bash":
+        words = _join_colon_words([*given, incomplete])
+        word = words.pop()
+        cut = len(word) - len(incomplete)  # bash replaces only the part after the last ':'
+        found = _complete(params, words, word)
+        return [(w[0][cut:], w[1]) if isinstance(w, tuple) else w[cut:] for w in found]
+    return _complete(params, given, incomplete)
+
+
+def _complete(params: dict[str, Any], given: list[str],
+              incomplete: str) -> list[str | tuple[str, str]]:
+    if params.get("list_stacks") or params.get("status"):
+        given = given[:0]  # --list / --status take only a pattern
+    root = _root(params)
+    found = stacks.discover(root) if root is not None else []
+    if not given:
+        return list(complete_pattern(incomplete, [s.name for s in found]))
+    if len(given) == 1:
+        if params.get("list_stacks") or params.get("status"):
+            return []
+        own: list[str | tuple[str, str]] = [(name, help_) for name, help_ in
+                                            KOMPOSE_COMMANDS.items() if name.startswith(incomplete)]
+        return own + [c for c in COMPOSE_COMMANDS if c.startswith(incomplete)]
+    if given[1] == "db:import" and len(given) == 2 and root is not None:
+        chosen = [s for s in found if s.name == given[0]]
+        if chosen:
+            return sorted(p.name for p in chosen[0].path.iterdir()
+                          if not p.name.startswith(".") and p.name.startswith(incomplete)
+                          and p.name.endswith((".sql", ".sql.gz")))
+    return []

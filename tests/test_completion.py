@@ -1,0 +1,111 @@
+"""Shell completion, really invoked: bash through the script Typer generates and a real bash,
+zsh and fish through Typer's completion protocol (the variables their scripts set). And what a
+completion call must not do: import psycopg or the command layer, or read hooks files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import COMPOSE, make_stacks, run_kompose
+
+BIN = str(Path(sys.executable).parent)  # the `kompose` script of this environment
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return make_stacks(tmp_path / "stacks", {
+        "db": {"compose.yaml": COMPOSE, "shop_20250101_000000.sql": "x",
+               "shop_20250102_000000.sql.gz": "x", "notes.txt": "x"},
+        "news": {"compose.yaml": COMPOSE},
+        "web": {"compose.yaml": COMPOSE, "hooks.sh": "hook_pre_up() { :; }\n"},
+    })
+
+
+def bash_complete(root: Path, line: list[str]) -> list[str]:
+    """COMPREPLY of the generated bash script for the words ``line`` (the last one being
+    completed), with bash's own word splitting at ':'."""
+    script = run_kompose("--show-completion", "bash",
+                         env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}).out
+    assert "_kompose_completion" in script
+    words = " ".join(f"'{w}'" for w in line)
+    program = f'''{script}
+COMP_LINE="{' '.join(line)}"
+COMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+_kompose_completion kompose
+printf '%s\\n' "${{COMPREPLY[@]}}"
+'''
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], cwd=root.parent,
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return [w for w in out.splitlines() if w]
+
+
+def test_bash_stack_names_after_comma_and_bang(root: Path) -> None:
+    assert bash_complete(root, ["kompose", ""]) == ["db", "news", "web"]
+    assert bash_complete(root, ["kompose", "n"]) == ["news"]
+    assert bash_complete(root, ["kompose", "web,n"]) == ["web,news"]
+    assert bash_complete(root, ["kompose", "*,!w"]) == ["*,!web"]
+    assert bash_complete(root, ["kompose", "-n", "--network", "x", "w"]) == ["web"]
+
+
+def test_bash_commands_options_and_dumps(root: Path) -> None:
+    assert bash_complete(root, ["kompose", "web", "do"]) == ["down"]
+    # bash splits "hooks:c" at ':' and replaces only what follows it.
+    assert bash_complete(root, ["kompose", "web", "hooks", ":", "c"]) == ["check"]
+    assert "up" in bash_complete(root, ["kompose", "web", ""])
+    assert "--status" in bash_complete(root, ["kompose", "--st"])
+    assert bash_complete(root, ["kompose", "db", "db", ":", "import", ""]) == [
+        "shop_20250101_000000.sql", "shop_20250102_000000.sql.gz"]
+
+
+def protocol(shell: str, line: str, cwd: Path) -> list[str]:
+    env = {**os.environ, "_KOMPOSE_COMPLETE": f"complete_{shell}", "_TYPER_COMPLETE_ARGS": line,
+           "_TYPER_COMPLETE_FISH_ACTION": "get-args"}
+    out = subprocess.run([sys.executable, "-m", "kompose_py"], cwd=cwd, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def test_fish_and_zsh(root: Path) -> None:
+    fish = protocol("fish", "kompose web hooks:", root.parent)
+    assert [w.split("\t")[0] for w in fish] == ["hooks:list", "hooks:check"]
+    assert protocol("fish", "kompose web,", root.parent) == ["web,db", "web,news", "web,web"]
+    zsh = "\n".join(protocol("zsh", "kompose db db:import ", root.parent))
+    assert "shop_20250101_000000.sql" in zsh and "notes.txt" not in zsh
+    assert "db\\\\:export" in "\n".join(protocol("zsh", "kompose web db:", root.parent))
+
+
+def test_completion_reads_names_only(root: Path) -> None:
+    """No psycopg, no command layer, no hooks or .env parsing on a TAB."""
+    env = {**os.environ, "_KOMPOSE_COMPLETE": "complete_fish",
+           "_TYPER_COMPLETE_ARGS": "kompose web ", "_TYPER_COMPLETE_FISH_ACTION": "get-args"}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "kompose_py"],
+                          cwd=root.parent, env=env, capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
+    assert "kompose_py.cli.completion" in imported  # the measurement sees our modules
+    for heavy in ("psycopg", "kompose_py.cli.commands", "kompose_py.hooks", "kompose_py.envfiles",
+                  "dotenv", "kompose_py.database"):
+        assert heavy not in imported, heavy
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",)])
+def test_version_and_help_do_not_import_the_command_layer(args: tuple[str, ...]) -> None:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "kompose_py", *args],
+                          capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
+    assert "kompose_py.cli.app" in imported
+    assert "kompose_py.cli.commands" not in imported and "psycopg" not in imported
+
+
+def test_show_completion_for_each_shell() -> None:
+    # Typer detects the user's shell; its own switch turns detection off so that the shell
+    # can be named, as a user without a detectable shell does.
+    plain = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    for shell, marker in (("bash", "complete -o"), ("zsh", "compdef"), ("fish", "complete -c")):
+        r = run_kompose("--show-completion", shell, env=plain)
+        assert r.code == 0 and marker in r.out, (shell, r.all)

@@ -106,6 +106,7 @@ def test_show_completion_for_each_shell() -> None:
     # Typer detects the user's shell; its own switch turns detection off so that the shell
     # can be named, as a user without a detectable shell does.
     plain = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
-    for shell, marker in (("bash", "complete -o"), ("zsh", "compdef"), ("fish", "complete -c")):
+    for shell, marker in (("bash", "complete -o"), ("zsh", "compdef"),
+                          ("fish", "complete --command kompose")):
         r = run_kompose("--show-completion", shell, env=plain)
         assert r.code == 0 and marker in r.out, (shell, r.all)

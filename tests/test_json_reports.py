@@ -85,7 +85,7 @@ def test_report_contents(root: Path) -> None:
     assert entry["size"] == len("-- a dump\n")
     check = json.loads(run_kompose("--root", str(root), "--json", "web", "hooks:check").out)
     assert check["ok"] is False and check["errors"] == 1
-    (finding,) = [f for f in check["files"] if f["file"].endswith("web/hooks.sh")][0]["findings"]
+    (finding,) = next(f for f in check["files"] if f["file"].endswith("web/hooks.sh"))["findings"]
     assert finding["line"] == 2 and "hook_pre_up?" in finding["message"]
     clean = run_kompose("--root", str(root), "--json", "shop", "hooks:check")
     assert clean.code == 0 and json.loads(clean.out)["ok"] is True

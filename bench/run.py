@@ -1,4 +1,4 @@
-"""Every measurement of SPEC.md §10 that exists, side by side, as a table of medians.
+"""Every performance target in the README (Benchmarks), side by side, as medians.
 
     .venv/bin/python bench/run.py              # everything available here
     .venv/bin/python bench/run.py --only startup,hook --runs 15

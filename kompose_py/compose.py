@@ -1,4 +1,4 @@
-"""A Docker Compose subcommand for one stack, between its hooks (SPEC.md §5)."""
+"""A Docker Compose subcommand for one stack, between its hooks."""
 
 from __future__ import annotations
 
@@ -36,5 +36,5 @@ def run_compose(ctx: RunContext, stack: Stack, env: StackEnv, args: Sequence[str
                       foreground=ctx.interactive and subcommand in INTERACTIVE)
         run.run_command(f"compose {subcommand}", cmd)
 
-    # pre/post hooks get the full compose arguments: $1 = the subcommand (SPEC §7.2).
+    # pre/post hooks get the full compose arguments: $1 = the subcommand.
     return run_with_hooks(ctx, stack, env, subcommand, main, lambda run, phase: list(args))

@@ -1,4 +1,4 @@
-"""PostgreSQL export, safe import, cleanup and listing (SPEC.md §8).
+"""PostgreSQL export, safe import, cleanup and listing.
 
 pg_dump and psql run on the host through the runner, with the password only in their
 environment (PGPASSWORD). Administrative SQL goes through psycopg, identifiers always through

@@ -1,4 +1,4 @@
-"""Reading .env files as data and building one stack's environment (SPEC.md §4).
+"""Reading .env files as data and building one stack's environment.
 
 The grammar is Docker Compose's, because compose reads the same stack ``.env`` and a user
 must get the same values from ``kompose`` as from ``docker compose`` in that folder:

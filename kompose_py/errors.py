@@ -1,4 +1,4 @@
-"""The one error family of kompose-py; the CLI maps each to an exit code (SPEC.md §6)."""
+"""The one error family of kompose-py; the CLI maps each to an exit code."""
 
 from __future__ import annotations
 

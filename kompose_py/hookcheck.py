@@ -1,4 +1,4 @@
-"""Inspecting hooks without running them (SPEC.md §7.7): what is defined, what applies to
+"""Inspecting hooks without running them: what is defined, what applies to
 which command, syntax (``bash -n`` parses, it never executes), misspelt names, and hooks files
 that someone else could change."""
 

@@ -26,7 +26,7 @@ _DEFINITION = re.compile(
     re.MULTILINE,
 )
 
-# Sourcing runs with errexit so a failing top-level command fails the hook point (SPEC §7.1);
+# Sourcing runs with errexit so a failing top-level command fails the hook point;
 # the function itself runs with the shell's defaults, as it did under kompose.sh.
 # $1: hooks file, $2: function, the rest: its arguments. A function the scan saw but that the
 # file does not define at run time (a conditional definition in a root hooks.sh) is skipped.

@@ -1,5 +1,4 @@
-"""Running one job over the selected stacks: order, parallelism, fail-fast, Ctrl-C
-(SPEC.md §5, §9)."""
+"""Running one job over the selected stacks: order, parallelism, fail-fast, Ctrl-C."""
 
 from __future__ import annotations
 

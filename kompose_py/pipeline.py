@@ -1,4 +1,4 @@
-"""pre → command → post → error (on failure) → finally, for one stack (SPEC.md §7.3, §7.5).
+"""pre → command → post → error (on failure) → finally, for one stack.
 
 Semantics, table-tested in tests/test_hooks.py (test_failure_semantics) and
 tests/test_hook_runtime.py:

@@ -32,7 +32,7 @@ class StackResult:
     stack: str
     status: StackStatus
     steps: list[StepResult] = field(default_factory=list)
-    failed_step: str = ""  # "pre", "command", "post", or "" (SPEC §7.5)
+    failed_step: str = ""  # "pre", "command", "post", or ""
     exit_code: int = 0
     duration: float = 0.0
     message: str | None = None

@@ -1,4 +1,4 @@
-"""The command line (SPEC.md §2): options before PATTERN, passthrough after COMMAND."""
+"""The command line: options before PATTERN, passthrough after COMMAND."""
 
 from __future__ import annotations
 

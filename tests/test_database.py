@@ -1,4 +1,4 @@
-"""Database operations against the real PostgreSQL server with a password role (SPEC.md §8)."""
+"""Database operations against the real PostgreSQL server with a password role."""
 
 from __future__ import annotations
 

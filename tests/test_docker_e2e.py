@@ -1,4 +1,4 @@
-"""End to end on the real Docker engine with Compose v2 (SPEC.md §5, §7): stacks really up,
+"""End to end on the real Docker engine with Compose v2: stacks really up,
 hooks in order with their arguments, cwd and environment, a failing stack failing alone,
 exec with stdin, down removing everything."""
 

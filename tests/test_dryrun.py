@@ -1,4 +1,4 @@
-"""Dry-run (SPEC.md §7.4): the plan is printed, nothing runs, nothing is written."""
+"""Dry-run: the plan is printed, nothing runs, nothing is written."""
 
 from __future__ import annotations
 

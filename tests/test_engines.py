@@ -1,4 +1,4 @@
-"""Stacks on several Docker engines (SPEC.md §9): a stack whose .env sets DOCKER_HOST runs
+"""Stacks on several Docker engines: a stack whose .env sets DOCKER_HOST runs
 on that engine; kompose needs nothing more."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The environment of a stack (SPEC.md §4): parsing as data, references, precedence."""
+"""The environment of a stack: parsing as data, references, precedence."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The hook runtime beyond kompose.sh (SPEC.md §7.5-7.7): failure hooks and their context,
+"""The hook runtime beyond kompose.sh: failure hooks and their context,
 $KOMPOSE_ENV_FILE, time limits without orphans, Ctrl-C, root hooks, hooks:list/check."""
 
 from __future__ import annotations

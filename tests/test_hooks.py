@@ -1,4 +1,4 @@
-"""Hooks around compose commands (SPEC.md §7.1-7.3), with real bash and a recording docker."""
+"""Hooks around compose commands, with real bash and a recording docker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Colours follow NO_COLOR, --no-color and whether stderr is a terminal (SPEC.md §6)."""
+"""Colours follow NO_COLOR, --no-color and whether stderr is a terminal."""
 
 from __future__ import annotations
 

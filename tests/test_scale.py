@@ -1,4 +1,4 @@
-"""Parallel stacks, fail-fast and the JSON report (SPEC.md §9)."""
+"""Parallel stacks, fail-fast and the JSON report."""
 
 from __future__ import annotations
 

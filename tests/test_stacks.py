@@ -1,4 +1,4 @@
-"""Stacks and patterns (SPEC.md §3), through the core and through the real CLI."""
+"""Stacks and patterns, through the core and through the real CLI."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Typer adapter: options in, one :class:`Invocation` out. No work happens here.
 
-Grammar (SPEC.md §2): ``kompose [GLOBAL OPTIONS] PATTERN COMMAND [ARGS...]``. Option parsing
+Grammar: ``kompose [GLOBAL OPTIONS] PATTERN COMMAND [ARGS...]``. Option parsing
 stops at the first positional (``allow_interspersed_args=False``), so ``-n``/``-e``/``-f``
 after COMMAND reach compose untouched; an unknown option before PATTERN is a usage error.
 """

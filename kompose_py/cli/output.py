@@ -1,7 +1,7 @@
-"""Human output: stack headers, hook and command lines, results and the summary (SPEC.md §6).
+"""Human output: stack headers, hook and command lines, results and the summary.
 
 Plain ANSI rather than Rich on this path: Rich's console costs ~30 ms of import time, and a
-dry-run must stay within 2x of ``import typer`` (SPEC.md §10). One lock per stream keeps lines
+dry-run must stay within 1.3x of ``import typer`` (bench/run.py). One lock per stream keeps lines
 whole when several stacks run at once.
 """
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -203,6 +202,8 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
     run = StackRun(ctx, stack, env, command, hook_env)
     if not ctx.dry_run:
         # Private to this stack run: pre hooks may write decrypted secrets here.
+        import tempfile  # only when a hook really runs: not on the dry-run start-up path
+
         fd, name = tempfile.mkstemp(prefix="kompose-env-", suffix=".env")
         os.close(fd)
         run.env_file = Path(name)

@@ -331,6 +331,15 @@ def compose_up(runs: int) -> list[Row]:
                 f"{k / b:.2f}x", "<= 1.10x", k / b <= 1.10)]
 
 
+def service_stacks(root: Path, count: int, project_prefix: str) -> None:
+    """``count`` stacks s00, s01, ... each with one real service and its own project name."""
+    for i in range(count):
+        d = root / f"s{i:02d}"
+        d.mkdir()
+        (d / "compose.yaml").write_text(SERVICE)
+        (d / ".env").write_text(f"COMPOSE_PROJECT_NAME={project_prefix}{i:02d}\n")
+
+
 def parallel(runs: int) -> list[Row]:
     if not have_docker():
         return [Row("--parallel 4 vs 1, 12 stacks up -d", "-", "-", "-", ">= 2x", None)]
@@ -338,11 +347,7 @@ def parallel(runs: int) -> list[Row]:
     env = {**os.environ, "NO_COLOR": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for i in range(12):
-            d = root / f"s{i:02d}"
-            d.mkdir()
-            (d / "compose.yaml").write_text(SERVICE)
-            (d / ".env").write_text(f"COMPOSE_PROJECT_NAME=kompose-bench-p{i:02d}\n")
+        service_stacks(root, 12, "kompose-bench-p")
         down = [*KOMPOSE, "--root", str(root), "-j", "6", "*", "down", "-t", "0"]
 
         def with_jobs(n: int) -> Callable[[], float]:
@@ -384,11 +389,7 @@ def status(runs: int) -> list[Row]:
     env = {**os.environ, "NO_COLOR": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for i in range(12):
-            d = root / f"s{i:02d}"
-            d.mkdir()
-            (d / "compose.yaml").write_text(SERVICE)
-            (d / ".env").write_text(f"COMPOSE_PROJECT_NAME=kompose-bench-st{i:02d}\n")
+        service_stacks(root, 12, "kompose-bench-st")
         base = [*KOMPOSE, "--root", str(root)]
         subprocess.run([*base, "-j", "6", "*", "up", "-d"], env=env, capture_output=True,
                        check=True)

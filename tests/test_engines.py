@@ -23,7 +23,10 @@ def test_stacks_on_two_engines(tmp_path: Path, second_engine: str) -> None:
         "a": {"compose.yaml": SERVICE, ".env": f"COMPOSE_PROJECT_NAME={a}\n"},
         "b": {"compose.yaml": SERVICE,
               ".env": f"COMPOSE_PROJECT_NAME={b}\nDOCKER_HOST={second_engine}\n",
-              "hooks.sh": 'hook_post_up() { docker ps --format "{{.Names}}" >"$HOOK_OUT"; }\n'},
+              # Only this project: other suites share the second engine at the same time.
+              "hooks.sh": 'hook_post_up() { docker ps --filter '
+                          '"label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" '
+                          '--format "{{.Names}}" >"$HOOK_OUT"; }\n'},
     })
     try:
         r = run_kompose("--root", str(root), "-j", "2", "*", "up", "-d",

@@ -10,7 +10,15 @@ cd "$(dirname "$0")/.."
 settings=$(bash scripts/setup-env.sh 3>&1 1>/dev/null 2>/dev/null) && eval "$settings"
 status=0
 for version in ${KOMPOSE_TEST_PYTHONS:-3.10 3.13}; do
-  python=$(command -v "python$version" || ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python 2>/dev/null | sort -V | tail -1 || true)
+  python=
+  # A pyenv shim is on PATH even when that version is not selected: use what really runs.
+  for candidate in "$(command -v "python$version" || true)" \
+      $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python 2>/dev/null | sort -rV); do
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys' >/dev/null 2>&1; then
+      python=$candidate
+      break
+    fi
+  done
   if [ -z "$python" ]; then
     echo "test-pythons: Python $version not found (python$version on PATH or pyenv)" >&2
     [ "${KOMPOSE_REQUIRE_INTEGRATION:-0}" = 1 ] && status=1

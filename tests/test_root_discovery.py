@@ -68,3 +68,8 @@ def test_no_stacks_anywhere_names_root_option_and_variable(tmp_path: Path) -> No
         r = run_kompose(*args, cwd=tmp_path)
         assert r.code == 3, (args, r.err)
         assert "no stacks in" in r.err and "--root" in r.err and "KOMPOSE_ROOT" in r.err
+
+
+def test_status_takes_only_a_pattern(project: Path) -> None:
+    r = run_kompose("--status", "web", "up", cwd=project)
+    assert r.code == 2 and "--status takes only a PATTERN, got 'up'" in r.err

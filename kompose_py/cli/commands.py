@@ -108,6 +108,9 @@ def execute(inv: Invocation) -> int:
     if inv.status:
         from kompose_py.cli.statusview import show_status
 
+        if len(inv.args) > 1:
+            raise UsageError(f"--status takes only a PATTERN, got {inv.args[1]!r} after it")
+
         return show_status(root, inv.args[0] if inv.args else "*", builder, sys.stdout,
                            use_color(sys.stdout, inv.no_color), inv.json)
 

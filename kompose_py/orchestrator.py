@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 from collections.abc import Callable, Sequence
 
 from kompose_py.results import StackResult
@@ -36,9 +37,6 @@ def run_all(stacks: Sequence[Stack], job: Job, supervisor: Supervisor,
             stack = pending.pop(0)
             finished(stack, job(stack))
     else:
-        # Only here: concurrent.futures (and the logging it pulls in) costs ~3 ms of start-up.
-        import concurrent.futures as cf
-
         with cf.ThreadPoolExecutor(max_workers=parallel) as pool:
             running: dict[cf.Future[StackResult], Stack] = {}
             while pending or running:

@@ -54,8 +54,8 @@ def is_secret_key(key: str) -> bool:
 # unicode.IsSpace (every Unicode space, line breaks included) before a statement and at the
 # end of an unquoted value. Python's isspace() also counts \x1c-\x1f, which Go does not.
 _SPACE = " \t\v\f\r\x85\xa0"
-_WIDE_SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace()
-                      and c not in "\x1c\x1d\x1e\x1f")
+_WIDE_SPACE = ("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+               "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 _NAME_END = re.compile(r"[=:\n]")
 # Compose accepts letters (any script), digits, _ . - [ ] and tabs inside a key, no space.
 _KEY = re.compile(r"[\w.\-\[\]\t\v\f\r\x85\xa0]+\Z")

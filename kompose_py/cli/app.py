@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import typer
 
 from kompose_py import __version__
-from kompose_py.cli.completion import complete_args
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,13 @@ class Invocation:
 
 
 VERSION = f"kompose-py {__version__}"
+
+def complete_args(ctx: Any, args: list[str], incomplete: str) -> list[str | tuple[str, str]]:
+    """Typer's completion callback; the completion module loads only when completing."""
+    from kompose_py.cli.completion import complete_args as complete
+
+    return complete(ctx, args, incomplete)
+
 
 app = typer.Typer(
     # --install-completion / --show-completion, Typer's conventions (bash, zsh, fish).

@@ -5,21 +5,37 @@ from __future__ import annotations
 import concurrent.futures as cf
 from collections.abc import Callable, Sequence
 
+from kompose_py.pipeline import internal_error
 from kompose_py.results import StackResult
-from kompose_py.runner import Supervisor
+from kompose_py.runner import Supervisor, signal_name
 from kompose_py.stacks import Stack
 
 Job = Callable[[Stack], StackResult]
 FAILED = ("failed", "timeout", "cancelled")
 
 
+def contain(job: Job, mask: Callable[[Stack, str], str]) -> Job:
+    """A crash in one stack's job is that stack's failure (``internal error: …``, masked with
+    ``mask``); the other stacks still run and the summary is still printed. The pipeline
+    contains crashes around each phase already; this catches what happens outside it."""
+    def guarded(stack: Stack) -> StackResult:
+        try:
+            return job(stack)
+        except Exception as exc:
+            return StackResult(stack.name, "failed", exit_code=1,
+                               message=mask(stack, internal_error(exc)))
+    return guarded
+
+
 def run_all(stacks: Sequence[Stack], job: Job, supervisor: Supervisor,
             fail_fast: bool = False, parallel: int = 1,
-            not_run: Callable[[StackResult], None] = lambda result: None) -> list[StackResult]:
+            not_run: Callable[[StackResult], None] = lambda result: None,
+            mask: Callable[[Stack, str], str] = lambda stack, text: text) -> list[StackResult]:
     """Every stack is attempted (a failure does not stop the run) unless --fail-fast or
     Ctrl-C; up to ``parallel`` at once, started in stack order. Results keep stack order."""
     results: dict[str, StackResult] = {}
     stop_reason: list[str] = []
+    job = contain(job, mask)
 
     def finished(stack: Stack, result: StackResult) -> None:
         results[stack.name] = result
@@ -28,7 +44,9 @@ def run_all(stacks: Sequence[Stack], job: Job, supervisor: Supervisor,
 
     def should_stop() -> bool:
         if supervisor.cancelled.is_set() and not stop_reason:
-            stop_reason.append("interrupted")
+            name = signal_name(supervisor)
+            stop_reason.append("interrupted" if name in (None, "SIGINT") else
+                               f"interrupted ({name})")
         return bool(stop_reason)
 
     pending = list(stacks)

@@ -12,10 +12,11 @@ tests/test_hook_runtime.py:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,9 @@ class StackRun:
         self.ctx.reporter.note(self.stack.name, self.mask(text))
 
     # -- steps --------------------------------------------------------------------------
-    def record(self, step: StepResult, phase: str) -> StepResult:
+    def record(self, step: StepResult, phase: str, reason: str | None = None) -> StepResult:
+        """Add a step; the first failure decides the stack's status. ``reason``: the first
+        error line the step printed, for the summary."""
         self.result.steps.append(step)
         self.ctx.reporter.step_end(self.stack.name, step)
         if step.status != "success" and self.result.status == "success":
@@ -100,6 +103,8 @@ class StackRun:
             self.result.exit_code = step.exit_code or 1
             if step.error:
                 self.result.message = step.error
+            elif reason and step.status == "failed":
+                self.result.message = f"exit {step.exit_code}: {self.mask(reason)}"
         return step
 
     def run_command(self, name: str, cmd: Command, env_prefix: Mapping[str, str] | None = None,
@@ -111,7 +116,7 @@ class StackRun:
         outcome = self.ctx.runner.run(cmd)
         self.record(StepResult(name, "command", outcome.status, outcome.exit_code,
                                outcome.duration, error=outcome.error and self.mask(outcome.error)),
-                    "command")
+                    "command", first_error_line(outcome.stderr_tail))
         return outcome
 
     def fail(self, message: str, phase: str = "command") -> None:
@@ -162,7 +167,8 @@ class StackRun:
                                      self.hook_env(hook.function, phase), self.ctx.hook_timeout)
             outcome = self.ctx.runner.run(cmd)
             self.record(StepResult(short, "hook", outcome.status, outcome.exit_code,
-                                   outcome.duration, hook.scope, outcome.error), phase)
+                                   outcome.duration, hook.scope, outcome.error), phase,
+                        first_error_line(outcome.stderr_tail))
             if phase == "pre" and outcome.ok and not self.ctx.dry_run:
                 try:
                     self._absorb_env_file()
@@ -177,13 +183,15 @@ class StackRun:
         return ok
 
     def interrupted(self) -> bool:
-        """After Ctrl-C no further pre, command or post step starts: the stack is cancelled
-        (unless it already failed) and only its error and finally hooks still run."""
-        if not self.ctx.runner.supervisor.cancelled.is_set():
+        """After Ctrl-C, SIGTERM or SIGHUP no further pre, command or post step starts: the
+        stack is cancelled (unless it already failed) and only its error and finally hooks
+        still run."""
+        supervisor = self.ctx.runner.supervisor
+        if not supervisor.cancelled.is_set():
             return False
         if self.result.status == "success":
             self.result.status = "cancelled"
-            self.result.exit_code = 130
+            self.result.exit_code = supervisor.exit_code
         return True
 
     def _absorb_env_file(self) -> None:
@@ -191,6 +199,37 @@ class StackRun:
         if self.env_file is None or self.env_file.stat().st_size == 0:
             return
         self.env.update(read_env_file(self.env_file, self.env))
+
+
+def first_error_line(tail: Sequence[str]) -> str | None:
+    """The line that best says why a program failed: the first that mentions an error, else
+    its last line."""
+    for line in tail:
+        if "error" in line.lower() or "denied" in line.lower():
+            return line.strip()
+    return tail[-1].strip() if tail else None
+
+
+def internal_error(exc: BaseException) -> str:
+    """``internal error: <message>`` for an exception nobody expected (not yet masked);
+    with KOMPOSE_DEBUG=1 its traceback goes to stderr too."""
+    if os.environ.get("KOMPOSE_DEBUG") == "1":
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    return f"internal error: {exc or type(exc).__name__}"
+
+
+@contextlib.contextmanager
+def contained(run: StackRun, phase: str) -> Iterator[None]:
+    """Any unexpected exception in one phase of one stack becomes that stack's failure
+    (``internal error: …``, secrets masked); KOMPOSE_DEBUG=1 also prints the traceback."""
+    try:
+        yield
+    except Exception as exc:
+        message = internal_error(exc)
+        if run.result.message != run.mask(message):  # the same cause again: said already
+            run.fail(message, phase=phase)
 
 
 def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
@@ -208,19 +247,25 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
         os.close(fd)
         run.env_file = Path(name)
     try:
-        if run.run_hooks("pre", hook_args(run, "pre")) and not run.interrupted():
-            try:
-                main(run)
-            except KomposeError as exc:
-                run.fail(exc.message if not exc.hint else f"{exc.message} ({exc.hint})")
-            if run.result.status == "success" and not run.interrupted():
-                run.run_hooks("post", hook_args(run, "post"))
-        if run.result.status != "success":
-            run.run_hooks("error", hook_args(run, "error"))
-        elif ctx.dry_run:
-            # Nothing fails in a dry-run; still show what would run if something did.
-            run.run_hooks("error", hook_args(run, "error"), condition="on failure")
-        run.run_hooks("finally", hook_args(run, "finally"))
+        with contained(run, "pre"):
+            if run.run_hooks("pre", hook_args(run, "pre")) and not run.interrupted():
+                with contained(run, "command"):
+                    try:
+                        main(run)
+                    except KomposeError as exc:
+                        run.fail(exc.message if not exc.hint else f"{exc.message} ({exc.hint})")
+                if run.result.status == "success" and not run.interrupted():
+                    run.run_hooks("post", hook_args(run, "post"))
+        # A crash above is this stack's failure, not the run's: its error and finally hooks
+        # still run (each contained too), and the next stack starts as usual.
+        with contained(run, "error"):
+            if run.result.status != "success":
+                run.run_hooks("error", hook_args(run, "error"))
+            elif ctx.dry_run:
+                # Nothing fails in a dry-run; still show what would run if something did.
+                run.run_hooks("error", hook_args(run, "error"), condition="on failure")
+        with contained(run, "finally"):
+            run.run_hooks("finally", hook_args(run, "finally"))
     finally:
         if run.env_file is not None:
             run.env_file.unlink(missing_ok=True)

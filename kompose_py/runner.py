@@ -66,41 +66,108 @@ class Outcome:
         return self.status == "success"
 
 
+# Termination signals that cancel a run as Ctrl-C does: a scheduler's stop (systemctl,
+# timeout, cron, CI) sends SIGTERM, a closed terminal SIGHUP. Exit status: 128 + number.
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def kill_grace() -> float:
+    """Seconds between SIGTERM and SIGKILL for a group that has to end: KOMPOSE_KILL_GRACE
+    (tests set it short), else 5."""
+    try:
+        value = float(os.environ.get("KOMPOSE_KILL_GRACE") or KILL_GRACE_SECONDS)
+    except ValueError:
+        return KILL_GRACE_SECONDS
+    return value if value >= 0 else KILL_GRACE_SECONDS
+
+
 class Supervisor:
-    """Tracks running children so Ctrl-C and time-outs reach whole process groups."""
+    """Tracks running children so Ctrl-C, SIGTERM, SIGHUP and time-outs reach whole process
+    groups."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._groups: set[int] = set()
+        # Children that share kompose's own group (they keep the terminal): a terminal's
+        # Ctrl-C reaches them by itself, a SIGTERM sent to kompose alone does not.
+        self._foreground: set[int] = set()
         self.cancelled = threading.Event()
+        self.signum: int | None = None  # the signal that cancelled the run
+        # Called (in the signal handler, before the process ends) on a second signal.
+        self.on_abort: Callable[[], None] | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the cancelling signal: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
+        return 128 + (self.signum or signal.SIGINT)
 
     def install(self) -> None:
-        signal.signal(signal.SIGINT, self._on_interrupt)
+        for sig in CANCEL_SIGNALS:
+            signal.signal(sig, self._on_signal)
 
-    def _on_interrupt(self, signum: int, frame: object) -> None:
+    def _on_signal(self, signum: int, frame: object) -> None:
         if self.cancelled.is_set():
-            # Second Ctrl-C: end at once, taking every child group along.
+            # A second signal: end at once, taking every child group along.
             self._signal_all(signal.SIGKILL)
-            os._exit(130)
+            if self.on_abort is not None:
+                with contextlib.suppress(Exception):
+                    self.on_abort()
+            os._exit(self.exit_code)
+        self.signum = signum
+        if signum == signal.SIGHUP:
+            _leave_terminal()
         self.cancelled.set()
+        name = signal.Signals(signum).name
+        again = "Ctrl-C" if signum == signal.SIGINT else "a second signal"
         # os.write, not sys.stderr: the handler may interrupt a buffered write in progress.
-        os.write(2, b"\nkompose: interrupted; running error and finally hooks "
-                    b"(Ctrl-C again to stop at once)\n")
-        self._signal_all(signal.SIGINT)
+        with contextlib.suppress(OSError):
+            os.write(2, f"\nkompose: {'interrupted' if signum == signal.SIGINT else name}; "
+                        f"running error and finally hooks ({again} to stop at once)\n"
+                        .encode())
+        self._signal_all(signum)
 
     def _signal_all(self, sig: int) -> None:
         with self._lock:
             groups = list(self._groups)
+            foreground = list(self._foreground)
         for pgid in groups:
             _killpg(pgid, sig)
+        if sig != signal.SIGINT:  # the terminal already sent Ctrl-C to the foreground
+            for pid in foreground:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
 
-    def add(self, pgid: int) -> None:
+    def add(self, pgid: int, foreground: bool = False) -> None:
         with self._lock:
-            self._groups.add(pgid)
+            (self._foreground if foreground else self._groups).add(pgid)
 
     def discard(self, pgid: int) -> None:
         with self._lock:
             self._groups.discard(pgid)
+            self._foreground.discard(pgid)
+
+
+def signal_name(supervisor: Supervisor) -> str | None:
+    """``SIGTERM`` etc. when a signal cancelled the run."""
+    return signal.Signals(supervisor.signum).name if supervisor.signum else None
+
+
+def _leave_terminal() -> None:
+    """After SIGHUP the terminal is gone: writing to it fails (EIO) and must not stop the
+    error and finally hooks or the summary. Streams that were the terminal go to /dev/null;
+    pipes and files (a log, a --json reader) stay."""
+    devnull = -1
+    for fd in (0, 1, 2):
+        try:
+            if not os.isatty(fd):
+                continue
+            if devnull < 0:
+                devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, fd)
+        except OSError:
+            continue
+    if devnull > 2:
+        os.close(devnull)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -120,10 +187,11 @@ def _end_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the child's whole group (it leads a session of its own), a grace period,
     then SIGKILL to whatever is left."""
     pgid = proc.pid
+    grace = kill_grace()
     _killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_GRACE_SECONDS
+    deadline = time.monotonic() + grace
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=KILL_GRACE_SECONDS)
+        proc.wait(timeout=grace)
     while _group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.02)
     if _group_alive(pgid):
@@ -137,8 +205,13 @@ class Runner:
     dry_run = False
 
     def __init__(self, supervisor: Supervisor | None = None, *, to_stderr: bool = False,
-                 prefix: str | None = None, lock: threading.Lock | None = None) -> None:
+                 prefix: str | None = None, lock: threading.Lock | None = None,
+                 tail_stderr: bool = False) -> None:
         self.supervisor = supervisor or Supervisor()
+        # Relay children's stderr through a pipe (whole lines, echoed live) to keep its last
+        # lines: a failure's reason for the summary. Off on a terminal, where programs keep
+        # their own progress displays and the user saw the error as it came.
+        self.tail_stderr = tail_stderr
         # --json: stdout carries the report alone, so children write to stderr.
         self.to_stderr = to_stderr
         # Several stacks at once: every line of a child is relayed as "<prefix> | line",
@@ -149,7 +222,7 @@ class Runner:
     def labelled(self, prefix: str) -> Runner:
         """The same runner, relaying children's lines with a stack's name in front."""
         return type(self)(self.supervisor, to_stderr=self.to_stderr, prefix=prefix,
-                          lock=self.lock)
+                          lock=self.lock, tail_stderr=self.tail_stderr)
 
     def run(self, cmd: Command) -> Outcome:
         start = time.monotonic()
@@ -170,7 +243,8 @@ class Runner:
                 stdout = subprocess.PIPE
             elif self.to_stderr:
                 stdout = sys.stderr.fileno()
-            stderr = subprocess.PIPE if (cmd.capture_stderr or self.prefix) else None
+            piped = cmd.capture_stderr or self.prefix or (self.tail_stderr and not cmd.foreground)
+            stderr = subprocess.PIPE if piped else None
             try:
                 proc = subprocess.Popen(
                     cmd.argv, cwd=cmd.cwd, env=dict(cmd.env), stdin=stdin, stdout=stdout,
@@ -211,8 +285,7 @@ class Runner:
 
     def _wait(self, proc: subprocess.Popen[bytes], cmd: Command, start: float) -> Outcome:
         own_group = not cmd.foreground
-        if own_group:
-            self.supervisor.add(proc.pid)
+        self.supervisor.add(proc.pid, foreground=not own_group)
         timed_out = False
         tail: deque[str] = deque(maxlen=8)
         relays = []
@@ -236,8 +309,7 @@ class Runner:
                 # The leader is gone after Ctrl-C; its background children go too.
                 _end_group(proc)
         finally:
-            if own_group:
-                self.supervisor.discard(proc.pid)
+            self.supervisor.discard(proc.pid)
             if feeder is not None:
                 feeder.join()
             for relay in relays:

@@ -14,38 +14,50 @@ from kompose_py.errors import KomposeError, UsageError
 USAGE_HINT = "usage: kompose [OPTIONS] PATTERN COMMAND [ARGS]...   (see kompose --help)"
 
 
-def _error(message: str, hint: str | None) -> None:
+def _error(message: str, hint: str | None, exit_code: int, as_json: bool) -> int:
     sys.stderr.write(f"kompose: error: {message}\n")
     if hint:
         sys.stderr.write(f"kompose: hint: {hint}\n")
+    if as_json:
+        from kompose_py.cli.report import error_document, write_document
+
+        write_document(sys.stdout, error_document(message, hint, exit_code))
+    return exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from kompose_py.cli.app import ParseUsageError, parse
+    from kompose_py.cli.report import wants_json
 
     args = list(sys.argv[1:] if argv is None else argv)
+    as_json = wants_json(args)
     try:
-        parsed = parse(args)
+        from kompose_py.cli.app import ParseUsageError, parse
+
+        try:
+            parsed = parse(args)
+        except ParseUsageError as exc:
+            return _error(exc.message, USAGE_HINT, 2, as_json)
         if isinstance(parsed, int):
             return parsed
         from kompose_py.cli.commands import execute
 
         return execute(parsed)
-    except ParseUsageError as exc:
-        _error(exc.message, USAGE_HINT)
-        return 2
     except KomposeError as exc:
         hint = exc.hint
         if isinstance(exc, UsageError) and hint is None:
             hint = USAGE_HINT
-        _error(exc.message, hint)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("\nkompose: interrupted\n")
-        return 130
+        return _error(exc.message, hint, exc.exit_code, as_json)
+    except KeyboardInterrupt:  # before the run installed its own handling
+        return _error("interrupted", None, 130, as_json)
     except BrokenPipeError:
         # `kompose --list | head`: the reader left; that is not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        # The last net: one line, never a traceback (it may show a merged environment).
+        from kompose_py.envfiles import mask, secret_values
+        from kompose_py.pipeline import internal_error
 
+        message = mask(internal_error(exc), secret_values(dict(os.environ)))
+        return _error(message, "set KOMPOSE_DEBUG=1 for the traceback", 1, as_json)

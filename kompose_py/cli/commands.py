@@ -32,7 +32,7 @@ from kompose_py.hooks import check_hooks_file
 from kompose_py.orchestrator import run_all
 from kompose_py.pipeline import DEFAULT_HOOK_TIMEOUT, RunContext
 from kompose_py.results import StackResult
-from kompose_py.runner import DryRunner, Runner, Supervisor
+from kompose_py.runner import DryRunner, Runner, Supervisor, signal_name
 from kompose_py.stacks import Stack
 
 KOMPOSE_COMMANDS = tuple(commandset.KOMPOSE_COMMANDS)
@@ -49,13 +49,18 @@ class CommandLine:
 def split_command_line(args: Sequence[str], dry_run: bool) -> CommandLine:
     if not args:
         raise UsageError("missing PATTERN and COMMAND")
+    from kompose_py.cli.prechecks import misplaced_command
+
+    meant = misplaced_command(args)  # `kompose up -d`: the command where the pattern goes
     if len(args) < 2:
         raise UsageError(f"missing COMMAND after pattern {args[0]!r}",
-                         hint=f'for example: kompose "{args[0]}" ps')
+                         hint=f"for every stack: {meant}" if meant
+                         else f'for example: kompose "{args[0]}" ps')
     pattern, command, rest = args[0], args[1], list(args[2:])
     if command.startswith("-"):
         raise UsageError(f"expected a COMMAND after the pattern, got option {command!r}",
-                         hint="kompose's own options go before PATTERN")
+                         hint=f"for every stack: {meant}" if meant
+                         else "kompose's own options go before PATTERN")
     passed: list[str] = []
     for i, arg in enumerate(rest):
         if arg == "--":
@@ -152,16 +157,29 @@ def execute(inv: Invocation) -> int:
                              label_width=max(len(s.name) for s in selected))
     runner_type = DryRunner if line.dry_run else Runner
     # With --json, stdout carries the report alone; children write to stderr.
-    runner = runner_type(supervisor, to_stderr=inv.json, lock=reporter.lock)
+    runner = runner_type(supervisor, to_stderr=inv.json, lock=reporter.lock,
+                         tail_stderr=not report_stream.isatty())
     ctx = RunContext(root, runner, reporter, timeout,
                      interactive=parallel == 1 and sys.stdin.isatty() and not inv.json)
     shown_overrides = [mask_argument(f"{k}={v}") for k, v in overrides]
     if inv.network is not None:
         shown_overrides.insert(0, f"NETWORK_NAME={inv.network}")
     job = job_factory(ctx, envs, selected)  # checks the arguments before anything runs
+    blocked: dict[str, str] = {}  # stack -> why it cannot run (its engine is unreachable)
+    if ":" not in line.command:
+        from kompose_py.cli.prechecks import before_compose
+
+        blocked = before_compose(line.command, line.args, line.pattern, selected, envs,
+                                 parallel, line.dry_run, KOMPOSE_COMMANDS, report_stream)
+    done: list[StackResult] = []
 
     def run_one(stack: Stack) -> StackResult:
         env = envs[stack.name]
+        if stack.name in blocked:
+            result = StackResult(stack.name, "not run", message=blocked[stack.name])
+            reporter.stack_end(stack.name, result)
+            done.append(result)
+            return result
         # Masked with this stack's secrets too: -e DSN=postgres://u:<root password>@h.
         secrets = secret_values(env.values)
         reporter.stack_start(stack.name, env.files, [mask(o, secrets) for o in shown_overrides],
@@ -176,21 +194,29 @@ def execute(inv: Invocation) -> int:
             ctx, runner=runner.labelled(stack.name.ljust(reporter.label_width)))
         result = job(stack_ctx, stack)
         reporter.stack_end(stack.name, result)
+        done.append(result)
         return result
 
     started = time.monotonic()
+    if inv.json:
+        from kompose_py.cli.report import abort_writer
+
+        supervisor.on_abort = abort_writer(done, line.command, line.dry_run, supervisor)
     supervisor.install()
     results = run_all(selected, run_one, supervisor, inv.fail_fast, parallel,
-                      not_run=lambda r: reporter.stack_end(r.stack, r))
+                      not_run=lambda r: reporter.stack_end(r.stack, r),
+                      mask=lambda stack, text: mask(text, secret_values(envs[stack.name].values)))
     reporter.summary(results, time.monotonic() - started)
     if inv.json:
         from kompose_py.cli.report import write_json
 
-        write_json(sys.stdout, results, line.command, line.dry_run)
+        signame = signal_name(supervisor)
+        write_json(sys.stdout, results, line.command, line.dry_run,
+                   **({"signal": signame} if signame else {}))
     if supervisor.cancelled.is_set():
-        return 130
+        return supervisor.exit_code
     failed = any(r.status in ("failed", "timeout", "cancelled") for r in results)
-    return 1 if failed else 0
+    return 1 if failed or blocked else 0
 
 
 Job = Callable[[RunContext, Stack], StackResult]

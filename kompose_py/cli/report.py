@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from kompose_py import __version__
 from kompose_py.results import StackResult
+from kompose_py.runner import Supervisor, signal_name
 
 SCHEMA_VERSION = 1
 
@@ -43,6 +45,63 @@ def as_document(results: Sequence[StackResult], command: str, dry_run: bool) -> 
     }
 
 
-def write_json(out: TextIO, results: Sequence[StackResult], command: str, dry_run: bool) -> None:
-    out.write(json.dumps(as_document(results, command, dry_run), indent=2) + "\n")
-    out.flush()
+def write_json(out: TextIO, results: Sequence[StackResult], command: str, dry_run: bool,
+               **extra: Any) -> None:
+    """The run's document; ``extra``: top-level fields (``"signal": "SIGTERM"``)."""
+    write_document(out, {**as_document(results, command, dry_run), **extra})
+
+
+def abort_writer(done: Sequence[StackResult], command: str, dry_run: bool,
+                 supervisor: Supervisor) -> Callable[[], None]:
+    """What a second signal writes before kompose ends at once: the document of the stacks
+    finished so far, ``"aborted": true``. One ``os.write`` (this runs in a signal handler);
+    skipped when the final document has begun, so stdout never holds two."""
+    def write() -> None:
+        if _started:
+            return
+        document = {**as_document(list(done), command, dry_run), "aborted": True,
+                    "signal": signal_name(supervisor)}
+        os.write(1, (json.dumps(document, indent=2) + "\n").encode())
+    return write
+
+
+_started: list[bool] = []
+
+
+def error_document(message: str, hint: str | None, exit_code: int,
+                   command: str | None = None) -> dict[str, Any]:
+    """The document of a run that ended before any stack ran (usage error, no match) or in an
+    internal error: the same shape, no stacks, and an ``error`` object."""
+    return {"schema": SCHEMA_VERSION, "kompose": __version__, "command": command,
+            "dry_run": None, "summary": {}, "stacks": [],
+            "error": {"message": message, "hint": hint, "exit_code": exit_code}}
+
+
+def write_document(out: TextIO, document: dict[str, Any]) -> None:
+    """One document on stdout. A reader that went away (``| head -c1``) is not an error: the
+    run's own exit status stands, and nothing else is written to the closed pipe."""
+    _started.append(True)
+    try:
+        out.write(json.dumps(document, indent=2) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+
+
+def wants_json(args: Sequence[str]) -> bool:
+    """Whether ``--json`` is among kompose's own options (before PATTERN), found without the
+    parser: a usage error from the parser itself must still answer with a document."""
+    takes_value = {"--network", "-e", "--env", "--root", "-j", "--parallel", "--hook-timeout"}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--json":
+            return True
+        if arg == "--" or not arg.startswith("-"):
+            return False
+        if arg in takes_value:
+            i += 1
+        i += 1
+    return False

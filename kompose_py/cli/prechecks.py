@@ -1,0 +1,122 @@
+"""Checks of a compose run made before the first stack starts: is COMMAND something Compose
+knows, is each stack's engine there, and will ``up`` without ``-d`` hold the run on the
+first stack."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from kompose_py import composecli
+from kompose_py.compose import compose_program
+from kompose_py.envfiles import StackEnv
+from kompose_py.errors import UsageError
+from kompose_py.stacks import Stack
+
+
+def _quote(pattern: str) -> str:
+    return f'"{pattern}"'
+
+
+def check_subcommand(command: str, args: Sequence[str], pattern: str,
+                     selected: Sequence[Stack], envs: Mapping[str, StackEnv],
+                     kompose_commands: Sequence[str]) -> None:
+    """A COMMAND that the selected stacks' Compose does not know is a usage error (exit 2),
+    with the closest name. One question per distinct Compose program, answered from the
+    cache on every later run."""
+    asked: dict[tuple[str, ...], frozenset[str] | None] = {}
+    for stack in selected:
+        env = envs[stack.name].values
+        program = tuple(compose_program(env))
+        if program not in asked:
+            asked[program] = composecli.subcommands(program, env) if program else None
+        known = asked[program]
+        if known is None or command in known:
+            continue
+        shown = " ".join(program)
+        close = difflib.get_close_matches(command, [*known, *kompose_commands], n=1)
+        rest = " ".join(args)
+        if pattern in known:
+            # `kompose up web`: the command went where the pattern belongs.
+            hint = f"the pattern comes first: kompose {_quote(command)} {pattern}"
+        elif close:
+            hint = f"did you mean: kompose {_quote(pattern)} {close[0]}{' ' + rest if rest else ''}"
+        else:
+            hint = f"`{shown} --help` lists its commands"
+        raise UsageError(f"{command!r} is neither a {shown} command nor a kompose command",
+                         hint=hint)
+
+
+def misplaced_command(args: Sequence[str]) -> str | None:
+    """For ``kompose up -d`` (a command where the pattern belongs): the line meant."""
+    word = args[0] if args else ""
+    if not re.fullmatch(r"[a-z][a-z-]*", word) or word not in _common_commands():
+        return None
+    return " ".join(["kompose", _quote("*"), *args])
+
+
+def _common_commands() -> frozenset[str]:
+    from kompose_py.hookcheck import COMPOSE_COMMANDS
+
+    return frozenset(COMPOSE_COMMANDS)
+
+
+def _detached(args: Sequence[str]) -> bool:
+    for arg in args:
+        if arg == "--":
+            break
+        if arg in ("-d", "--detach", "--wait") or arg.startswith(("--detach=t", "--wait=t")):
+            return True
+        if re.fullmatch(r"-[a-zA-Z]*d[a-zA-Z]*", arg) and not arg.startswith("--"):
+            return True  # a cluster of short flags: -dV
+    return False
+
+
+def attach_warning(command: str, args: Sequence[str], stacks: int, parallel: int) -> str | None:
+    """``up`` without ``-d`` attaches to its stack's containers until they stop or Ctrl-C:
+    over several stacks one at a time the second one only starts after that. (Compose v2's
+    ``start`` and ``restart`` never attach.)"""
+    if command != "up" or stacks < 2 or parallel > 1 or _detached(args):
+        return None
+    return (f"`up` without -d attaches to the first stack, and the other {stacks - 1} start "
+            "only after it ends (Ctrl-C); use `up -d`, or `-j N` to run them side by side")
+
+
+def unreachable_engines(selected: Sequence[Stack], envs: Mapping[str, StackEnv],
+                        out: TextIO) -> dict[str, str]:
+    """Stacks whose engine does not answer → why (for their "not run" line); one line per
+    engine on ``out``."""
+    by_engine: dict[composecli.Engine, list[str]] = {}
+    for stack in selected:
+        engine = composecli.engine_of(envs[stack.name].values)
+        if engine is not None:
+            by_engine.setdefault(engine, []).append(stack.name)
+    blocked: dict[str, str] = {}
+    for engine, names in by_engine.items():
+        why = composecli.unreachable(engine)
+        if why is None:
+            continue
+        out.write(f"kompose: error: cannot reach the Docker engine at {engine}: {why}; "
+                  f"not running {', '.join(names)}\n")
+        out.write("kompose: hint: start that engine, or point DOCKER_HOST / DOCKER_CONTEXT "
+                  "(shell or the stack's .env) at one that runs\n")
+        for name in names:
+            blocked[name] = f"Docker engine unreachable: {engine}: {why}"
+    out.flush()
+    return blocked
+
+
+def before_compose(command: str, args: Sequence[str], pattern: str, selected: Sequence[Stack],
+                   envs: Mapping[str, StackEnv], parallel: int, dry_run: bool,
+                   kompose_commands: Sequence[str], out: TextIO) -> dict[str, str]:
+    """Every check of a compose run; returns the stacks that must not run (their engine is
+    unreachable) with the reason. Raises UsageError for an unknown subcommand."""
+    check_subcommand(command, args, pattern, selected, envs, kompose_commands)
+    warning = attach_warning(command, args, len(selected), parallel)
+    if warning:
+        out.write(f"kompose: warning: {warning}\n")
+    if dry_run or command in composecli.OFFLINE:
+        return {}
+    return unreachable_engines(selected, envs, out)

@@ -29,11 +29,20 @@ PG = {
 _CLEARED = ("KOMPOSE_", "COMPOSE_", "DOCKER_", "PG", "DB_", "NETWORK_NAME", "NO_COLOR")
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """kompose's cache (the Compose subcommand list) for this test session only."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture(autouse=True)
-def hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def hermetic_env(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> None:
     for key in list(os.environ):
         if key.startswith(_CLEARED):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
+    # Tests that end groups on purpose need not wait the real 5 s grace.
+    monkeypatch.setenv("KOMPOSE_KILL_GRACE", "0.5")
 
 
 def make_stacks(root: Path, tree: dict[str, Any]) -> Path:
@@ -106,7 +115,18 @@ def run_on_terminal(*args: str, env: dict[str, str] | None = None,
     return code, b"".join(chunks).decode()
 
 
+# What a recording docker answers when kompose asks which subcommands Compose has: nothing
+# (kompose then refuses nothing up front), and the question is not logged as a call.
+PROBE_GUARD_PY = """
+import sys
+if sys.argv[1:2] == ["compose"] and (sys.argv[-2:] == ["version", "--short"]
+                                     or sys.argv[-1] == "--help"):
+    sys.exit(1)
+"""
+PROBE_GUARD_SH = 'case "$*" in compose*" version --short"|compose*" --help") exit 1;; esac\n'
+
 SHIM = r'''#!/usr/bin/env python3
+''' + PROBE_GUARD_PY + r'''
 import json, os, sys
 entry = {"argv": sys.argv[1:], "cwd": os.getcwd(),
          "env": {k: v for k, v in os.environ.items()}}

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COMPOSE, Postgres, Shim, make_stacks, run_kompose
+from tests.conftest import (
+    COMPOSE,
+    PROBE_GUARD_SH,
+    Postgres,
+    Shim,
+    make_stacks,
+    run_kompose,
+)
 
 LOG = r"""
 log() {
@@ -164,7 +171,7 @@ hook_finally_up() {{ log; }}
         "b": {"compose.yaml": COMPOSE, "hooks.sh": LOG + "hook_pre_up() { log; }\n"},
     })
     shim_bin = shim.bin / "docker"
-    shim_bin.write_text(f"#!/bin/bash\ntouch {started}\nexec sleep 6{marker}\n")
+    shim_bin.write_text(f"#!/bin/bash\n{PROBE_GUARD_SH}touch {started}\nexec sleep 6{marker}\n")
     log = tmp_path / "log"
     proc = start(root, {**shim.env(), "HOOK_LOG": str(log)}, "*", "up")
     wait_for(started)

@@ -11,11 +11,12 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.conftest import COMPOSE, Shim, make_stacks, run_kompose
+from tests.conftest import COMPOSE, PROBE_GUARD_PY, Shim, make_stacks, run_kompose
 from tests.test_hook_runtime import alive_with, wait_for
 
 # A docker that prints many long lines fast, on both streams, and notes when it ran.
 CHATTY = r'''#!/usr/bin/env python3
+''' + PROBE_GUARD_PY + r'''
 import os, sys, time
 name = os.path.basename(os.getcwd())
 with open(os.environ["SPAN_LOG"], "a") as log:

@@ -154,8 +154,18 @@ class StackRun:
     def run_hooks(self, phase: str, args: Sequence[str], condition: str = "") -> bool:
         """Every hook of one hook point; stops at the first failure for pre and post."""
         ok = True
-        for hook in hooks.hooks_for(phase, self.command, self.ctx.root_hooks,
-                                    self.stack.hooks_file):
+        unreadable: OSError | None = None
+        try:
+            found = hooks.hooks_for(phase, self.command, self.ctx.root_hooks,
+                                    self.stack.hooks_file)
+        except OSError as exc:
+            # The stack's hooks.sh cannot be read (a folder): that fails the stack, but its
+            # error and finally hooks from the root hooks.sh still run.
+            if phase in ("pre", "post"):
+                raise
+            unreadable = exc
+            found = hooks.hooks_for(phase, self.command, self.ctx.root_hooks, Path(os.devnull))
+        for hook in found:
             if phase in ("pre", "post") and self.interrupted():
                 return False
             short = hook.function.removeprefix("hook_")
@@ -180,6 +190,8 @@ class StackRun:
                 ok = False
                 if phase in ("pre", "post"):
                     break
+        if unreadable is not None:
+            raise unreadable
         return ok
 
     def interrupted(self) -> bool:
@@ -268,6 +280,11 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
             run.run_hooks("finally", hook_args(run, "finally"))
     finally:
         if run.env_file is not None:
-            run.env_file.unlink(missing_ok=True)
+            if run.env_file.is_dir() and not run.env_file.is_symlink():
+                import shutil  # a hook put a folder there: still leave nothing behind
+
+                shutil.rmtree(run.env_file, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                run.env_file.unlink(missing_ok=True)
     run.result.duration = time.monotonic() - run.started
     return run.result

@@ -1,0 +1,236 @@
+"""Hardening (issue 11), end to end with a real kompose process, real bash, real signals and
+the real engine: SIGTERM/SIGHUP, crashes that stay in their stack, the Compose subcommand
+check, an unreachable engine, `up` without -d, and --json in every ending."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import COMPOSE, Shim, make_stacks, run_kompose
+from tests.test_hook_runtime import LOG, alive_with, entries, start, wait_for
+
+DEAD = "unix:///nonexistent.sock"
+
+
+# -- 1. SIGTERM and SIGHUP ------------------------------------------------------------------
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_termination_signal_cancels_like_ctrl_c(tmp_path: Path, shim: Shim, sig: int,
+                                                code: int) -> None:
+    marker = f"4{uuid.uuid4().int % 10**6:06d}"
+    started = tmp_path / "started"
+    root = make_stacks(tmp_path / "r", {
+        "a": {"compose.yaml": COMPOSE, "hooks.sh": LOG + f"""
+hook_pre_up() {{ touch {started}; sleep 5{marker} & sleep 6{marker}; }}
+hook_post_up() {{ log; }}
+hook_error_up() {{ log; }}
+hook_finally_up() {{ log; }}
+"""},
+        "b": {"compose.yaml": COMPOSE, "hooks.sh": LOG + "hook_pre_up() { log; }\n"},
+    })
+    log = tmp_path / "log"
+    proc = start(root, {**shim.env(), "HOOK_LOG": str(log)}, "--json", "*", "up", "-d")
+    wait_for(started)
+    time.sleep(0.2)  # let bash finish starting its children (as the Ctrl-C tests do)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert [e[:3] for e in entries(log)] == [["hook_error_up", "cancelled", str(code)],
+                                             ["hook_finally_up", "cancelled", str(code)]]
+    assert f"⊘ b not run: interrupted ({signal.Signals(sig).name})" in err
+    assert "1 cancelled, 1 not run out of 2" in err
+    doc = json.loads(out)
+    assert doc["signal"] == signal.Signals(sig).name
+    assert [s["status"] for s in doc["stacks"]] == ["cancelled", "not run"]
+    assert alive_with(marker) == []  # the background sleep too
+    assert shim.calls() == []
+
+
+def test_second_sigterm_kills_at_once_and_json_stays_valid(tmp_path: Path, shim: Shim) -> None:
+    marker = f"3{uuid.uuid4().int % 10**6:06d}"
+    started = tmp_path / "started"
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE, "hooks.sh": f"""
+hook_pre_up() {{ trap '' TERM HUP; touch {started}; sleep 5{marker}; }}
+"""}})
+    proc = start(root, shim.env(), "--json", "a", "up", "-d")
+    wait_for(started)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert proc.poll() is None  # the hook ignores SIGTERM; kompose waits for it
+    proc.send_signal(signal.SIGTERM)
+    # "At once": the hook ignores SIGTERM and would sleep for days; ending at all proves it.
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 143
+    doc = json.loads(out)
+    assert doc["aborted"] is True and doc["signal"] == "SIGTERM"
+    time.sleep(0.2)
+    assert alive_with(marker) == []
+
+
+# -- 2. crashes stay in their stack ---------------------------------------------------------
+def test_a_crash_in_one_stack_is_its_failure_and_the_run_goes_on(tmp_path: Path,
+                                                                 shim: Shim) -> None:
+    root = make_stacks(tmp_path / "r", {
+        "hooks.sh": LOG + "hook_error_up() { log; }\nhook_finally_up() { log; }\n",
+        "a": {"compose.yaml": COMPOSE, "hooks.sh": {"x": "a folder where a file belongs"}},
+        "b": {"compose.yaml": COMPOSE},
+    })
+    log = tmp_path / "log"
+    r = run_kompose("--root", str(root), "*", "up", "-d", env={**shim.env(), "HOOK_LOG": str(log)})
+    assert r.code == 1
+    assert "Traceback" not in r.err
+    # a's error and finally hooks (from the root hooks.sh) still ran; b's finally ran too.
+    assert [e[:2] for e in entries(log)] == [["hook_error_up", "failed"],
+                                             ["hook_finally_up", "failed"],
+                                             ["hook_finally_up", "success"]]
+    assert f"✗ a at pre: internal error: [Errno 21] Is a directory: '{root}/a/hooks.sh'" in r.err
+    assert r.err.count("internal error") == 2  # the step line and the summary, not per phase
+    assert "Summary: 1 succeeded, 1 failed, 0 skipped out of 2 stacks" in r.err
+    assert [Path(c["cwd"]).name for c in shim.calls()] == ["b"]
+
+
+def test_top_level_catch_all_is_one_line_unless_debugging(tmp_path: Path) -> None:
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE}})
+    env = {"KOMPOSE_COMPOSE_CMD": "docker 'compose"}  # shlex cannot split it
+    r = run_kompose("--root", str(root), "a", "ps", env=env)
+    assert r.code == 1
+    assert r.err.splitlines() == ["kompose: error: internal error: No closing quotation",
+                                  "kompose: hint: set KOMPOSE_DEBUG=1 for the traceback"]
+    r = run_kompose("--root", str(root), "a", "ps", env={**env, "KOMPOSE_DEBUG": "1"})
+    assert r.code == 1 and "Traceback" in r.err
+
+
+# -- 3. the Compose subcommand is checked before any stack runs -----------------------------
+@pytest.mark.parametrize("dry", [False, True])
+def test_unknown_subcommand_is_a_usage_error_before_anything_runs(
+        tmp_path: Path, docker_engine: None, dry: bool) -> None:
+    ran = tmp_path / "ran"
+    root = make_stacks(tmp_path / "r", {n: {"compose.yaml": COMPOSE,
+                                            "hooks.sh": f"hook_pre_upp() {{ touch {ran}; }}\n"}
+                                        for n in ("a", "b")})
+    r = run_kompose("--root", str(root), *(["-n"] if dry else []), "*", "upp")
+    assert r.code == 2
+    assert r.err.splitlines() == [
+        "kompose: error: 'upp' is neither a docker compose command nor a kompose command",
+        'kompose: hint: did you mean: kompose "*" up']
+    assert not ran.exists()
+
+
+def test_command_where_the_pattern_belongs(tmp_path: Path) -> None:
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE}})
+    r = run_kompose("--root", str(root), "up")
+    assert r.code == 2 and 'hint: for every stack: kompose "*" up' in r.err
+    r = run_kompose("--root", str(root), "up", "-d")
+    assert r.code == 2 and 'hint: for every stack: kompose "*" up -d' in r.err
+
+
+FAKE_COMPOSE = r"""#!/bin/bash
+echo "$*" >>"$CALLS"
+case "$*" in
+  "version --short") echo 9.9.9 ;;
+  --help) printf 'Usage: fake\n\nCommands:\n  up      Start\n  frobnicate  A plugin\n\n' ;;
+  *) echo "ran $*" ;;
+esac
+"""
+
+
+def test_subcommands_come_from_the_installed_compose_and_are_cached(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-compose"
+    fake.write_text(FAKE_COMPOSE)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+    root = make_stacks(tmp_path / "r", {n: {"compose.yaml": COMPOSE} for n in ("a", "b")})
+    env = {"KOMPOSE_COMPOSE_CMD": str(fake), "CALLS": str(calls),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    r = run_kompose("--root", str(root), "*", "frobnicate", env=env)  # a plugin's command
+    assert r.code == 0, r.err
+    assert calls.read_text().splitlines() == ["version --short", "--help", "frobnicate",
+                                              "frobnicate"]
+    calls.unlink()
+    r = run_kompose("--root", str(root), "*", "frobnicat", env=env)
+    assert r.code == 2 and 'did you mean: kompose "*" frobnicate' in r.err
+    r = run_kompose("--root", str(root), "*", "up", env=env)
+    assert r.code == 0
+    assert calls.read_text().splitlines() == ["up", "up"]  # warm cache: no probe at all
+
+
+# -- 4. an unreachable engine is said once ---------------------------------------------------
+def test_unreachable_engine_is_one_line_and_its_stacks_are_not_run(tmp_path: Path,
+                                                                   shim: Shim) -> None:
+    ran = tmp_path / "ran"
+    hooks = f"hook_pre_ps() {{ touch {ran}; }}\n"
+    root = make_stacks(tmp_path / "r", {
+        "a": {"compose.yaml": COMPOSE, ".env": f"DOCKER_HOST={DEAD}\n", "hooks.sh": hooks},
+        "b": {"compose.yaml": COMPOSE, ".env": f"DOCKER_HOST={DEAD}\n", "hooks.sh": hooks},
+        "c": {"compose.yaml": COMPOSE, ".env": f"DOCKER_HOST=unix://{tmp_path}/up.sock\n"},
+    })
+    with socket.socket(socket.AF_UNIX) as engine:  # stands for c's engine: it answers
+        engine.bind(str(tmp_path / "up.sock"))
+        engine.listen()
+        r = run_kompose("--root", str(root), "--json", "*", "ps", env=shim.env())
+    assert r.code == 1
+    said = [x for x in r.err.splitlines() if "cannot reach" in x]
+    assert said == [f"kompose: error: cannot reach the Docker engine at {DEAD} (DOCKER_HOST): "
+                    "No such file or directory; not running a, b"]
+    assert "⊘ a not run: Docker engine unreachable" in r.err
+    assert not ran.exists()
+    assert [Path(c["cwd"]).name for c in shim.calls()] == ["c"]
+    doc = json.loads(r.out)
+    assert [s["status"] for s in doc["stacks"]] == ["not run", "not run", "success"]
+
+
+def test_summary_says_why_a_stack_failed(tmp_path: Path, docker_engine: None) -> None:
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE}})
+    r = run_kompose("--root", str(root), "a", "run", "--rm", "no-such-service")
+    assert r.code == 1
+    summary = r.err[r.err.index("Summary"):]
+    assert "✗ a at command: exit 1: no such service: no-such-service" in summary
+
+
+# -- 5. up without -d over several stacks ----------------------------------------------------
+def test_up_without_detach_over_several_stacks_warns_once(tmp_path: Path, shim: Shim) -> None:
+    root = make_stacks(tmp_path / "r", {n: {"compose.yaml": COMPOSE} for n in ("a", "b", "c")})
+    r = run_kompose("--root", str(root), "*", "up", env=shim.env())
+    assert r.code == 0
+    assert r.err.count("kompose: warning: `up` without -d attaches to the first stack") == 1
+    assert "use `up -d`, or `-j N`" in r.err
+    for args in (["*", "up", "-d"], ["-j", "3", "*", "up"], ["a", "up"]):
+        assert "warning" not in run_kompose("--root", str(root), *args, env=shim.env()).err
+
+
+# -- 7. --json in every ending ---------------------------------------------------------------
+@pytest.mark.parametrize(("args", "code"), [
+    (["--json", "--bogus", "a", "ps"], 2), (["--json", "a", "db:exprot"], 2),
+    (["--json", "nomatch", "ps"], 3), (["--json", "-e", "X", "a", "ps"], 2),
+])
+def test_json_document_for_errors_before_the_run(tmp_path: Path, args: list[str],
+                                                 code: int) -> None:
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE}})
+    r = run_kompose("--root", str(root), *args)
+    assert r.code == code
+    doc = json.loads(r.out)
+    assert doc["error"]["exit_code"] == code and doc["error"]["message"]
+    assert doc["stacks"] == []
+
+
+def test_json_reader_that_goes_away(tmp_path: Path, shim: Shim) -> None:
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE},
+                                        "b": {"compose.yaml": COMPOSE, ".env": "SHIM_EXIT=3\n"}})
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before kompose writes its document
+    proc = subprocess.run([sys.executable, "-m", "kompose_py", "--root", str(root), "--json",
+                           "*", "ps"], stdout=write, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, **shim.env()}, timeout=60)
+    os.close(write)
+    assert proc.returncode == 1  # the run's own status: b failed
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert "Summary: 1 succeeded, 1 failed" in proc.stderr

@@ -292,44 +292,50 @@ def drop_database(conn: Any, name: str) -> None:
             time.sleep(0.1)
 
 
-SECOND_SOCKET = "/run/kompose-test-engine-b.sock"
-BRIDGE = "kt-br0"
+def _free_subnet() -> str:
+    """A /24 under 10.254.0.0/16 that no interface on this machine uses yet."""
+    used = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
+                          text=True).stdout
+    for n in [*range(uuid.uuid4().int % 200 + 20, 250), *range(20, 250)]:
+        if f" 10.254.{n}." not in used:
+            return f"10.254.{n}"
+    raise RuntimeError("no free 10.254.N.0/24 for the second engine's bridge")
 
 
 @pytest.fixture(scope="session")
 def second_engine(docker_engine: None) -> Iterator[str]:
     """A second, independent Docker engine on this machine (a stand-in for another host),
-    started for the session with its own socket, data and exec roots."""
-    host = f"unix://{SECOND_SOCKET}"
+    started for this test session alone: its own socket, data and exec roots, pidfile and
+    bridge, so that test sessions running side by side never share or stop each other's."""
+    if os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("ip") is None:
+        _missing("a second Docker engine (needs root, dockerd and ip)")
+    tag = uuid.uuid4().hex[:6]
+    host = f"unix:///run/kompose-test-b-{tag}.sock"
+    data_root, exec_root = Path(f"/var/lib/kompose-test-b-{tag}"), Path(f"/run/ktb-{tag}")
+    bridge = f"ktb-{tag}"
     env = {**os.environ, "DOCKER_HOST": host}
-    started = None
-    if subprocess.run(["docker", "info"], env=env, capture_output=True).returncode != 0:
-        if os.geteuid() != 0 or shutil.which("dockerd") is None:
-            _missing("a second Docker engine (needs root and dockerd)")
-        log = open("/tmp/kompose-test-engine-b.log", "ab")  # noqa: SIM115 - lives as long
-        # A bridge of its own: a daemon started without a default bridge deletes the host's
-        # docker0, which breaks `docker run` and every Dockerfile RUN step on the first engine.
-        if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode:
-            for cmd in (["ip", "link", "add", BRIDGE, "type", "bridge"],
-                        ["ip", "addr", "add", "172.31.0.1/16", "dev", BRIDGE],
-                        ["ip", "link", "set", BRIDGE, "up"]):
-                subprocess.run(cmd, check=True, capture_output=True)
-        started = subprocess.Popen(
-            ["dockerd", "--host", host, "--data-root", "/var/lib/kompose-test-engine-b",
-             "--exec-root", "/run/kompose-test-engine-b", "--pidfile",
-             "/run/kompose-test-engine-b.pid", f"--bridge={BRIDGE}", "--iptables=false"],
-            stdout=log, stderr=log, start_new_session=True)
+    log_path = f"/tmp/kompose-test-b-{tag}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the engine
+    # A bridge of its own: a daemon started without a default bridge (--bridge=none) deletes
+    # the host's docker0, which breaks `docker run` and every Dockerfile RUN step on the first
+    # engine.
+    subnet = _free_subnet()
+    for cmd in (["ip", "link", "add", bridge, "type", "bridge"],
+                ["ip", "addr", "add", f"{subnet}.1/24", "dev", bridge],
+                ["ip", "link", "set", bridge, "up"]):
+        subprocess.run(cmd, check=True, capture_output=True)
+    started = subprocess.Popen(
+        ["dockerd", "--host", host, "--data-root", str(data_root), "--exec-root", str(exec_root),
+         "--pidfile", f"/run/ktb-{tag}.pid", f"--bridge={bridge}", "--iptables=false"],
+        stdout=log, stderr=log, start_new_session=True)
+    try:
         import time
 
         deadline = time.monotonic() + 60
         while subprocess.run(["docker", "info"], env=env, capture_output=True).returncode != 0:
             if time.monotonic() > deadline or started.poll() is not None:
-                started.kill()
-                _missing("a second Docker engine (dockerd did not start; see "
-                         "/tmp/kompose-test-engine-b.log)")
+                _missing(f"a second Docker engine (dockerd did not start; see {log_path})")
             time.sleep(0.3)
-    if subprocess.run(["docker", "image", "inspect", "busybox:latest"], env=env,
-                      capture_output=True).returncode != 0:
         import tempfile
 
         with tempfile.TemporaryDirectory() as ctx:
@@ -339,10 +345,15 @@ def second_engine(docker_engine: None) -> Iterator[str]:
                 'RUN ["/bin/busybox","--install","-s","/bin"]\nCMD ["/bin/sh"]\n')
             subprocess.run(["docker", "build", "-q", "-t", "busybox:latest", ctx], env=env,
                            check=True, capture_output=True)
-    yield host
-    if started is not None:
+        yield host
+    finally:
         started.terminate()
         try:
             started.wait(timeout=30)
         except subprocess.TimeoutExpired:
             started.kill()
+            started.wait()
+        log.close()
+        subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
+        for folder in (data_root, exec_root):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -209,13 +210,65 @@ def test_compressed_export_imports_back(tmp_path: Path, pg: Postgres) -> None:
     assert pg.rows(name) == before
 
 
+class SlowLink:
+    """A TCP relay to the real server that passes the server's bytes at ~2 MB/s: pg_dump then
+    runs long enough for the byte counter to show, without a 300 MB database."""
+
+    def __init__(self, host: str, port: int, rate: int = 2 << 20) -> None:
+        import socket
+
+        self.target, self.rate = (host, port), rate
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for src, dst, slow in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(src, dst, slow), daemon=True).start()
+
+    def _pipe(self, src: object, dst: object, slow: bool) -> None:
+        import socket
+
+        assert isinstance(src, socket.socket) and isinstance(dst, socket.socket)
+        chunk = 32 << 10
+        try:
+            while data := src.recv(chunk):
+                dst.sendall(data)
+                if slow:
+                    time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
 def test_live_byte_counter_on_a_terminal(tmp_path: Path, pg: Postgres) -> None:
     name = pg.new_name()
     pg.create(name, rows=10)
-    pg.fill(name, 600_000)
-    root = db_root(tmp_path, pg, shop=name)
-    code, shown = run_on_terminal("--root", str(root), "shop", "db:export",
-                                  env={"HOOK_LOG": str(tmp_path / "log")})
+    pg.fill(name, 6_000)  # ~3 MB, at ~2 MB/s through the slow link
+    link = SlowLink(pg.host, int(pg.port))
+    try:
+        root = db_root(tmp_path, pg, shop=name)
+        env_file = root / "shop" / ".env"
+        env_file.write_text(env_file.read_text().replace(f"DB_PORT={pg.port}",
+                                                         f"DB_PORT={link.port}"))
+        code, shown = run_on_terminal("--root", str(root), "shop", "db:export",
+                                      env={"HOOK_LOG": str(tmp_path / "log")})
+    finally:
+        link.close()
     assert code == 0, shown
     assert "shop: " in shown and " MB written" in shown
 
@@ -409,7 +462,9 @@ def test_second_kompose_on_the_same_stack_fails_at_once(tmp_path: Path, pg: Post
     name = pg.new_name()
     pg.create(name)
     root = db_root(tmp_path, pg, shop=name)
-    (root / "shop" / "hooks.sh").write_text("hook_pre_db_export() { touch started; sleep 8; }\n")
+    # The first holds the lock until the test releases it: no fixed sleep to wait out.
+    (root / "shop" / "hooks.sh").write_text(
+        "hook_pre_db_export() { touch started; while [ ! -e release ]; do sleep 0.05; done; }\n")
     first = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root), "shop",
                               "db:export"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
@@ -417,10 +472,12 @@ def test_second_kompose_on_the_same_stack_fails_at_once(tmp_path: Path, pg: Post
         time.sleep(0.05)
     for command in ("db:import", "db:export"):
         second = kompose(root, "shop", command)
-        # "At once": it is done while the first still holds the lock (its hook sleeps 8 s).
+        # "At once": it is done while the first still holds the lock (its hook waits for
+        # the release file, which only the test writes).
         assert first.poll() is None
         assert second.code == 1
         assert f"shop is busy: kompose db:export (pid {first.pid}" in second.err
+    (root / "shop" / "release").touch()
     assert first.wait(timeout=60) == 0
     assert len(dump_files(root / "shop")) == 1
 

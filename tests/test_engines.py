@@ -28,6 +28,10 @@ def test_stacks_on_two_engines(tmp_path: Path, second_engine: str) -> None:
                           '"label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" '
                           '--format "{{.Names}}" >"$HOOK_OUT"; }\n'},
     })
+    # Someone else's container on the same engine: the hook's view must not count it.
+    foreign = f"kt-foreign-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["docker", "-H", second_engine, "run", "-d", "--init", "--name", foreign,
+                    "busybox:latest", "sleep", "600"], check=True, capture_output=True)
     try:
         r = run_kompose("--root", str(root), "-j", "2", "*", "up", "-d",
                         env={"HOOK_OUT": str(tmp_path / "seen-by-hook")}, timeout=300)
@@ -45,6 +49,7 @@ def test_stacks_on_two_engines(tmp_path: Path, second_engine: str) -> None:
         subprocess.run(["docker", "compose", "-p", a, "down", "-t", "1"], capture_output=True)
         subprocess.run(["docker", "-H", second_engine, "compose", "-p", b, "down", "-t", "1"],
                        capture_output=True)
+        subprocess.run(["docker", "-H", second_engine, "rm", "-f", foreign], capture_output=True)
 
 
 def test_stack_on_a_docker_context(tmp_path: Path, second_engine: str) -> None:

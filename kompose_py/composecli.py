@@ -10,11 +10,9 @@ common path costs a few ``stat`` calls and no process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +55,7 @@ def fingerprint(program: Sequence[str], env: Mapping[str, str]) -> str | None:
     if Path(exe).name == "docker" and list(program[1:2]) == ["compose"]:
         for folder in (str(_docker_config(env) / "cli-plugins"), *_PLUGIN_DIRS):
             parts.append(_identity(os.path.join(folder, "docker-compose")))
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+    return json.dumps(parts)
 
 
 def parse_help(text: str) -> frozenset[str]:
@@ -167,6 +165,8 @@ def engine_of(env: Mapping[str, str]) -> Engine | None:
             context = None
     if not context or context == "default":
         return Engine(DEFAULT_HOST, "default")
+    import hashlib  # Docker keeps a context's metadata under the SHA-256 of its name
+
     meta = config / "contexts" / "meta" / hashlib.sha256(context.encode()).hexdigest()
     try:
         host = json.loads((meta / "meta.json").read_text())["Endpoints"]["docker"]["Host"]
@@ -178,6 +178,8 @@ def engine_of(env: Mapping[str, str]) -> Engine | None:
 def unreachable(engine: Engine, timeout: float = 3.0) -> str | None:
     """Why the engine cannot be reached, or None when it answers (or cannot be checked
     without a process: ssh://, npipe)."""
+    import socket  # only here: most runs never get this far
+
     host = engine.host
     try:
         if host.startswith("unix://"):

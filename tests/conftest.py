@@ -144,9 +144,11 @@ class Shim:
     bin: Path
     log: Path
 
+    engine: str = ""  # a socket that accepts connections: kompose's engine check passes
+
     def env(self) -> dict[str, str]:
         return {"PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
-                "KOMPOSE_SHIM_LOG": str(self.log)}
+                "KOMPOSE_SHIM_LOG": str(self.log), "DOCKER_HOST": f"unix://{self.engine}"}
 
     def calls(self) -> list[dict[str, Any]]:
         if not self.log.exists():
@@ -155,14 +157,24 @@ class Shim:
 
 
 @pytest.fixture
-def shim(tmp_path: Path) -> Shim:
+def shim(tmp_path: Path) -> Iterator[Shim]:
+    import socket
+    import tempfile
+
     bin_dir = tmp_path / "shim-bin"
     bin_dir.mkdir()
     for name in ("docker", "pg_dump", "psql"):
         path = bin_dir / name
         path.write_text(SHIM)
         path.chmod(0o755)
-    return Shim(bin_dir, tmp_path / "shim.log")
+    # A stand-in engine socket (short path: AF_UNIX allows ~100 bytes), so that tests with
+    # the recording docker need no real engine.
+    folder = Path(tempfile.mkdtemp(prefix="kt-eng-"))
+    with socket.socket(socket.AF_UNIX) as engine:
+        engine.bind(str(folder / "s"))
+        engine.listen(512)
+        yield Shim(bin_dir, tmp_path / "shim.log", str(folder / "s"))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _missing(what: str) -> None:

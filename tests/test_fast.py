@@ -243,3 +243,16 @@ def test_usage_error_with_json_is_a_document(capsys: pytest.CaptureFixture[str],
     code = cli.main(["--json", "--root", str(tmp_path), "*", "ps"])
     out, _ = capsys.readouterr()
     assert code == 3 and json.loads(out)["error"]["exit_code"] == 3
+
+
+def test_engine_check_only_for_docker_compose(tmp_path: Path) -> None:
+    import io
+
+    dead = {"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    selected = stacks("a", "b")
+    envs = {"a": StackEnv(dict(dead), ()),
+            "b": StackEnv({**dead, "KOMPOSE_COMPOSE_CMD": "podman compose"}, ())}
+    out = io.StringIO()
+    blocked = prechecks.unreachable_engines(selected, envs, out)
+    assert list(blocked) == ["a"]
+    assert out.getvalue().count("cannot reach") == 1

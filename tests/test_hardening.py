@@ -176,7 +176,9 @@ def test_unreachable_engine_is_one_line_and_its_stacks_are_not_run(tmp_path: Pat
     with socket.socket(socket.AF_UNIX) as engine:  # stands for c's engine: it answers
         engine.bind(str(tmp_path / "up.sock"))
         engine.listen()
-        r = run_kompose("--root", str(root), "--json", "*", "ps", env=shim.env())
+        # The shell's DOCKER_HOST would beat the stacks' .env: leave it unset here.
+        env = {k: v for k, v in shim.env().items() if k != "DOCKER_HOST"}
+        r = run_kompose("--root", str(root), "--json", "*", "ps", env=env)
     assert r.code == 1
     said = [x for x in r.err.splitlines() if "cannot reach" in x]
     assert said == [f"kompose: error: cannot reach the Docker engine at {DEAD} (DOCKER_HOST): "

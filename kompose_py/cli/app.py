@@ -60,7 +60,8 @@ db:export, db:import, db:cleanup, db:list, hooks:list, hooks:check, env:show, en
 Everything after COMMAND
 goes to it untouched, except a literal --dry-run (before any --).
 
-Exit codes: 0 success, 1 a stack failed, 2 usage error, 3 no stack matched, 130 interrupted.
+Exit codes: 0 success, 1 a stack failed, 2 usage error, 3 no stack matched, 130 interrupted
+(Ctrl-C), 143 SIGTERM, 129 SIGHUP.
 """
 
 

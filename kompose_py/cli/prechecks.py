@@ -4,7 +4,7 @@ first stack."""
 
 from __future__ import annotations
 
-import difflib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import TextIO
@@ -35,6 +35,8 @@ def check_subcommand(command: str, args: Sequence[str], pattern: str,
         known = asked[program]
         if known is None or command in known:
             continue
+        import difflib  # only on the error path
+
         shown = " ".join(program)
         close = difflib.get_close_matches(command, [*known, *kompose_commands], n=1)
         rest = " ".join(args)
@@ -90,7 +92,11 @@ def unreachable_engines(selected: Sequence[Stack], envs: Mapping[str, StackEnv],
     engine on ``out``."""
     by_engine: dict[composecli.Engine, list[str]] = {}
     for stack in selected:
-        engine = composecli.engine_of(envs[stack.name].values)
+        env = envs[stack.name].values
+        program = compose_program(env)
+        if not program or os.path.basename(program[0]) not in ("docker", "docker-compose"):
+            continue  # podman and others find their engine their own way
+        engine = composecli.engine_of(env)
         if engine is not None:
             by_engine.setdefault(engine, []).append(stack.name)
     blocked: dict[str, str] = {}

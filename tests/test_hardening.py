@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COMPOSE, Shim, make_stacks, run_kompose
+from tests.conftest import COMPOSE, PROBE_GUARD_SH, Shim, make_stacks, run_kompose
 from tests.test_hook_runtime import LOG, alive_with, entries, start, wait_for
 
 DEAD = "unix:///nonexistent.sock"
@@ -53,6 +53,32 @@ hook_finally_up() {{ log; }}
     assert [s["status"] for s in doc["stacks"]] == ["cancelled", "not run"]
     assert alive_with(marker) == []  # the background sleep too
     assert shim.calls() == []
+
+
+def test_sigterm_reaches_a_command_that_keeps_the_terminal(tmp_path: Path, shim: Shim) -> None:
+    """`exec`, `run`, `logs -f` run in kompose's own process group on a terminal: a SIGTERM
+    sent to kompose alone must still reach them."""
+    import pty
+
+    marker = f"2{uuid.uuid4().int % 10**6:06d}"
+    started = tmp_path / "started"
+    (shim.bin / "docker").write_text(
+        f"#!/bin/bash\n{PROBE_GUARD_SH}touch {started}\nexec sleep 7{marker}\n")
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE}})
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root), "a",
+                             "exec", "app", "sh"], stdin=follower, stdout=follower,
+                            stderr=follower, env={**os.environ, **shim.env()})
+    os.close(follower)
+    try:
+        wait_for(started)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 143  # a hang here: the command never got it
+    finally:
+        proc.kill()
+        os.close(leader)
+    assert alive_with(marker) == []
 
 
 def test_second_sigterm_kills_at_once_and_json_stays_valid(tmp_path: Path, shim: Shim) -> None:
@@ -107,6 +133,11 @@ def test_top_level_catch_all_is_one_line_unless_debugging(tmp_path: Path) -> Non
                                   "kompose: hint: set KOMPOSE_DEBUG=1 for the traceback"]
     r = run_kompose("--root", str(root), "a", "ps", env={**env, "KOMPOSE_DEBUG": "1"})
     assert r.code == 1 and "Traceback" in r.err
+    r = run_kompose("--root", str(root), "--json", "a", "ps", env=env)
+    assert r.code == 1
+    assert json.loads(r.out)["error"] == {
+        "message": "internal error: No closing quotation",
+        "hint": "set KOMPOSE_DEBUG=1 for the traceback", "exit_code": 1}
 
 
 # -- 3. the Compose subcommand is checked before any stack runs -----------------------------

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from kompose_py import cli, composecli
-from kompose_py.cli import prechecks
-from kompose_py.cli.report import wants_json
+from kompose_py.cli import prechecks, wants_json
 from kompose_py.envfiles import StackEnv
 from kompose_py.orchestrator import run_all
 from kompose_py.pipeline import RunContext, StackRun, first_error_line, run_with_hooks

@@ -14,6 +14,23 @@ from kompose_py.errors import KomposeError, UsageError
 USAGE_HINT = "usage: kompose [OPTIONS] PATTERN COMMAND [ARGS]...   (see kompose --help)"
 
 
+def wants_json(args: Sequence[str]) -> bool:
+    """Whether ``--json`` is among kompose's own options (before PATTERN), found without the
+    parser: a usage error from the parser itself must still answer with a document."""
+    takes_value = {"--network", "-e", "--env", "--root", "-j", "--parallel", "--hook-timeout"}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--json":
+            return True
+        if arg == "--" or not arg.startswith("-"):
+            return False
+        if arg in takes_value:
+            i += 1
+        i += 1
+    return False
+
+
 def _error(message: str, hint: str | None, exit_code: int, as_json: bool) -> int:
     sys.stderr.write(f"kompose: error: {message}\n")
     if hint:
@@ -26,8 +43,6 @@ def _error(message: str, hint: str | None, exit_code: int, as_json: bool) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from kompose_py.cli.report import wants_json
-
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = wants_json(args)
     try:

@@ -49,15 +49,18 @@ class CommandLine:
 def split_command_line(args: Sequence[str], dry_run: bool) -> CommandLine:
     if not args:
         raise UsageError("missing PATTERN and COMMAND")
-    from kompose_py.cli.prechecks import misplaced_command
-
-    meant = misplaced_command(args)  # `kompose up -d`: the command where the pattern goes
     if len(args) < 2:
+        from kompose_py.cli.prechecks import misplaced_command
+
+        meant = misplaced_command(args)  # `kompose up`: the command where the pattern goes
         raise UsageError(f"missing COMMAND after pattern {args[0]!r}",
                          hint=f"for every stack: {meant}" if meant
                          else f'for example: kompose "{args[0]}" ps')
     pattern, command, rest = args[0], args[1], list(args[2:])
     if command.startswith("-"):
+        from kompose_py.cli.prechecks import misplaced_command
+
+        meant = misplaced_command(args)
         raise UsageError(f"expected a COMMAND after the pattern, got option {command!r}",
                          hint=f"for every stack: {meant}" if meant
                          else "kompose's own options go before PATTERN")

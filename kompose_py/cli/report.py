@@ -88,20 +88,3 @@ def write_document(out: TextIO, document: dict[str, Any]) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, out.fileno())
         os.close(devnull)
-
-
-def wants_json(args: Sequence[str]) -> bool:
-    """Whether ``--json`` is among kompose's own options (before PATTERN), found without the
-    parser: a usage error from the parser itself must still answer with a document."""
-    takes_value = {"--network", "-e", "--env", "--root", "-j", "--parallel", "--hook-timeout"}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--json":
-            return True
-        if arg == "--" or not arg.startswith("-"):
-            return False
-        if arg in takes_value:
-            i += 1
-        i += 1
-    return False

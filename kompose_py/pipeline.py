@@ -154,18 +154,8 @@ class StackRun:
     def run_hooks(self, phase: str, args: Sequence[str], condition: str = "") -> bool:
         """Every hook of one hook point; stops at the first failure for pre and post."""
         ok = True
-        unreadable: OSError | None = None
-        try:
-            found = hooks.hooks_for(phase, self.command, self.ctx.root_hooks,
-                                    self.stack.hooks_file)
-        except OSError as exc:
-            # The stack's hooks.sh cannot be read (a folder): that fails the stack, but its
-            # error and finally hooks from the root hooks.sh still run.
-            if phase in ("pre", "post"):
-                raise
-            unreadable = exc
-            found = hooks.hooks_for(phase, self.command, self.ctx.root_hooks, Path(os.devnull))
-        for hook in found:
+        for hook in hooks.hooks_for(phase, self.command, self.ctx.root_hooks,
+                                    self.stack.hooks_file):
             if phase in ("pre", "post") and self.interrupted():
                 return False
             short = hook.function.removeprefix("hook_")
@@ -190,8 +180,6 @@ class StackRun:
                 ok = False
                 if phase in ("pre", "post"):
                     break
-        if unreadable is not None:
-            raise unreadable
         return ok
 
     def interrupted(self) -> bool:

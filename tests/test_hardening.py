@@ -103,25 +103,47 @@ hook_pre_up() {{ trap '' TERM HUP; touch {started}; sleep 5{marker}; }}
 
 
 # -- 2. crashes stay in their stack ---------------------------------------------------------
+# A fault injected into the real kompose process: the compose step of stack "b" raises an
+# exception nobody expects, with a secret of that stack in its message.
+CRASHING_KOMPOSE = """
+import sys
+from kompose_py import runner
+from kompose_py.cli import main
+
+real_run = runner.Runner.run
+
+def run(self, cmd):
+    if cmd.cwd.name == "b" and "compose" in cmd.argv:
+        raise RuntimeError("disk vanished near " + cmd.env["API_TOKEN"])
+    return real_run(self, cmd)
+
+runner.Runner.run = run
+sys.exit(main())
+"""
+
+
 def test_a_crash_in_one_stack_is_its_failure_and_the_run_goes_on(tmp_path: Path,
                                                                  shim: Shim) -> None:
+    hooks = LOG + "hook_error_ps() { log; }\nhook_finally_ps() { log; }\n"
     root = make_stacks(tmp_path / "r", {
-        "hooks.sh": LOG + "hook_error_up() { log; }\nhook_finally_up() { log; }\n",
-        "a": {"compose.yaml": COMPOSE, "hooks.sh": {"x": "a folder where a file belongs"}},
-        "b": {"compose.yaml": COMPOSE},
+        "a": {"compose.yaml": COMPOSE},
+        "b": {"compose.yaml": COMPOSE, ".env": "API_TOKEN=tok-99secret\n", "hooks.sh": hooks},
+        "c": {"compose.yaml": COMPOSE},
     })
     log = tmp_path / "log"
-    r = run_kompose("--root", str(root), "*", "up", "-d", env={**shim.env(), "HOOK_LOG": str(log)})
-    assert r.code == 1
-    assert "Traceback" not in r.err
-    # a's error and finally hooks (from the root hooks.sh) still ran; b's finally ran too.
-    assert [e[:2] for e in entries(log)] == [["hook_error_up", "failed"],
-                                             ["hook_finally_up", "failed"],
-                                             ["hook_finally_up", "success"]]
-    assert f"✗ a at pre: internal error: [Errno 21] Is a directory: '{root}/a/hooks.sh'" in r.err
-    assert r.err.count("internal error") == 2  # the step line and the summary, not per phase
-    assert "Summary: 1 succeeded, 1 failed, 0 skipped out of 2 stacks" in r.err
-    assert [Path(c["cwd"]).name for c in shim.calls()] == ["b"]
+    proc = subprocess.run([sys.executable, "-c", CRASHING_KOMPOSE, "--root", str(root), "--json",
+                           "*", "ps"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **shim.env(), "HOOK_LOG": str(log)})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "tok-99secret" not in proc.stderr + proc.stdout
+    # b's error and finally hooks still ran, with the failure in their context
+    assert [e[:4] for e in entries(log)] == [["hook_error_ps", "failed", "1", "command"],
+                                             ["hook_finally_ps", "failed", "1", "command"]]
+    assert "✗ b at command: internal error: disk vanished near ***" in proc.stderr
+    assert "Summary: 2 succeeded, 1 failed, 0 skipped out of 3 stacks" in proc.stderr
+    assert [Path(c["cwd"]).name for c in shim.calls()] == ["a", "c"]  # the run went on
+    doc = json.loads(proc.stdout)
+    assert doc["stacks"][1]["message"] == "internal error: disk vanished near ***"
 
 
 def test_top_level_catch_all_is_one_line_unless_debugging(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def misplaced_command(args: Sequence[str]) -> str | None:
 
 
 def _common_commands() -> frozenset[str]:
-    from kompose_py.hookcheck import COMPOSE_COMMANDS
+    from kompose_py.commandset import COMPOSE_COMMANDS
 
     return frozenset(COMPOSE_COMMANDS)
 

@@ -9,6 +9,8 @@ KOMPOSE_COMMANDS: dict[str, str] = {
     "db:import": "load a dump into a stack's database, safely",
     "db:cleanup": "keep the newest dumps only",
     "db:list": "list each stack's dumps",
+    "db:shell": "an interactive psql on one stack's database, wherever it lives",
+    "db:recover": "put right an import that was interrupted half-way",
     "hooks:list": "list the hooks that apply to each stack",
     "hooks:check": "check hooks files: syntax, misspelt names, permissions",
     "env:show": "show each stack's environment and where each value comes from",

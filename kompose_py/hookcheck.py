@@ -18,7 +18,7 @@ from kompose_py.commandset import COMPOSE_COMMANDS
 from kompose_py.runner import Command, Runner
 
 # The kompose commands that have hooks.
-KOMPOSE_HOOKED = ("db:export", "db:import", "db:cleanup")
+KOMPOSE_HOOKED = ("db:export", "db:import", "db:cleanup", "db:shell", "db:recover")
 _NAME = re.compile(r"hook_(pre|post|error|finally)_(\w+)")
 
 

@@ -71,6 +71,10 @@ class StackRun:
         self.started = time.monotonic()
         self.env_file: Path | None = None
         self.hook_extra = dict(hook_extra or {})
+        # The main step finished what it must not leave half-done (a database swap): a
+        # signal after that skips the post hooks but does not call the stack cancelled.
+        self.main_done = False
+        self.last_stderr: tuple[str, ...] = ()
 
     # -- text ---------------------------------------------------------------------------
     def mask(self, text: str) -> str:
@@ -189,6 +193,11 @@ class StackRun:
         supervisor = self.ctx.runner.supervisor
         if not supervisor.cancelled.is_set():
             return False
+        if self.main_done:
+            if self.result.status == "success" and not self.result.message:
+                self.result.message = "interrupted after the command completed: post hooks " \
+                                      "not run"
+            return True
         if self.result.status == "success":
             self.result.status = "cancelled"
             self.result.exit_code = supervisor.exit_code
@@ -235,10 +244,14 @@ def contained(run: StackRun, phase: str) -> Iterator[None]:
 def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
                    main: Callable[[StackRun], None],
                    hook_args: Callable[[StackRun, str], Sequence[str]],
-                   hook_env: Mapping[str, str] | None = None) -> StackResult:
+                   hook_env: Mapping[str, str] | None = None,
+                   files: Sequence[str] = ()) -> StackResult:
     """One stack's pipeline; ``main`` runs the command steps through ``run.run_command``.
-    ``hook_env``: extra variables for the hooks only (libpq's PG* for db commands)."""
+    ``hook_env``: extra variables for the hooks only (libpq's PG* for db commands);
+    ``files``: what the command works on from the start (the dump an import loads), so
+    that every hook sees it as KOMPOSE_DUMP_FILE and the report lists it."""
     run = StackRun(ctx, stack, env, command, hook_env)
+    run.result.files.extend(files)
     if not ctx.dry_run:
         # Private to this stack run: pre hooks may write decrypted secrets here.
         import tempfile  # only when a hook really runs: not on the dry-run start-up path

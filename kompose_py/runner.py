@@ -40,9 +40,13 @@ class Command:
     # the child's group is killed before stdin closes, so a truncated input is never
     # mistaken for a complete one; the run then fails with the feeder's error.
     feeder: Callable[[IO[bytes]], None] | None = field(default=None, compare=False)
-    # "inherit": kompose's stdout; "null": discarded; a Path: a new file (pg_dump writes the
-    # dump there; the file must not exist yet).
-    stdout: Literal["inherit", "null"] | Path = "inherit"
+    # "inherit": kompose's stdout; "null": discarded; "capture": kept in Outcome.stdout (a
+    # read-only query's short answer); a Path: a new file, created 0600 without following a
+    # symlink (pg_dump writes the dump there; the file must not exist yet).
+    stdout: Literal["inherit", "null", "capture"] | Path = "inherit"
+    # Reads the child's stdout from a thread (a dump compressed on the fly). If it raises
+    # (a full disk), the child's group is killed and the run fails with the drain's error.
+    drain: Callable[[IO[bytes]], None] | None = field(default=None, compare=False)
     # Keep the last lines of stderr for the error message (shown live unless echo_stderr
     # is off).
     capture_stderr: bool = False
@@ -51,6 +55,9 @@ class Command:
     # Keep the terminal: run in kompose's own process group so a TTY, job control and
     # Ctrl-C behave as if the user ran the command directly (exec, run, logs -f).
     foreground: bool = False
+    # Not ended by Ctrl-C/SIGTERM: one step of a database swap that must finish once begun
+    # (the swap checks for cancellation before it starts, never half-way).
+    shielded: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class Outcome:
     duration: float
     error: str | None = None  # the program could not be started, and why
     stderr_tail: tuple[str, ...] = ()
+    stdout: bytes = b""  # with Command.stdout == "capture"
 
     @property
     def ok(self) -> bool:
@@ -236,8 +244,14 @@ class Runner:
             stdout: int | IO[bytes] | None = None
             if cmd.stdout == "null":
                 stdout = subprocess.DEVNULL
+            elif cmd.stdout == "capture" or cmd.drain is not None:
+                stdout = subprocess.PIPE
             elif isinstance(cmd.stdout, Path):
-                stdout = open(cmd.stdout, "xb")  # noqa: SIM115 - closed below
+                try:
+                    stdout = new_private_file(cmd.stdout)
+                except OSError as exc:
+                    return Outcome("failed", 1, time.monotonic() - start,
+                                   error=f"cannot write {cmd.stdout}: {exc.strerror or exc}")
                 handles.append(stdout)
             elif self.prefix:
                 stdout = subprocess.PIPE
@@ -285,11 +299,18 @@ class Runner:
 
     def _wait(self, proc: subprocess.Popen[bytes], cmd: Command, start: float) -> Outcome:
         own_group = not cmd.foreground
-        self.supervisor.add(proc.pid, foreground=not own_group)
+        if not cmd.shielded:
+            self.supervisor.add(proc.pid, foreground=not own_group)
         timed_out = False
         tail: deque[str] = deque(maxlen=8)
         relays = []
-        if proc.stdout is not None:
+        captured: list[bytes] = []
+        drain_error: list[BaseException] = []
+        if proc.stdout is not None and cmd.drain is not None:
+            relays.append(_start(_drain, cmd.drain, proc, drain_error))
+        elif proc.stdout is not None and cmd.stdout == "capture":
+            relays.append(_start(_collect, proc.stdout, captured))
+        elif proc.stdout is not None:
             relays.append(self._relay(proc.stdout, self.to_stderr, True, None))
         if proc.stderr is not None:
             relays.append(self._relay(proc.stderr, True, cmd.echo_stderr, tail))
@@ -305,7 +326,8 @@ class Runner:
             except subprocess.TimeoutExpired:
                 timed_out = True
                 _end_group(proc)
-            if own_group and self.supervisor.cancelled.is_set() and _group_alive(proc.pid):
+            if (own_group and not cmd.shielded and self.supervisor.cancelled.is_set()
+                    and _group_alive(proc.pid)):
                 # The leader is gone after Ctrl-C; its background children go too.
                 _end_group(proc)
         finally:
@@ -315,14 +337,18 @@ class Runner:
             for relay in relays:
                 # A background child the command left running may hold the pipe open:
                 # its later lines are still relayed, but the run does not wait for it.
-                relay.join(timeout=2.0)
+                # (A drain writes the dump: it is waited for to the end.)
+                relay.join(timeout=None if cmd.drain is not None else 2.0)
         duration = time.monotonic() - start
         code = proc.returncode
         exit_code = 128 - code if code < 0 else code  # killed by a signal: shell convention
         status: Status
         error = None
         if feed_error:
-            status, error = "failed", f"reading input failed: {feed_error[0]}"
+            status, error = "failed", f"reading input failed: {_reason(feed_error[0])}"
+            exit_code = exit_code or 1
+        elif drain_error:
+            status, error = "failed", f"writing output failed: {_reason(drain_error[0])}"
             exit_code = exit_code or 1
         elif timed_out:
             status = "timeout"
@@ -332,7 +358,45 @@ class Runner:
             status = "cancelled"
         else:
             status = "failed"
-        return Outcome(status, exit_code, duration, error, tuple(tail))
+        return Outcome(status, exit_code, duration, error, tuple(tail), b"".join(captured))
+
+
+def new_private_file(path: Path) -> IO[bytes]:
+    """A new file only this user can read (a dump holds a whole database), never through a
+    symlink someone left at that name."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _start(target: Callable[..., None], *args: object) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def _collect(pipe: IO[bytes], into: list[bytes]) -> None:
+    while chunk := pipe.read(65536):
+        into.append(chunk)
+    pipe.close()
+
+
+def _drain(drain: Callable[[IO[bytes]], None], proc: subprocess.Popen[bytes],
+           errors: list[BaseException]) -> None:
+    assert proc.stdout is not None
+    try:
+        drain(proc.stdout)
+    except Exception as exc:
+        errors.append(exc)
+        _end_group(proc)
+    finally:
+        proc.stdout.close()
 
 
 def _feed(feeder: Callable[[IO[bytes]], None], proc: subprocess.Popen[bytes],

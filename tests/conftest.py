@@ -11,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ PG = {
     "user": os.environ.get("KOMPOSE_TEST_PGUSER", "kompose_test"),
     "password": os.environ.get("KOMPOSE_TEST_PGPASSWORD", "kompose-test-pw"),
 }
+# PostgreSQL server images built by scripts/setup-env.sh (no registry needed): the host's
+# major version, and one newer than the host's pg_dump.
+PG_IMAGE = os.environ.get("KOMPOSE_TEST_PG_IMAGE", "kompose/postgres:15")
+PG_IMAGE_NEWER = os.environ.get("KOMPOSE_TEST_PG_IMAGE_NEWER", "kompose/postgres:17")
 _CLEARED = ("KOMPOSE_", "COMPOSE_", "DOCKER_", "PG", "DB_", "NETWORK_NAME", "NO_COLOR")
 
 
@@ -219,6 +223,11 @@ def project_containers(project: str, *, running_only: bool = True) -> list[str]:
     return sorted(out.split())
 
 
+def dump_text(body: str = "SELECT 1;\n") -> str:
+    """A file that ends as pg_dump ends a complete plain dump."""
+    return body + "\n--\n-- PostgreSQL database dump complete\n--\n\n"
+
+
 @dataclass
 class Postgres:
     """The real server, a password role, and unique databases that are dropped afterwards."""
@@ -228,6 +237,9 @@ class Postgres:
     user: str
     password: str
     created: list[str]
+
+    def complete_dump(self, body: str = "SELECT 1;\n") -> str:
+        return dump_text(body)
 
     def connect(self, dbname: str = "postgres") -> Any:
         import psycopg
@@ -280,6 +292,89 @@ def pg() -> Iterator[Postgres]:
                  f"({type(exc).__name__}; run scripts/setup-env.sh)")
     yield server
 
+    with server.connect() as conn:
+        for name in server.databases():
+            if any(name == c or name.startswith(c[:40] + "_kompose_") for c in server.created):
+                drop_database(conn, name)
+
+
+@dataclass
+class ContainerPostgres(Postgres):
+    """A PostgreSQL server in a container on a user-defined network, reached by the stacks
+    as ``DB_HOST=<alias>`` (container mode); the tests check its data from the host through
+    the published port."""
+
+    alias: str = ""
+    container: str = ""
+    network: str = ""
+
+    def env_text(self, db_name: str) -> str:
+        return (f"DB_NAME={db_name}\nDB_HOST={self.alias}\nDB_PORT=5432\n"
+                f"DB_USER={self.user}\nDB_PASSWORD={self.password}\n")
+
+
+def start_pg_container(image: str, tag: str, publish: str = "127.0.0.1::5432"
+                       ) -> ContainerPostgres:
+    """docker run the image on a network of its own; wait until it accepts the password."""
+    import time
+
+    network, name, alias = f"kt-net-{tag}", f"kt-pg-{tag}", f"pg-{tag}"
+    password = f"ct-pw-{tag}-Secret"
+    subprocess.run(["docker", "network", "create", network], check=True, capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", network,
+                    "--network-alias", alias, "-e", "POSTGRES_USER=kompose_ct",
+                    "-e", "POSTGRES_PASSWORD", "-p", publish, image],
+                   check=True, capture_output=True,
+                   env={**os.environ, "POSTGRES_PASSWORD": password})
+    mapping = subprocess.run(["docker", "port", name, "5432/tcp"], check=True,
+                             capture_output=True, text=True).stdout.split()[0]
+    host, _, port = mapping.rpartition(":")
+    server = ContainerPostgres("127.0.0.1" if host in ("0.0.0.0", "[::]") else host, port,
+                               "kompose_ct", password, [], alias=alias, container=name,
+                               network=network)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            server.databases()
+            return server
+        except Exception:
+            if time.monotonic() > deadline:
+                logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+                stop_pg_container(server)
+                raise RuntimeError(f"{image} did not start: {logs.stderr[-500:]}") from None
+            time.sleep(0.3)
+
+
+def stop_pg_container(server: ContainerPostgres) -> None:
+    subprocess.run(["docker", "rm", "-f", "-v", server.container], capture_output=True)
+    subprocess.run(["docker", "network", "rm", server.network], capture_output=True)
+
+
+def _image_there(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def pg_container(docker_engine: None) -> Iterator[ContainerPostgres]:
+    """One containerised server for the test session."""
+    if not _image_there(PG_IMAGE):
+        _missing(f"the PostgreSQL image {PG_IMAGE} (run scripts/setup-env.sh)")
+    server = start_pg_container(PG_IMAGE, uuid.uuid4().hex[:6])
+    yield server
+    stop_pg_container(server)
+
+
+@pytest.fixture(params=["host", "container"])
+def server(request: pytest.FixtureRequest) -> Iterator[Postgres]:
+    """The same test against the host's server (host tools) and a server in a container
+    (docker exec), as a user keeps them either way."""
+    if request.param == "host":
+        yield request.getfixturevalue("pg")
+        return
+    base = request.getfixturevalue("pg_container")
+    server = replace(base, created=[])
+    yield server
     with server.connect() as conn:
         for name in server.databases():
             if any(name == c or name.startswith(c[:40] + "_kompose_") for c in server.created):

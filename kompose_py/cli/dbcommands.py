@@ -55,7 +55,8 @@ def factory(command: str, args: Sequence[str]) -> JobFactory:
         return export_job
 
     if command == "db:import":
-        _, rest = _flags(command, args, {})
+        flags, rest = _flags(command, args, {"--force": False})
+        force = "--force" in flags
         if len(rest) > 1:
             raise UsageError("db:import takes at most one dump file")
         given = rest[0] if rest else None
@@ -76,7 +77,7 @@ def factory(command: str, args: Sequence[str]) -> JobFactory:
                 except StepError as exc:
                     raise UsageError(exc.message, exc.hint) from None
             return lambda stack_ctx, stack: database.import_(stack_ctx, stack, envs[stack.name],
-                                                             dump)
+                                                             dump, force)
 
         return import_job
 
@@ -94,6 +95,26 @@ def factory(command: str, args: Sequence[str]) -> JobFactory:
                              "never deleted")
         return lambda ctx, envs, selected: (
             lambda stack_ctx, stack: database.cleanup(stack_ctx, stack, envs[stack.name], keep))
+    if command == "db:recover":
+        _flags(command, args, {})
+        if args:
+            raise UsageError(f"db:recover takes no arguments, got {args[0]!r}")
+        return lambda ctx, envs, selected: (
+            lambda stack_ctx, stack: database.recover_command(stack_ctx, stack,
+                                                              envs[stack.name]))
+    if command == "db:shell":
+        psql_args = list(args[1:] if args[:1] == ["--"] else args)
+
+        def shell_job(ctx: RunContext, envs: dict[str, StackEnv],
+                      selected: Sequence[Stack]) -> Job:
+            if len(selected) != 1:
+                names = ", ".join(s.name for s in selected)
+                raise UsageError(f"db:shell opens one database, and the pattern selects "
+                                 f"{len(selected)} ({names})", hint="name one stack")
+            return lambda stack_ctx, stack: database.shell(stack_ctx, stack, envs[stack.name],
+                                                           psql_args)
+
+        return shell_job
     raise AssertionError(f"no job for {command}")  # pragma: no cover - reports are direct
 
 

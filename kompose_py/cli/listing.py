@@ -11,6 +11,7 @@ from kompose_py import __version__, hooks, stacks
 from kompose_py.cli.output import Painter, plural, relative
 from kompose_py.dumps import find_dumps
 from kompose_py.envfiles import EnvBuilder, StackEnv
+from kompose_py.errors import KomposeError
 from kompose_py.stacks import Stack
 
 SCHEMA_VERSION = 1
@@ -27,16 +28,21 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
     paint = Painter(color)
     selected = stacks.select(stacks.discover(root), pattern, root)
     rows = [("STACK", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "HOOKS")]
-    from kompose_py.database import settings_for
+    from kompose_py.database import describe_access, interrupted_import, settings_for
 
     root_hooks = hooks.defined_functions(root / "hooks.sh")
     items: list[dict[str, Any]] = []
     for stack in selected:
         env = builder.for_stack(stack.env_file)
-        settings = settings_for(env)
+        try:
+            settings = settings_for(env)
+        except KomposeError:
+            settings = None
         files = ",".join(relative(f, stack.path) for f in stack.compose_files(env.values))
         db = settings.name if settings else ""
         dumps = str(len(find_dumps(stack.path, db))) if db else "-"
+        access = describe_access(stack, env) if settings else None
+        leftover = interrupted_import(stack) if settings else None
         names = sorted(hooks.defined_functions(stack.hooks_file))
         hook_text = ", ".join(n.removeprefix("hook_") for n in names) or "-"
         items.append({"stack": stack.name, "path": str(stack.path),
@@ -44,9 +50,13 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                       "env_file": str(stack.env_file) if stack.env_file.is_file() else None,
                       "database": db or None,
                       "dumps": len(find_dumps(stack.path, db)) if db else None,
+                      "access": access, "interrupted_import": leftover,
                       "hooks": names})
+        db_text = f"{db} via {access}" if db else "-"
+        if leftover:
+            db_text += " [INTERRUPTED IMPORT: run db:recover]"
         rows.append((stack.name, files,
-                     "yes" if stack.env_file.is_file() else "-", dumps, db or "-", hook_text))
+                     "yes" if stack.env_file.is_file() else "-", dumps, db_text, hook_text))
     if as_json:
         write_document(out, "--list", {"root": str(root), "root_hooks": sorted(root_hooks),
                                        "stacks": items})
@@ -74,7 +84,7 @@ def age(seconds: float) -> str:
 def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: TextIO,
                   color: bool, as_json: bool = False) -> int:
     """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
-    from kompose_py.database import human_size, list_dumps
+    from kompose_py.database import human_size, interrupted_import, list_dumps
 
     paint = Painter(color)
     if as_json:
@@ -83,7 +93,10 @@ def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: Tex
             db, dumps = list_dumps(stack, envs[stack.name])
             items.append({"stack": stack.name, "database": db.name if db else None,
                           "dumps": [{"file": str(i.dump.path), "size": i.size,
-                                     "age_seconds": round(i.age_seconds)} for i in dumps]})
+                                     "age_seconds": round(i.age_seconds),
+                                     "complete": i.problem is None, "problem": i.problem}
+                                    for i in dumps],
+                          "interrupted_import": interrupted_import(stack) if db else None})
         write_document(out, "db:list", {"stacks": items})
         return 0
     for stack in selected:
@@ -93,8 +106,13 @@ def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: Tex
             continue
         out.write(paint(f"{stack.name} ({db.name}): {plural(len(dumps), 'dump')}", "bold") + "\n")
         for info in dumps:
+            mark = "" if info.problem is None else \
+                "  " + paint(f"INCOMPLETE: {info.problem}", "red")
             out.write(f"  {info.dump.path.name}  {human_size(info.size):>9}  "
-                      f"{age(info.age_seconds)}\n")
+                      f"{age(info.age_seconds)}{mark}\n")
+        leftover = interrupted_import(stack)
+        if leftover:
+            out.write("  " + paint(leftover, "red") + "\n")
     return 0
 
 

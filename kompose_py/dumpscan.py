@@ -1,0 +1,177 @@
+"""Which psql meta-commands a dump would run, checked while it streams to psql.
+
+An import loads a dump into a scratch database, so that nothing reaches the live database
+before the whole dump has loaded. A psql meta-command can break out of that: ``\\connect
+shop`` (pg_dump writes one with ``-C``; a hand-made file can aim one at the live target) runs
+everything after it in another database; ``\\!`` runs a shell command; ``\\o`` and ``\\copy …
+to`` write files; ``\\set ON_ERROR_STOP off`` would let a failing load look like a success;
+``\\i`` pulls in a file nobody checked. pg_dump itself writes only ``\\restrict`` /
+``\\unrestrict`` (and ``\\connect`` with ``-C``), so everything outside a small allowlist is
+refused.
+
+The scan follows psql's own lexing as far as it matters here: string literals (``'…'``,
+``E'…'``), quoted identifiers, dollar quoting, ``--`` and nested ``/* */`` comments, and the
+data of ``COPY … FROM stdin`` up to its ``\\.`` line (data lines often start with a backslash:
+``\\N``). COPY data, nearly all of a big dump, is skipped with one regular-expression search
+per block, so the scan keeps up with psql.
+
+It runs in the thread that feeds psql: psql only ever receives lines that were checked, so a
+refused command is never executed, not even in the scratch database.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Meta-commands that stay inside the scratch database and change nothing around it.
+ALLOWED = frozenset({"restrict", "unrestrict", "echo", "qecho", "warn"})
+_TOKEN = re.compile(rb"--|/\*|'|\"|\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$|\\|;")
+_WORD_BEFORE = re.compile(rb"[A-Za-z0-9_\x80-\xff$]")
+_META = re.compile(rb"\\([A-Za-z]+|[!?.\\]|)")
+_COPY_STDIN = re.compile(rb"\s*copy\b.*\bfrom\s+stdin\b", re.IGNORECASE | re.DOTALL)
+_COMMENT = re.compile(rb"/\*|\*/")
+_COPY_END = re.compile(rb"^\\\.\r?$", re.MULTILINE)
+
+
+class UnsafeDump(Exception):
+    def __init__(self, line: int, command: str) -> None:
+        super().__init__(f"line {line}: psql meta-command \\{command}")
+        self.line = line
+        self.command = command
+
+
+class MetaCommandGuard:
+    """Feed it the dump in chunks; it returns what may go to psql. Refuses (raises
+    :class:`UnsafeDump`) at the first meta-command outside :data:`ALLOWED`, or with
+    ``force`` leaves that command out (everything then still runs in the scratch
+    database)."""
+
+    def __init__(self, force: bool = False) -> None:
+        self.force = force
+        self.removed: list[tuple[int, str]] = []  # with force: what was left out
+        self._pending = b""
+        self._line = 0  # lines completed so far
+        self._state = "sql"  # sql | quote | estring | ident | dollar | block | copy
+        self._dollar = b""
+        self._depth = 0
+        self._statement = bytearray()  # code of the current statement, outside literals
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self._pending + data
+        cut = buf.rfind(b"\n") + 1
+        self._pending = buf[cut:]
+        return self._lines(buf[:cut]) if cut else b""
+
+    def finish(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return self._lines(rest + b"\n")[:-1] if rest else b""
+
+    # -- the lexer -----------------------------------------------------------------------
+    def _lines(self, buf: bytes) -> bytes:
+        out: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            if self._state == "copy":
+                match = _COPY_END.search(buf, pos)
+                stop = end
+                if match is not None:  # buf holds whole lines: a newline follows
+                    stop = buf.index(b"\n", match.end()) + 1
+                    self._state = "sql"
+                self._line += buf.count(b"\n", pos, stop)
+                out.append(buf[pos:stop])
+                pos = stop
+                continue
+            nl = buf.index(b"\n", pos) + 1
+            out.append(self._line_of_sql(buf[pos:nl]))
+            self._line += 1
+            pos = nl
+        return b"".join(out)
+
+    def _line_of_sql(self, line: bytes) -> bytes:
+        i = 0
+        copy_after = False
+        while i < len(line):
+            state = self._state
+            if state == "quote":
+                j = line.find(b"'", i)
+                if j < 0:
+                    return line
+                if line[j + 1:j + 2] == b"'":
+                    i = j + 2
+                    continue
+                self._state, i = "sql", j + 1
+            elif state == "estring":
+                j = i
+                while j < len(line) and line[j:j + 1] not in (b"'", b"\\"):
+                    j += 1
+                if j >= len(line):
+                    return line
+                if line[j:j + 1] == b"\\" or line[j + 1:j + 2] == b"'":
+                    i = j + 2
+                else:
+                    self._state, i = "sql", j + 1
+            elif state == "ident":
+                j = line.find(b'"', i)
+                if j < 0:
+                    return line
+                if line[j + 1:j + 2] == b'"':
+                    i = j + 2
+                    continue
+                self._state, i = "sql", j + 1
+            elif state == "dollar":
+                j = line.find(self._dollar, i)
+                if j < 0:
+                    return line
+                self._state, i = "sql", j + len(self._dollar)
+            elif state == "block":
+                match = _COMMENT.search(line, i)
+                if match is None:
+                    return line
+                self._depth += 1 if match[0] == b"/*" else -1
+                if self._depth == 0:
+                    self._state = "sql"
+                i = match.end()
+            else:
+                match = _TOKEN.search(line, i)
+                if match is None:
+                    self._statement += line[i:]
+                    break
+                self._statement += line[i:match.start()]
+                token, i = match[0], match.end()
+                before = line[match.start() - 1:match.start()] if match.start() else b""
+                if token == b"--":
+                    break
+                if token == b"/*":
+                    self._state, self._depth = "block", 1
+                elif token == b"'":
+                    estring = before in (b"E", b"e") and not _WORD_BEFORE.match(
+                        line[match.start() - 2:match.start() - 1] or b" ")
+                    self._state = "estring" if estring else "quote"
+                elif token == b'"':
+                    self._state = "ident"
+                elif token.startswith(b"$"):
+                    if before and _WORD_BEFORE.match(before):
+                        self._statement += token  # part of an identifier, not a quote
+                        i = match.start() + 1
+                        continue
+                    self._state, self._dollar = "dollar", token
+                elif token == b";":
+                    if _COPY_STDIN.match(bytes(self._statement)):
+                        copy_after = True
+                    self._statement.clear()
+                else:  # a backslash: a meta-command, which takes the rest of the line
+                    meta = _META.match(line, match.start())
+                    name = meta[1].decode() if meta else ""
+                    if name in ALLOWED or name == "\\":
+                        i = meta.end() if meta else i
+                        continue
+                    shown = name or line[i:i + 1].decode(errors="replace")
+                    if not self.force:
+                        raise UnsafeDump(self._line + 1, shown)
+                    self.removed.append((self._line + 1, shown))
+                    line = line[:match.start()] + b"\n"
+                    break
+        if copy_after:
+            self._state = "copy"
+        return line

@@ -1,0 +1,155 @@
+"""Administrative SQL (create, rename, drop, settings) for both ways of reaching PostgreSQL.
+
+Statements are built with ``psycopg.sql`` (identifiers and literals always quoted by it) and
+run either through a psycopg connection from the host or through psql inside the database's
+container, one ``docker exec`` per statement (each step of a swap is then a separate,
+finished fact that the journal can record). Every session sets ``lock_timeout``: a statement
+that would wait on another transaction's lock gives up after LOCK_TIMEOUT instead of
+waiting without bound while the target refuses connections.
+
+This module imports psycopg at the top; it is imported only by commands that run SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from kompose_py.errors import StepError
+from kompose_py.runner import Command, Runner
+
+if TYPE_CHECKING:
+    from kompose_py.pgaccess import ContainerAccess, DbSettings
+
+
+def lock_timeout() -> str:
+    """How long one administrative statement waits for a lock (KOMPOSE_DB_LOCK_TIMEOUT
+    seconds, default 10)."""
+    try:
+        seconds = float(os.environ.get("KOMPOSE_DB_LOCK_TIMEOUT") or 10)
+    except ValueError:
+        seconds = 10.0
+    return f"{max(seconds, 0.1) * 1000:.0f}ms"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def render(statement: sql.Composable) -> str:
+    return statement.as_string(None)
+
+
+class PsycopgAdmin:
+    def __init__(self, db: DbSettings, report: Callable[[str], None]) -> None:
+        self._report = report
+        try:
+            self.conn = psycopg.connect(
+                host=db.host, port=db.port, user=db.user or None, password=db.password,
+                dbname=db.maintenance_db, connect_timeout=10, autocommit=True,
+                application_name="kompose", row_factory=dict_row)
+            self.conn.execute(sql.SQL("SET lock_timeout = {}").format(
+                sql.Literal(lock_timeout())))
+        except psycopg.Error as exc:
+            raise StepError(f"cannot connect to {db.where}: {first_line(exc)}") from None
+
+    def query(self, statement: Any) -> list[dict[str, Any]]:
+        try:
+            return list(self.conn.execute(statement).fetchall())
+        except psycopg.Error as exc:
+            raise StepError(first_line(exc)) from None
+
+    def execute(self, statement: Any) -> None:
+        self._report("SQL: " + statement.as_string(self.conn))
+        try:
+            self.conn.execute(statement)
+        except psycopg.Error as exc:
+            raise StepError(first_line(exc)) from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class ContainerAdmin:
+    """psql in the database's container, one short session per statement."""
+
+    def __init__(self, access: ContainerAccess, runner: Runner, env: Mapping[str, str],
+                 cwd: Path, report: Callable[[str], None]) -> None:
+        self.access, self.runner, self.env, self.cwd = access, runner, env, cwd
+        self._report = report
+        # The first call doubles as the connection check: one clear line when it fails.
+        try:
+            self.query(sql.SQL("SELECT 1 AS ok"))
+        except StepError as exc:
+            raise StepError(f"cannot connect to {access.db.user or 'the server'} in "
+                            f"{access.describe()}: {exc.message}") from None
+
+    def _psql(self, text: str) -> bytes:
+        script = f"SET lock_timeout = '{lock_timeout()}';\n{text};\n".encode()
+        cmd = self.access.tool("psql", self.access.db.maintenance_db,
+                               ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"],
+                               self.env, self.cwd, stdin=True)
+        outcome = self.runner.run(Command(
+            cmd.argv, cmd.cwd, cmd.env, stdout="capture", capture_stderr=True,
+            echo_stderr=False, feeder=lambda sink: _write(sink, script), shielded=True,
+            timeout=600))
+        if not outcome.ok:
+            raise StepError(_psql_error(outcome.stderr_tail, outcome.error,
+                                        outcome.exit_code))
+        return outcome.stdout
+
+    def query(self, statement: Any) -> list[dict[str, Any]]:
+        wrapped = sql.SQL("SELECT coalesce(jsonb_agg(to_jsonb(q)), '[]') FROM ({}) q").format(
+            statement)
+        out = self._psql(render(wrapped)).decode(errors="replace").strip()
+        try:
+            rows = json.loads(out.splitlines()[-1] if out else "[]")
+        except ValueError:
+            raise StepError(f"unexpected answer from psql: {out[:200]!r}") from None
+        return list(rows)
+
+    def execute(self, statement: Any) -> None:
+        text = render(statement)
+        self._report("SQL: " + text)
+        self._psql(text)
+
+    def close(self) -> None:
+        pass
+
+
+def _write(sink: IO[bytes], data: bytes) -> None:
+    sink.write(data)
+
+
+def _psql_error(tail: tuple[str, ...], error: str | None, code: int) -> str:
+    for line in tail:
+        for marker in ("ERROR:", "FATAL:", "error:"):
+            if marker in line:
+                return line[line.index(marker) + len(marker):].strip()
+    if error:
+        return error
+    return tail[-1].strip() if tail else f"psql exited {code}"
+
+
+class PlanAdmin:
+    """Dry-run: says which SQL would run, runs none, connects to nothing."""
+
+    def __init__(self, report: Callable[[str], None]) -> None:
+        self._report = report
+
+    def query(self, statement: Any) -> list[dict[str, Any]]:
+        return []
+
+    def execute(self, statement: Any) -> None:
+        self._report("SQL: " + render(statement) + "  would run")
+
+    def close(self) -> None:
+        pass

@@ -34,7 +34,7 @@ fi
 if ! "$venv/bin/python" -c "import kompose_py, pytest, ruff, mypy, compose" >/dev/null 2>&1 \
    || [ "$here/pyproject.toml" -nt "$venv/.kompose-installed" ]; then
   say "installing kompose-py and its test tools into $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[test]" 2>&1 \
+  "$venv/bin/pip" install -q --disable-pip-version-check -e "${here}[test]" 2>&1 \
     | grep -v -e '^WARNING: Location' -e 'Running pip as' >&2
   touch "$venv/.kompose-installed"
 fi
@@ -122,6 +122,45 @@ if [ "$pg_ok" = 0 ] && [ -z "${port:-}" ]; then
   missing+=("a running PostgreSQL server (apt-get install postgresql; pg_ctlcluster VERSION main start)")
 fi
 for tool in pg_dump psql; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool (apt-get install postgresql-client)"); done
+
+# --- PostgreSQL server images -------------------------------------------------------------
+# Databases that live in a container, and a server newer than the host's pg_dump, need real
+# PostgreSQL images; with no registry here they are built locally by build-pg-image.sh: the
+# host's major from the host's own binaries (seconds, offline), the next newer one that Debian
+# ships by debootstrap (about a minute the first time). After the PostgreSQL step, so that the
+# host's major is known on a fresh machine. Up to date, each costs a docker image inspect.
+pg_images_ok=0
+host_major=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -n | tail -1)
+host_major=${host_major:-15}
+newer_major=
+for m in 13 15 17; do
+  if [ "$m" -gt "$host_major" ]; then newer_major=$m; break; fi
+done
+pg_image=kompose/postgres:$host_major
+pg_image_newer=kompose/postgres:${newer_major:-none}
+if [ "$docker_ok" = 1 ]; then
+  pg_images_ok=1
+  for major in $host_major $newer_major; do
+    if [ "$(id -u)" = 0 ]; then
+      # 3>&-: nothing the build starts may hold the pipe test.sh reads our settings from.
+      if out=$(bash "$here/scripts/build-pg-image.sh" "$major" 3>&- </dev/null); then
+        say "$out"
+      else
+        pg_images_ok=0
+        missing+=("the kompose/postgres:$major image (scripts/build-pg-image.sh $major failed, see above)")
+      fi
+    elif ! docker image inspect "kompose/postgres:$major" >/dev/null 2>&1; then
+      pg_images_ok=0
+      missing+=("the kompose/postgres:$major image (run scripts/build-pg-image.sh $major as root)")
+    fi
+  done
+  if [ -z "$newer_major" ]; then
+    pg_images_ok=0
+    missing+=("a PostgreSQL image newer than the host's PostgreSQL $host_major (no Debian release ships one)")
+  fi
+fi
+[ -e /dev/fd/3 ] && printf 'export KOMPOSE_TEST_PG_IMAGE=%s KOMPOSE_TEST_PG_IMAGE_NEWER=%s KOMPOSE_HAVE_PG_IMAGES=%s\n' \
+  "$pg_image" "$pg_image_newer" "$pg_images_ok" >&3
 
 [ -e /dev/fd/3 ] && printf 'export KOMPOSE_HAVE_DOCKER=%s KOMPOSE_HAVE_POSTGRES=%s\n' "$docker_ok" "$pg_ok" >&3
 if [ ${#missing[@]} -gt 0 ]; then

@@ -333,7 +333,7 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, compress: bool,
                 run.result.message = run.mask(pg_error(tail, access))
             run.last_stderr = tail
             return None
-        reason = incomplete_reason(tmp)
+        reason = incomplete_reason(tmp, compress)
         if reason is not None:
             run.fail(f"pg_dump exited 0 but its output is not a complete dump ({reason}); "
                      f"nothing was published")
@@ -488,7 +488,7 @@ def _replace(run: StackRun, dump: Path, force: bool) -> None:
             target = {"datname": db.name, "datallowconn": True}
         journal.write(target=db.name, scratch=scratch, aside=aside, phase="load",
                       allow_connections=target["datallowconn"] if target else True)
-        admin.execute(_create_like(sql.Identifier(scratch), target))
+        admin.execute(_create_like(sql.Identifier(scratch), None if ctx.dry_run else target))
         swapped = False
         try:
             removed: list[tuple[int, str]] = []

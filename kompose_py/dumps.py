@@ -96,13 +96,14 @@ def has_trailer(tail: bytes) -> bool:
                for line in rest.splitlines())
 
 
-def incomplete_reason(path: Path) -> str | None:
-    """None for a complete dump, else why it is not one (a short phrase)."""
+def incomplete_reason(path: Path, compressed: bool | None = None) -> str | None:
+    """None for a complete dump, else why it is not one (a short phrase). ``compressed``:
+    whether it is a gzip (default: by its name)."""
     try:
         size = path.stat().st_size
         if size == 0:
             return "empty (0 bytes)"
-        if path.name.endswith(".gz"):
+        if path.name.endswith(".gz") if compressed is None else compressed:
             return _gzip_reason(path)
         with open(path, "rb") as handle:
             handle.seek(max(0, size - _TAIL))

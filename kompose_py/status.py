@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kompose_py.compose import compose_program
-from kompose_py.dumps import find_dumps
+from kompose_py.dumps import complete_dumps
 from kompose_py.envfiles import StackEnv, mask, secret_values
 from kompose_py.runner import Command, Runner
 from kompose_py.stacks import Stack
@@ -126,7 +126,7 @@ def query(stack: Stack, env: StackEnv, runner: Runner, default_env: Mapping[str,
     engine = engine_of(values, default_env)
     dump = age = None
     if database:
-        dumps = find_dumps(stack.path, database)
+        dumps = complete_dumps(stack.path, database)
         if dumps:
             dump = dumps[-1].path
             age = max(0.0, now - dumps[-1].timestamp.timestamp())

@@ -17,8 +17,15 @@ from pathlib import Path
 import pytest
 
 from kompose_py.database import _publish
-from tests.conftest import (COMPOSE, ContainerPostgres, Postgres, dump_text, make_stacks, run_kompose,
-                            run_on_terminal)
+from tests.conftest import (
+    COMPOSE,
+    ContainerPostgres,
+    Postgres,
+    dump_text,
+    make_stacks,
+    run_kompose,
+    run_on_terminal,
+)
 
 HOOKS = r"""
 log() { printf '%s|%s|%s\n' "$KOMPOSE_HOOK" "$PWD" "$*" >>"$HOOK_LOG"; }

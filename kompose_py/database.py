@@ -90,13 +90,15 @@ def access_for(ctx: RunContext, stack: Stack, values: dict[str, str]) -> AccessK
     return resolve(settings_from(values), stack, values, query_runner(ctx), cached=ctx.dry_run)
 
 
-def describe_access(stack: Stack, env: StackEnv) -> str:
-    """For --list: where the database is reached from, or why that cannot be said."""
+def describe_access(stack: Stack, env: StackEnv) -> tuple[str, str]:
+    """For --list: where the database is reached from, short and long (or why that cannot
+    be said)."""
     try:
-        return resolve(settings_from(env.values), stack, env.values, Runner(),
-                       cached=True).describe()
+        access = resolve(settings_from(env.values), stack, env.values, Runner(), cached=True)
     except StepError as exc:
-        return f"unresolved: {exc.message}"
+        return "?", f"unresolved: {exc.message}"
+    short = "host" if isinstance(access, HostAccess) else f"container:{access.container}"
+    return short, access.describe()
 
 
 # -- the lock -----------------------------------------------------------------------------

@@ -151,8 +151,10 @@ class StackRun:
                 KOMPOSE_FAILED_STEP=r.failed_step,
                 KOMPOSE_DURATION_MS=str(int((time.monotonic() - self.started) * 1000)),
             )
-            if r.files:
-                env["KOMPOSE_DUMP_FILE"] = r.files[-1]
+        if self.result.files:
+            # The dump a db command works on: known before the pre hook for an import, from
+            # the post hook on for an export.
+            env["KOMPOSE_DUMP_FILE"] = self.result.files[-1]
         return env
 
     def run_hooks(self, phase: str, args: Sequence[str], condition: str = "") -> bool:

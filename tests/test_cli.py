@@ -136,8 +136,10 @@ def test_list(root: Path) -> None:
     r = run_kompose("--root", str(root), "--list")
     assert r.code == 0
     lines = r.out.splitlines()
-    assert lines[0].split() == ["STACK", "COMPOSE", "FILE", ".ENV", "DUMPS", "DATABASE", "HOOKS"]
+    assert lines[0].split() == ["STACK", "COMPOSE", "FILE", ".ENV", "DUMPS", "DATABASE", "DB",
+                                "VIA", "HOOKS"]
     # One precedence for everything: the root .env beats the stack's for the database name
     # too; a root DB_NAME alone still makes no stack a database stack (news).
-    assert lines[1].split() == ["blog", "compose.yaml", "yes", "0", "not-a-stack-db", "pre_up"]
-    assert lines[2].split() == ["news", "docker-compose.yml", "-", "-", "-", "-"]
+    assert lines[1].split() == ["blog", "compose.yaml", "yes", "0", "not-a-stack-db", "host",
+                                "pre_up"]
+    assert lines[2].split() == ["news", "docker-compose.yml", "-", "-", "-", "-", "-"]

@@ -27,7 +27,7 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                 as_json: bool = False) -> int:
     paint = Painter(color)
     selected = stacks.select(stacks.discover(root), pattern, root)
-    rows = [("STACK", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "HOOKS")]
+    rows = [("STACK", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "DB VIA", "HOOKS")]
     from kompose_py.database import describe_access, interrupted_import, settings_for
 
     root_hooks = hooks.defined_functions(root / "hooks.sh")
@@ -41,7 +41,7 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
         files = ",".join(relative(f, stack.path) for f in stack.compose_files(env.values))
         db = settings.name if settings else ""
         dumps = str(len(find_dumps(stack.path, db))) if db else "-"
-        access = describe_access(stack, env) if settings else None
+        via, access = describe_access(stack, env) if settings else ("-", None)
         leftover = interrupted_import(stack) if settings else None
         names = sorted(hooks.defined_functions(stack.hooks_file))
         hook_text = ", ".join(n.removeprefix("hook_") for n in names) or "-"
@@ -52,11 +52,11 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                       "dumps": len(find_dumps(stack.path, db)) if db else None,
                       "access": access, "interrupted_import": leftover,
                       "hooks": names})
-        db_text = f"{db} via {access}" if db else "-"
         if leftover:
-            db_text += " [INTERRUPTED IMPORT: run db:recover]"
+            via += " INTERRUPTED-IMPORT(run db:recover)"
         rows.append((stack.name, files,
-                     "yes" if stack.env_file.is_file() else "-", dumps, db_text, hook_text))
+                     "yes" if stack.env_file.is_file() else "-", dumps, db or "-", via,
+                     hook_text))
     if as_json:
         write_document(out, "--list", {"root": str(root), "root_hooks": sorted(root_hooks),
                                        "stacks": items})

@@ -9,6 +9,7 @@ eval "$settings"
 if [ "${KOMPOSE_REQUIRE_INTEGRATION:-0}" = 1 ]; then
   [ "$KOMPOSE_HAVE_DOCKER" = 1 ] || { echo "test: a Docker engine with Compose v2 is required here and missing" >&2; exit 1; }
   [ "$KOMPOSE_HAVE_POSTGRES" = 1 ] || { echo "test: a PostgreSQL server is required here and missing" >&2; exit 1; }
+  [ "${KOMPOSE_HAVE_PG_IMAGES:-0}" = 1 ] || { echo "test: the PostgreSQL server images are required here and missing" >&2; exit 1; }
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check kompose_py tests bench

@@ -580,29 +580,39 @@ def test_dry_run_touches_neither_files_nor_databases(tmp_path: Path, server: Pos
                      r.err), r.err
 
 
-def test_example_database_stack_end_to_end(tmp_path: Path, pg: Postgres) -> None:
-    """stacks/db as shipped: all four hooks, a schema snapshot beside each dump."""
+def test_example_database_stack_end_to_end(tmp_path: Path, docker_engine: None) -> None:
+    """stacks/db as shipped: PostgreSQL in a container (DB_HOST=postgres), its four hooks,
+    a schema snapshot beside each dump, export and import through the container."""
     import shutil
+    import uuid
 
-    from tests.conftest import REPO
+    from tests.conftest import PG_IMAGE, REPO, _image_there, _missing
 
+    if not _image_there(PG_IMAGE):
+        _missing(f"the PostgreSQL image {PG_IMAGE} (run scripts/setup-env.sh)")
     root = tmp_path / "examples"
-    shutil.copytree(REPO / "stacks", root, ignore=shutil.ignore_patterns("*.sql*", "*.txt",
-                                                                         ".kompose.lock"))
-    name = pg.new_name("example")
-    pg.create(name, rows=4)
-    conn_args = ["-e", f"DB_NAME={name}", "-e", f"DB_USER={pg.user}", "-e",
-                 f"DB_PASSWORD={pg.password}", "-e", f"DB_HOST={pg.host}", "-e",
-                 f"DB_PORT={pg.port}"]
-    r = run_kompose("--root", str(root), *conn_args, "db", "db:export")
-    assert r.code == 0, r.err
-    assert "schema snapshot:" in r.out
-    snapshots = list((root / "db").glob("*.schema.txt"))
-    assert len(snapshots) == 1 and "CREATE TABLE public.items" in snapshots[0].read_text()
-    r = run_kompose("--root", str(root), *conn_args, "db", "db:import")
-    assert r.code == 0, r.err
-    assert f"newest schema snapshot: ./{snapshots[0].name}" in r.out
-    assert f"{name} now holds" in r.out
+    shutil.copytree(REPO / "stacks", root, ignore=shutil.ignore_patterns("*.sql.gz", "*Z.sql",
+                                                                         "*.txt", ".kompose.lock"))
+    tag = uuid.uuid4().hex[:8]
+    unique = ["-e", f"COMPOSE_PROJECT_NAME=kt-exdb-{tag}", "-e", f"NETWORK_NAME=kt-exnet-{tag}",
+              "-e", f"PG_IMAGE={PG_IMAGE}"]
+    try:
+        r = run_kompose("--root", str(root), *unique, "db", "up", "-d", "--wait")
+        assert r.code == 0, r.err
+        r = run_kompose("--root", str(root), *unique, "db", "db:export")
+        assert r.code == 0, r.err
+        assert "via container kt-exdb-" in r.err and "answers to DB_HOST=postgres" in r.err
+        assert "schema snapshot:" in r.out
+        snapshots = list((root / "db").glob("*.schema.txt"))
+        assert len(snapshots) == 1 and "CREATE TABLE public.notes" in snapshots[0].read_text()
+        r = run_kompose("--root", str(root), *unique, "db", "db:import")
+        assert r.code == 0, r.err
+        assert f"newest schema snapshot: ./{snapshots[0].name}" in r.out
+        assert "kompose_example now holds" in r.out and ": 2 notes" in r.out
+        assert "example-only-pw" not in r.out + r.err
+    finally:
+        run_kompose("--root", str(root), *unique, "db", "down", "-v", "-t", "1")
+        subprocess.run(["docker", "network", "rm", f"kt-exnet-{tag}"], capture_output=True)
 
 
 def test_json_report_of_db_commands_names_dumps_and_hides_the_password(tmp_path: Path,

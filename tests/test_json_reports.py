@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import COMPOSE, REPO, make_stacks, run_kompose
+from tests.conftest import COMPOSE, REPO, dump_text, make_stacks, run_kompose
 
 SECRET = "sekret-pw-4711"
 
@@ -48,7 +48,7 @@ def root(tmp_path: Path) -> Path:
     return make_stacks(tmp_path / "root", {
         "hooks.sh": "hook_pre_up() { :; }\n",
         "shop": {"compose.yaml": COMPOSE, ".env": f"DB_NAME=shop\nDB_PASSWORD={SECRET}\n",
-                 "shop_20250101_000000.sql": "-- a dump\n",
+                 "shop_20250101_000000.sql": dump_text("-- a dump\n"),
                  "hooks.sh": "hook_post_db_export() { :; }\n"},
         "web": {"compose.yaml": COMPOSE,
                 "hooks.sh": "hook_pre_up() { :; }\nhook_pre_upp() { :; }\n"},
@@ -82,7 +82,7 @@ def test_report_contents(root: Path) -> None:
     dumps = json.loads(run_kompose("--root", str(root), "--json", "shop", "db:list").out)
     (entry,) = dumps["stacks"][0]["dumps"]
     assert entry["file"] == str(root / "shop" / "shop_20250101_000000.sql")
-    assert entry["size"] == len("-- a dump\n")
+    assert entry["size"] == len(dump_text("-- a dump\n")) and entry["complete"] is True
     check = json.loads(run_kompose("--root", str(root), "--json", "web", "hooks:check").out)
     assert check["ok"] is False and check["errors"] == 1
     (finding,) = next(f for f in check["files"] if f["file"].endswith("web/hooks.sh"))["findings"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kompose_py.status import parse_ps
-from tests.conftest import make_stacks, run_kompose
+from tests.conftest import dump_text, make_stacks, run_kompose
 from tests.test_json_reports import readme_schema, same_shape
 
 WEB = """services:
@@ -60,7 +60,7 @@ def test_status_of_real_stacks(docker_engine: None, tmp_path: Path,
     root = make_stacks(tmp_path / "root", {
         "web": {"compose.yaml": WEB, ".env": f"COMPOSE_PROJECT_NAME={names['web']}\n"},
         "sick": {"compose.yaml": SICK, ".env": f"COMPOSE_PROJECT_NAME={names['sick']}\n"},
-        "fine": {"compose.yaml": FINE, "shop_20250101_000000.sql": "-- dump\n",
+        "fine": {"compose.yaml": FINE, "shop_20250101_000000.sql": dump_text("-- dump\n"),
                  ".env": f"COMPOSE_PROJECT_NAME={names['fine']}\nDB_NAME=shop\n"},
         "far": {"compose.yaml": FINE,
                 ".env": "DOCKER_HOST=unix:///nonexistent/docker.sock\n"},

@@ -93,11 +93,13 @@ class MetaCommandGuard:
         copy_after = False
         while i < len(line):
             state = self._state
-            if state == "quote":
-                j = line.find(b"'", i)
+            if state in ("quote", "ident"):
+                # '…' and "…": a doubled quote is part of the text.
+                mark = b"'" if state == "quote" else b'"'
+                j = line.find(mark, i)
                 if j < 0:
                     return line
-                if line[j + 1:j + 2] == b"'":
+                if line[j + 1:j + 2] == mark:
                     i = j + 2
                     continue
                 self._state, i = "sql", j + 1
@@ -111,14 +113,6 @@ class MetaCommandGuard:
                     i = j + 2
                 else:
                     self._state, i = "sql", j + 1
-            elif state == "ident":
-                j = line.find(b'"', i)
-                if j < 0:
-                    return line
-                if line[j + 1:j + 2] == b'"':
-                    i = j + 2
-                    continue
-                self._state, i = "sql", j + 1
             elif state == "dollar":
                 j = line.find(self._dollar, i)
                 if j < 0:

@@ -38,6 +38,10 @@ class UnsafeDump(Exception):
         super().__init__(f"line {line}: psql meta-command \\{command}")
         self.line = line
         self.command = command
+        # The whole sentence, as the import reports it.
+        self.message = (f"refusing the dump: line {line} runs the psql meta-command "
+                        f"\\{command}, which would act outside the scratch database "
+                        f"(--force leaves such commands out)")
 
 
 class MetaCommandGuard:

@@ -345,7 +345,10 @@ class Runner:
         status: Status
         error = None
         if feed_error:
-            status, error = "failed", f"reading input failed: {_reason(feed_error[0])}"
+            # An input that refused itself says why in its own words (a dump that is unsafe).
+            error = getattr(feed_error[0], "message", None) or \
+                f"reading input failed: {_reason(feed_error[0])}"
+            status = "failed"
             exit_code = exit_code or 1
         elif drain_error:
             status, error = "failed", f"writing output failed: {_reason(drain_error[0])}"

@@ -349,7 +349,7 @@ class Runner:
             error = getattr(feed_error[0], "message", None) or \
                 f"reading input failed: {_reason(feed_error[0])}"
             status = "failed"
-            exit_code = exit_code or 1
+            exit_code = 1  # kompose ended the child (its 143 would read as a signal)
         elif drain_error:
             status, error = "failed", f"writing output failed: {_reason(drain_error[0])}"
             exit_code = exit_code or 1

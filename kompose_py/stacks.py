@@ -19,6 +19,8 @@ OVERRIDE_FILE_NAMES = ("compose.override.yml", "compose.override.yaml",
 
 @dataclass(frozen=True)
 class Stack:
+    """A folder of the root that holds a compose file."""
+
     name: str
     path: Path
     compose_file: Path
@@ -153,16 +155,22 @@ def _this_stack(here: str | None, pattern: str) -> str:
 
 def select(stacks: Sequence[Stack], pattern: str, root: Path,
            cwd: Path | None = None) -> list[Stack]:
-    here = None
-    if "." in (item.strip().lstrip("!").strip() for item in pattern.split(",")):
-        here = current_stack(root, cwd or Path.cwd())
-    include, exclude = parse_pattern(pattern, here)
     if not stacks:
+        # Before the pattern: in a folder without stacks, "." or a typo in the pattern is not
+        # the problem, and this message names --root and KOMPOSE_ROOT.
         raise NoStackError(
             f"no stacks in {root}",
             hint="a stack is a sub-folder holding compose.yaml, compose.yml, "
             "docker-compose.yaml or docker-compose.yml; " + ROOT_HINT + " to look elsewhere",
         )
+    here = None
+    if "." in (item.strip().lstrip("!").strip() for item in pattern.split(",")):
+        here = current_stack(root, cwd or Path.cwd())
+        if here is None:
+            raise UsageError(f"pattern {pattern!r}: '.' means the stack of the current folder, "
+                             f"and {cwd or Path.cwd()} is not inside a stack folder of {root}",
+                             hint="run kompose from inside a stack folder, or name the stack")
+    include, exclude = parse_pattern(pattern, here)
     chosen = [
         s for s in stacks
         if any(fnmatchcase(s.name, g) for g in include)

@@ -51,6 +51,7 @@ def test_dot_outside_a_stack_is_a_usage_error(project: Path) -> None:
     r = run_kompose("-n", ".", "ps", cwd=project / "docs")
     assert r.code == 2
     assert "'.' means the stack of the current folder" in r.err
+    assert f"is not inside a stack folder of {project / 'stacks'}" in r.err
     with pytest.raises(UsageError):
         select(discover(project / "stacks"), ".", project / "stacks", cwd=project)
 
@@ -64,7 +65,7 @@ def test_a_stack_named_like_a_glob_is_matched_only_by_itself(tmp_path: Path) -> 
 
 def test_no_stacks_anywhere_names_root_option_and_variable(tmp_path: Path) -> None:
     (tmp_path / "stacks").mkdir()  # exists, empty: chosen, and says so
-    for args in (("*", "ps"), ("--list",), ("--status",)):
+    for args in (("*", "ps"), ("--list",), ("--status",), (".", "ps"), ("--list", ".")):
         r = run_kompose(*args, cwd=tmp_path)
         assert r.code == 3, (args, r.err)
         assert "no stacks in" in r.err and "--root" in r.err and "KOMPOSE_ROOT" in r.err

@@ -70,12 +70,21 @@ def resolve_root(option: str | None, environ: Mapping[str, str], cwd: Path) -> P
 def find_root(cwd: Path) -> Path | None:
     """As git finds its repository: ``./stacks``, then the current folder, then each folder
     above it, the first that holds a stack. From ``root/web/www`` that is ``root``: a folder
-    inside a stack finds that stack's root."""
+    inside a stack finds that stack's root.
+
+    A stack may hold a compose project of its own (an upstream checkout with its
+    docker-compose.yml, ``root/app/src``): the folder found is then a stack of the folder
+    above it, and when that folder holds other stacks too it is the root."""
     if (cwd / "stacks").is_dir():
         return cwd / "stacks"  # even when empty: its "no stacks" error is the clear answer
     for folder in (cwd, *cwd.parents):
         for candidate in (folder / "stacks", folder):
             if _holds_stack(candidate):
+                above = candidate.parent
+                if (candidate.name and not candidate.name.startswith(".")
+                        and _is_stack_folder(candidate)
+                        and _holds_stack(above, besides=candidate.name)):
+                    return above
                 return candidate
     return None
 
@@ -84,11 +93,11 @@ def _is_stack_folder(folder: Path) -> bool:
     return any((folder / name).is_file() for name in COMPOSE_FILE_NAMES)
 
 
-def _holds_stack(folder: Path) -> bool:
+def _holds_stack(folder: Path, besides: str | None = None) -> bool:
     try:
         with os.scandir(folder) as entries:
-            return any(not e.name.startswith(".") and e.is_dir() and _is_stack_folder(Path(e.path))
-                       for e in entries)
+            return any(not e.name.startswith(".") and e.name != besides and e.is_dir()
+                       and _is_stack_folder(Path(e.path)) for e in entries)
     except OSError:  # not a folder, or not readable: not a root
         return False
 

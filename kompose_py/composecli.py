@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +86,8 @@ def _write_cache(path: Path, data: dict[str, dict[str, object]]) -> None:
     """Best effort: an unwritable cache only costs the next run a probe."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # only when the cache is written: not on the common path
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".compose-commands-")
         with os.fdopen(fd, "w") as out:
             json.dump(data, out)
@@ -97,6 +98,8 @@ def _write_cache(path: Path, data: dict[str, dict[str, object]]) -> None:
 
 def _ask(program: Sequence[str], args: Sequence[str], env: Mapping[str, str]) -> str | None:
     """What the program prints on stdout, or None when it fails."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="kompose-probe-") as folder:
         out = Path(folder) / "out"
         outcome = Runner().run(Command((*program, *args), Path(folder), env, stdin="null",
@@ -139,6 +142,8 @@ def subcommands(program: Sequence[str], env: Mapping[str, str]) -> frozenset[str
 # -- the engine ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Engine:
+    """A Docker engine and how it was chosen."""
+
     host: str  # unix:///var/run/docker.sock, tcp://host:2375, ssh://user@host
     source: str  # how it was chosen: "DOCKER_HOST", "context NAME", "default"
 

@@ -346,7 +346,8 @@ class StackEnv:
 
     values: dict[str, str]
     files: tuple[Path, ...]
-    # Keys set by the stack's own .env or by -e: decides "is this a database stack" (§8).
+    # Keys set by the stack's own .env or by -e: decide "is this a database stack" (README,
+    # Database commands).
     own_keys: frozenset[str] = field(default_factory=frozenset)
     # key -> the layer its value comes from (LAYERS).
     sources: dict[str, str] = field(default_factory=dict)

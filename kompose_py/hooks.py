@@ -57,6 +57,8 @@ declare -F -- "$__kompose_fn" >/dev/null || exit 0
 
 @dataclass(frozen=True)
 class Hook:
+    """One hook function call."""
+
     function: str
     file: Path
     scope: str  # "root" or "stack"

@@ -42,6 +42,8 @@ def _changes_bash(key: str) -> bool:
 
 @dataclass(frozen=True)
 class RunContext:
+    """What every stack of one run shares."""
+
     root: Path
     runner: Runner
     reporter: Reporter

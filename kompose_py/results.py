@@ -18,6 +18,8 @@ StackStatus = Literal["success", "failed", "timeout", "cancelled", "skipped", "n
 
 @dataclass(frozen=True)
 class StepResult:
+    """One hook or command of a stack's run."""
+
     name: str  # "pre_up", "compose up", "pg_dump", ...
     kind: Literal["hook", "command"]
     status: Status
@@ -29,6 +31,8 @@ class StepResult:
 
 @dataclass
 class StackResult:
+    """What became of one stack."""
+
     stack: str
     status: StackStatus
     steps: list[StepResult] = field(default_factory=list)

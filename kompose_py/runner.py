@@ -31,6 +31,8 @@ KILL_GRACE_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Command:
+    """One process to start: argv, folder, environment and how its streams go."""
+
     argv: tuple[str, ...]
     cwd: Path
     env: Mapping[str, str] = field(repr=False)
@@ -62,6 +64,8 @@ class Command:
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a :class:`Command` ended."""
+
     status: Status
     exit_code: int
     duration: float

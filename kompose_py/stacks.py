@@ -19,6 +19,8 @@ OVERRIDE_FILE_NAMES = ("compose.override.yml", "compose.override.yaml",
 
 @dataclass(frozen=True)
 class Stack:
+    """A folder of the root that holds a compose file."""
+
     name: str
     path: Path
     compose_file: Path
@@ -68,12 +70,21 @@ def resolve_root(option: str | None, environ: Mapping[str, str], cwd: Path) -> P
 def find_root(cwd: Path) -> Path | None:
     """As git finds its repository: ``./stacks``, then the current folder, then each folder
     above it, the first that holds a stack. From ``root/web/www`` that is ``root``: a folder
-    inside a stack finds that stack's root."""
+    inside a stack finds that stack's root.
+
+    A stack may hold a compose project of its own (an upstream checkout with its
+    docker-compose.yml, ``root/app/src``): the folder found is then a stack of the folder
+    above it, and when that folder holds other stacks too it is the root."""
     if (cwd / "stacks").is_dir():
         return cwd / "stacks"  # even when empty: its "no stacks" error is the clear answer
     for folder in (cwd, *cwd.parents):
         for candidate in (folder / "stacks", folder):
             if _holds_stack(candidate):
+                above = candidate.parent
+                if (candidate.name and not candidate.name.startswith(".")
+                        and _is_stack_folder(candidate)
+                        and _holds_stack(above, besides=candidate.name)):
+                    return above
                 return candidate
     return None
 
@@ -82,11 +93,11 @@ def _is_stack_folder(folder: Path) -> bool:
     return any((folder / name).is_file() for name in COMPOSE_FILE_NAMES)
 
 
-def _holds_stack(folder: Path) -> bool:
+def _holds_stack(folder: Path, besides: str | None = None) -> bool:
     try:
         with os.scandir(folder) as entries:
-            return any(not e.name.startswith(".") and e.is_dir() and _is_stack_folder(Path(e.path))
-                       for e in entries)
+            return any(not e.name.startswith(".") and e.name != besides and e.is_dir()
+                       and _is_stack_folder(Path(e.path)) for e in entries)
     except OSError:  # not a folder, or not readable: not a root
         return False
 
@@ -153,16 +164,22 @@ def _this_stack(here: str | None, pattern: str) -> str:
 
 def select(stacks: Sequence[Stack], pattern: str, root: Path,
            cwd: Path | None = None) -> list[Stack]:
-    here = None
-    if "." in (item.strip().lstrip("!").strip() for item in pattern.split(",")):
-        here = current_stack(root, cwd or Path.cwd())
-    include, exclude = parse_pattern(pattern, here)
     if not stacks:
+        # Before the pattern: in a folder without stacks, "." or a typo in the pattern is not
+        # the problem, and this message names --root and KOMPOSE_ROOT.
         raise NoStackError(
             f"no stacks in {root}",
             hint="a stack is a sub-folder holding compose.yaml, compose.yml, "
             "docker-compose.yaml or docker-compose.yml; " + ROOT_HINT + " to look elsewhere",
         )
+    here = None
+    if "." in (item.strip().lstrip("!").strip() for item in pattern.split(",")):
+        here = current_stack(root, cwd or Path.cwd())
+        if here is None:
+            raise UsageError(f"pattern {pattern!r}: '.' means the stack of the current folder, "
+                             f"and {cwd or Path.cwd()} is not inside a stack folder of {root}",
+                             hint="run kompose from inside a stack folder, or name the stack")
+    include, exclude = parse_pattern(pattern, here)
     chosen = [
         s for s in stacks
         if any(fnmatchcase(s.name, g) for g in include)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kompose_py import composecli
 from kompose_py.compose import compose_program
 from kompose_py.dumps import complete_dumps
 from kompose_py.envfiles import StackEnv, mask, secret_values
@@ -70,9 +71,14 @@ class StackStatus:
 
 
 def engine_of(env: Mapping[str, str], default: Mapping[str, str]) -> str | None:
-    """The stack's engine when it differs from the one kompose itself would use."""
+    """The stack's engine when it differs from the one kompose itself would use: a stack
+    whose DOCKER_CONTEXT=default or DOCKER_HOST=unix:///var/run/docker.sock names the same
+    engine as kompose's own shows none."""
     for key in ENGINE_KEYS:
         if env.get(key, "") != default.get(key, "") and env.get(key):
+            mine, theirs = composecli.engine_of(default), composecli.engine_of(env)
+            if mine is not None and theirs is not None and mine.host == theirs.host:
+                return None
             return f"{key}={env[key]}"
     return None
 

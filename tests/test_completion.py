@@ -103,10 +103,22 @@ def test_version_and_help_do_not_import_the_command_layer(args: tuple[str, ...])
 
 
 def test_show_completion_for_each_shell() -> None:
-    # Typer detects the user's shell; its own switch turns detection off so that the shell
-    # can be named, as a user without a detectable shell does.
-    plain = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    """The shell named after --show-completion is the one whose script comes out, whatever
+    shell kompose runs under (Typer's detection alone ignored the name: a bash user asking
+    for zsh got bash's script)."""
     for shell, marker in (("bash", "complete -o"), ("zsh", "compdef"),
                           ("fish", "complete --command kompose")):
-        r = run_kompose("--show-completion", shell, env=plain)
+        r = run_kompose("--show-completion", shell)
         assert r.code == 0 and marker in r.out, (shell, r.all)
+        r = run_kompose("--root", "/nonexistent", "--show-completion", shell)
+        assert r.code == 0 and marker in r.out, (shell, r.all)
+    r = run_kompose("--show-completion", "tcsh")
+    assert r.code == 2 and "unsupported shell 'tcsh'" in r.err and r.out == ""
+
+
+def test_install_completion_for_the_named_shell(tmp_path: Path) -> None:
+    r = run_kompose("--install-completion", "fish", env={"HOME": str(tmp_path)})
+    assert r.code == 0, r.all
+    script = tmp_path / ".config" / "fish" / "completions" / "kompose.fish"
+    assert "complete --command kompose" in script.read_text()
+    assert not (tmp_path / ".bashrc").exists() and not (tmp_path / ".zshrc").exists()

@@ -318,3 +318,19 @@ def test_a_hooks_file_that_is_no_file_stops_the_run_before_it_starts(
             assert r.code == 2, r.err
             assert f"{target}: " in r.err
     assert shim.calls() == []  # stack a did not start either
+
+
+def test_compose_path_separator_from_the_root_env(tmp_path: Path, docker_engine: None) -> None:
+    """COMPOSE_FILE split on COMPOSE_PATH_SEPARATOR, both from the root .env: kompose lists the
+    files Compose merges (Compose's own `config --services` is the oracle)."""
+    root = make_stacks(tmp_path / "r", {
+        ".env": "COMPOSE_PATH_SEPARATOR=;\nCOMPOSE_FILE=compose.yaml;more.yaml\n",
+        "s": {"compose.yaml": COMPOSE, "more.yaml": "services:\n  more:\n    image: busybox\n",
+              "compose.override.yaml": "services:\n  ignored:\n    image: busybox\n"},
+    })
+    listed = json.loads(run_kompose("--root", str(root), "--json", "--list").out)
+    assert listed["stacks"][0]["compose_files"] == [str(root / "s" / "compose.yaml"),
+                                                    str(root / "s" / "more.yaml")]
+    r = run_kompose("--root", str(root), "s", "config", "--services")
+    assert r.code == 0, r.err
+    assert sorted(r.out.split()) == ["app", "more"]

@@ -255,3 +255,14 @@ def test_engine_check_only_for_docker_compose(tmp_path: Path) -> None:
     blocked = prechecks.unreachable_engines(selected, envs, out)
     assert list(blocked) == ["a"]
     assert out.getvalue().count("cannot reach") == 1
+
+
+def test_status_shows_an_engine_only_when_it_is_another_one(tmp_path: Path) -> None:
+    from kompose_py.status import engine_of
+
+    mine = {"HOME": str(tmp_path)}  # no DOCKER_HOST, no context: the default socket
+    assert engine_of({**mine, "DOCKER_CONTEXT": "default"}, mine) is None
+    assert engine_of({**mine, "DOCKER_HOST": "unix:///var/run/docker.sock"}, mine) is None
+    assert engine_of({**mine, "DOCKER_HOST": "ssh://far"}, mine) == "DOCKER_HOST=ssh://far"
+    assert engine_of(mine, {**mine, "DOCKER_HOST": "tcp://h:1"}) is None  # kompose's own
+    assert engine_of({**mine, "DOCKER_CONTEXT": "gone"}, mine) == "DOCKER_CONTEXT=gone"

@@ -47,7 +47,9 @@ def same_shape(real: Any, documented: Any, where: str = "$") -> None:
 def root(tmp_path: Path) -> Path:
     return make_stacks(tmp_path / "root", {
         "hooks.sh": "hook_pre_up() { :; }\n",
-        "shop": {"compose.yaml": COMPOSE, ".env": f"DB_NAME=shop\nDB_PASSWORD={SECRET}\n",
+        ".env": "SHARED=root\n",
+        "shop": {"compose.yaml": COMPOSE,
+                 ".env": f"DB_NAME=shop\nDB_PASSWORD={SECRET}\nSHARED=stack\n",
                  "shop_20250101_000000.sql": dump_text("-- a dump\n"),
                  "hooks.sh": "hook_post_db_export() { :; }\n"},
         "web": {"compose.yaml": COMPOSE,
@@ -60,6 +62,8 @@ def root(tmp_path: Path) -> Path:
     (("*", "db:list"), "db:list", 0),
     (("*", "hooks:list"), "hooks:list", 0),
     (("*", "hooks:check"), "hooks:check", 1),
+    (("*", "env:show"), "env:show", 0),
+    (("*", "env:check"), "env:check", 0),
 ])
 def test_report_matches_the_readme_schema(root: Path, args: tuple[str, ...], command: str,
                                           code: int) -> None:

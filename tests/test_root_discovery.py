@@ -31,6 +31,26 @@ def test_found_from_the_project_from_a_stack_and_from_deep_inside_it(project: Pa
     assert find_root(project / "docs" / "deep") == root                # upwards, then ./stacks
 
 
+def test_a_stack_holding_a_compose_project_of_its_own(tmp_path: Path) -> None:
+    """An upstream checkout inside a stack (``app/src/docker-compose.yml``) does not make the
+    stack a root: from inside it, kompose still finds the root above, and ``.`` is the stack."""
+    root = make_stacks(tmp_path / "srv", {
+        "app": {"compose.yaml": COMPOSE, "src": {"docker-compose.yml": COMPOSE, "lib": {}}},
+        "web": {"compose.yaml": COMPOSE},
+    })
+    for where in (root / "app", root / "app" / "src", root / "app" / "src" / "lib"):
+        assert find_root(where) == root, where
+    r = run_kompose("-n", ".", "up", "-d", cwd=root / "app")
+    assert r.code == 0, r.err
+    assert "▶ app" in r.err and "▶ web" not in r.err and "▶ src" not in r.err
+
+
+def test_a_root_with_a_compose_file_of_its_own_stays_the_root(tmp_path: Path) -> None:
+    root = make_stacks(tmp_path / "only", {"compose.yaml": COMPOSE,
+                                           "web": {"compose.yaml": COMPOSE}})
+    assert find_root(root) == root  # its folder above holds no other stack
+
+
 @pytest.mark.parametrize("where", ["stacks/web", "stacks/web/www/css", "docs/deep"])
 def test_cli_lists_the_same_stacks_from_anywhere_inside(project: Path, where: str) -> None:
     r = run_kompose("--list", cwd=project / where)
@@ -51,6 +71,7 @@ def test_dot_outside_a_stack_is_a_usage_error(project: Path) -> None:
     r = run_kompose("-n", ".", "ps", cwd=project / "docs")
     assert r.code == 2
     assert "'.' means the stack of the current folder" in r.err
+    assert f"is not inside a stack folder of {project / 'stacks'}" in r.err
     with pytest.raises(UsageError):
         select(discover(project / "stacks"), ".", project / "stacks", cwd=project)
 
@@ -64,7 +85,7 @@ def test_a_stack_named_like_a_glob_is_matched_only_by_itself(tmp_path: Path) -> 
 
 def test_no_stacks_anywhere_names_root_option_and_variable(tmp_path: Path) -> None:
     (tmp_path / "stacks").mkdir()  # exists, empty: chosen, and says so
-    for args in (("*", "ps"), ("--list",), ("--status",)):
+    for args in (("*", "ps"), ("--list",), ("--status",), (".", "ps"), ("--list", ".")):
         r = run_kompose(*args, cwd=tmp_path)
         assert r.code == 3, (args, r.err)
         assert "no stacks in" in r.err and "--root" in r.err and "KOMPOSE_ROOT" in r.err

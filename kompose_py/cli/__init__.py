@@ -17,18 +17,27 @@ USAGE_HINT = "usage: kompose [OPTIONS] PATTERN COMMAND [ARGS]...   (see kompose 
 def wants_json(args: Sequence[str]) -> bool:
     """Whether ``--json`` is among kompose's own options (before PATTERN), found without the
     parser: a usage error from the parser itself must still answer with a document."""
-    takes_value = {"--network", "-e", "--env", "--root", "-j", "--parallel", "--hook-timeout"}
+    return "--json" in own_options(args)
+
+
+# kompose's options that take a value (the next word).
+TAKES_VALUE = frozenset({"--network", "-e", "--env", "--root", "-j", "--parallel",
+                         "--hook-timeout"})
+
+
+def own_options(args: Sequence[str]) -> list[str]:
+    """The words before PATTERN that are kompose's own options (not their values)."""
+    found: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg == "--json":
-            return True
         if arg == "--" or not arg.startswith("-"):
-            return False
-        if arg in takes_value:
+            break
+        found.append(arg)
+        if arg in TAKES_VALUE:
             i += 1
         i += 1
-    return False
+    return found
 
 
 def _error(message: str, hint: str | None, exit_code: int, as_json: bool) -> int:

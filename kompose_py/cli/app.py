@@ -5,8 +5,9 @@ stops at the first positional (``allow_interspersed_args=False``), so ``-n``/``-
 after COMMAND reach compose untouched; an unknown option before PATTERN is a usage error.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Typer reads the annotations of `kompose` on
+# every call, and as strings it would compile and evaluate each of them twice (start-up).
+import os
 import sys
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,6 +19,8 @@ from kompose_py import __version__
 
 @dataclass(frozen=True)
 class Invocation:
+    """The parsed command line."""
+
     args: tuple[str, ...]  # PATTERN COMMAND ARGS..., untouched
     dry_run: bool
     network: str | None
@@ -125,8 +128,40 @@ class ParseUsageError(Exception):
         self.message = message
 
 
+COMPLETION_OPTIONS = ("--show-completion", "--install-completion")
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def _named_shell(argv: list[str]) -> None:
+    """``--show-completion zsh`` / ``--install-completion fish``: the shell the user names.
+
+    With shell detection on (Typer's default) both options are plain flags: a shell named
+    after them was ignored, and ``--install-completion fish`` run from bash installed the bash
+    script into ~/.bashrc. Typer's own form without detection takes the shell as a value
+    (``--show-completion [bash|zsh|fish|powershell|pwsh]``); it is chosen, through Typer's
+    switch for it, when a shell is named. Without one, the current shell is detected.
+    """
+    from kompose_py.cli import own_options
+
+    options = own_options(argv)
+    for option in COMPLETION_OPTIONS:
+        if option not in options:
+            continue
+        at = argv.index(option)
+        shell = argv[at + 1] if at + 1 < len(argv) else ""
+        if not shell or shell.startswith("-"):
+            return  # no shell named: Typer detects the current one
+        if shell not in SHELLS:
+            raise ParseUsageError(f"{option}: unsupported shell {shell!r} "
+                                  f"(one of: {', '.join(SHELLS)})")
+        os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
+        return
+
+
 def parse(argv: list[str]) -> Invocation | int:
     """The invocation, or an exit code when Typer already answered (--help)."""
+    if any(option in argv for option in COMPLETION_OPTIONS):
+        _named_shell(argv)
     try:
         result: Any = app(args=argv, prog_name="kompose", standalone_mode=False)
     except Exception as exc:

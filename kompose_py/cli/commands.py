@@ -40,6 +40,8 @@ KOMPOSE_COMMANDS = tuple(commandset.KOMPOSE_COMMANDS)
 
 @dataclass(frozen=True)
 class CommandLine:
+    """PATTERN COMMAND ARGS... as kompose reads it."""
+
     pattern: str
     command: str
     args: tuple[str, ...]  # after COMMAND, with kompose's --dry-run and the first -- removed

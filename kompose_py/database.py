@@ -462,7 +462,17 @@ def scratch_names(target: str, token: str) -> tuple[str, str]:
     """The scratch and the aside name for ``target``: valid identifiers (at most 63 bytes,
     cut at a character boundary, whatever the name's script) and distinct per import."""
     room = _MAX_IDENTIFIER - len("_kompose_new_") - len(token)
-    stem = target.encode()[:room].decode(errors="ignore")
+    raw = target.encode()
+    if len(raw) <= room:
+        stem = target
+    else:
+        # Cut, the names of two databases that differ only after the cut would be the same,
+        # and recovering one would rename or drop the other's copy: a digest of the whole
+        # name keeps them apart.
+        import hashlib
+
+        digest = hashlib.sha256(raw).hexdigest()[:8]
+        stem = raw[:room - len(digest) - 1].decode(errors="ignore") + "_" + digest
     return f"{stem}_kompose_new_{token}", f"{stem}_kompose_old_{token}"
 
 

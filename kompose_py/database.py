@@ -464,7 +464,17 @@ def scratch_names(target: str, token: str) -> tuple[str, str]:
     """The scratch and the aside name for ``target``: valid identifiers (at most 63 bytes,
     cut at a character boundary, whatever the name's script) and distinct per import."""
     room = _MAX_IDENTIFIER - len("_kompose_new_") - len(token)
-    stem = target.encode()[:room].decode(errors="ignore")
+    raw = target.encode()
+    if len(raw) <= room:
+        stem = target
+    else:
+        # Cut, the names of two databases that differ only after the cut would be the same,
+        # and recovering one would rename or drop the other's copy: a digest of the whole
+        # name keeps them apart.
+        import hashlib
+
+        digest = hashlib.sha256(raw).hexdigest()[:8]
+        stem = raw[:room - len(digest) - 1].decode(errors="ignore") + "_" + digest
     return f"{stem}_kompose_new_{token}", f"{stem}_kompose_old_{token}"
 
 
@@ -721,7 +731,18 @@ def _swap(admin: Admin, journal: Journal, target: str, scratch: str, aside: str,
     # No new sessions, then end the current ones; a client that reconnects in between is
     # ended again, for at most SWAP_WAIT_SECONDS.
     journal.write(phase="connections-off")
-    admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(tgt))
+    try:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(tgt))
+    except StepError:
+        # Refused (a lock timeout): the target is as it was, nothing is in flight. Said in
+        # the journal only when the server confirms it, so that a lost connection still
+        # leaves the step for recover().
+        with contextlib.suppress(StepError):
+            rows = admin.query(sql.SQL("SELECT datallowconn FROM pg_database WHERE datname = "
+                                       "{}").format(sql.Literal(target)))
+            if rows and bool(rows[0]["datallowconn"]) == bool(info["datallowconn"]):
+                journal.write(phase="load")
+        raise
     try:
         journal.write(phase="rename-aside")
         _retry(admin, target, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(tgt, old))
@@ -802,6 +823,11 @@ def _drop_quietly(admin: Admin, database: str, run: StackRun, journal: Journal) 
         run.note(f"could not drop the scratch database {database} ({exc.message}); the next "
                  f"db command for this stack drops it")
         journal.pending = True
+        return
+    if journal.data.get("phase") == "load" and not journal.pending:
+        # The target was never touched (or was put back) and the scratch is gone: nothing
+        # is in flight, even when the import ends with an error.
+        journal.clear()
 
 
 def _exists(admin: Admin, name: str) -> bool:

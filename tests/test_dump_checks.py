@@ -1,0 +1,101 @@
+"""Dumps are checked before they count: a 0-byte file, a plain dump without pg_dump's
+completion trailer and a truncated gzip never replace a database (unless --force, and then
+still through a scratch database), are never "the newest dump", are never what cleanup keeps,
+and db:list marks them. In both ways of reaching the server."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import COMPOSE, Postgres, dump_text, make_stacks, run_kompose
+
+
+def exported(tmp_path: Path, pg: Postgres) -> tuple[str, Path, Path]:
+    name = pg.new_name()
+    pg.create(name, rows=40)
+    root = make_stacks(tmp_path / "root", {"shop": {"compose.yaml": COMPOSE,
+                                                    ".env": pg.env_text(name)}})
+    r = run_kompose("--root", str(root), "shop", "db:export")
+    assert r.code == 0, r.err
+    (dump,) = (root / "shop").glob(f"{name}_*Z.sql")
+    return name, root, dump
+
+
+def bad_dumps(folder: Path, name: str, good: bytes) -> dict[str, Path]:
+    """The three files users found on a real tree, named newer than the good dump."""
+    cut = good[: good.index(b"COPY public.items")]  # schema only: a dump cut off mid-way
+    files = {
+        "empty": folder / f"{name}_29990101_000001Z.sql",
+        "cut off": folder / f"{name}_29990101_000002Z.sql",
+        "truncated gzip": folder / f"{name}_29990101_000003Z.sql.gz",
+    }
+    files["empty"].write_bytes(b"")
+    files["cut off"].write_bytes(cut)
+    packed = gzip.compress(good)
+    files["truncated gzip"].write_bytes(packed[: len(packed) * 2 // 3])
+    return files
+
+
+@pytest.mark.parametrize("kind", ["empty", "cut off", "truncated gzip"])
+def test_a_bad_dump_is_refused_before_anything_is_touched(tmp_path: Path, server: Postgres,
+                                                         kind: str) -> None:
+    pg = server
+    name, root, good = exported(tmp_path, pg)
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 30")
+    before = pg.rows(name)
+    bad = bad_dumps(root / "shop", name, good.read_bytes())[kind]
+    r = run_kompose("--root", str(root), "shop", "db:import", str(bad))
+    assert r.code == 1
+    assert f"refusing {bad.name}: " in r.err and "nothing was touched" in r.err
+    assert pg.rows(name) == before
+    assert {d for d in pg.databases() if d.startswith(name)} == {name}  # no scratch made
+    # The newest complete dump is the good one, whatever the bad ones are named.
+    r = run_kompose("--root", str(root), "shop", "db:import")
+    assert r.code == 0, r.err
+    assert f"{name} replaced by {good.name}" in r.err
+    assert len(pg.rows(name)) == 40
+
+
+def test_force_imports_a_cut_off_dump_through_the_scratch_database(tmp_path: Path,
+                                                                   server: Postgres) -> None:
+    pg = server
+    name, root, good = exported(tmp_path, pg)
+    cut = bad_dumps(root / "shop", name, good.read_bytes())["cut off"]
+    r = run_kompose("--root", str(root), "shop", "db:import", "--force", str(cut))
+    assert r.code == 0, r.err
+    assert "_kompose_new_" in r.err  # still loaded into a scratch database first
+    assert pg.rows(name) == []  # what the user forced: the schema without its rows
+    # A forced file that does not even load still leaves the target as it was.
+    r = run_kompose("--root", str(root), "shop", "db:import", str(good))
+    assert r.code == 0 and len(pg.rows(name)) == 40
+    broken = root / "shop" / "broken.sql"
+    broken.write_text("CREATE TABLE items (id int);\nINSERT INTO nowhere VALUES (1);\n")
+    r = run_kompose("--root", str(root), "shop", "db:import", "--force", str(broken))
+    assert r.code == 1 and len(pg.rows(name)) == 40
+
+
+def test_cleanup_keeps_complete_dumps_and_list_marks_the_rest(tmp_path: Path,
+                                                              pg: Postgres) -> None:
+    name, root, good = exported(tmp_path, pg)
+    folder = root / "shop"
+    older = folder / f"{name}_20000101_000000Z.sql"
+    older.write_text(dump_text("SELECT 1;\n"))
+    bad = bad_dumps(folder, name, good.read_bytes())
+    # kompose.sh's failure: --keep 2 kept the empty dump and deleted two real ones.
+    r = run_kompose("--root", str(root), "shop", "db:cleanup", "--keep", "2")
+    assert r.code == 0, r.err
+    assert good.exists() and older.exists()
+    assert all(p.exists() for p in bad.values())
+    assert "3 incomplete left alone" in r.err
+    r = run_kompose("--root", str(root), "shop", "db:cleanup", "--keep", "1")
+    assert r.code == 0 and good.exists() and not older.exists()
+    listing = run_kompose("--root", str(root), "shop", "db:list").out
+    marks = {line.split()[0]: line for line in listing.splitlines() if name in line}
+    assert "INCOMPLETE" not in marks[good.name]
+    assert "INCOMPLETE: empty (0 bytes)" in marks[bad["empty"].name]
+    assert "INCOMPLETE: no pg_dump completion trailer" in marks[bad["cut off"].name]
+    assert "INCOMPLETE: truncated or damaged gzip" in marks[bad["truncated gzip"].name]

@@ -11,8 +11,10 @@ missing. Nothing here is a test: no timing is asserted anywhere in tests/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -119,6 +122,7 @@ PG = {"host": os.environ.get("KOMPOSE_TEST_PGHOST", "127.0.0.1"),
       "user": os.environ.get("KOMPOSE_TEST_PGUSER", "kompose_test"),
       "password": os.environ.get("KOMPOSE_TEST_PGPASSWORD", "kompose-test-pw")}
 DB_SIZE_MB = int(os.environ.get("KOMPOSE_BENCH_DB_MB", "520"))
+SRC = "kompose_bench_src"
 
 
 def peak_rss_run(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int]:
@@ -145,24 +149,25 @@ def peak_rss_run(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int]:
     return elapsed, peak
 
 
-def settle() -> None:
+def settle(container: str | None = None) -> None:
     """Start a timed run from a quiet disk: the previous run's dirty pages and PostgreSQL's
     pending checkpoint must not be billed to whoever runs next (seen here: the same load took
-    3.9 s and 6.7 s back to back without this)."""
+    3.9 s and 6.7 s back to back without this). ``container``: that server's checkpoint too
+    (its volume is on the same disk)."""
     subprocess.run(["sync"], check=False)
     if os.geteuid() == 0 and shutil.which("runuser"):
         subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-qc", "CHECKPOINT"],
                        capture_output=True, check=False)
+    if container:
+        subprocess.run(["docker", "exec", container, "psql", "-X", "-q", "-U", CTR["user"],
+                        "-d", "postgres", "-c", "CHECKPOINT"], capture_output=True, check=False)
 
 
-def database(runs: int) -> list[Row]:
+def source_database(admin: Any) -> int:
+    """The ~500 MB database on the host server, generated once and kept; its size."""
     import psycopg
 
-    runs = max(3, min(runs, 5))  # each run moves half a gigabyte
-    env = {**os.environ, "PGPASSWORD": PG["password"], "NO_COLOR": "1"}
-    admin = psycopg.connect(host=PG["host"], port=PG["port"], user=PG["user"],
-                            password=PG["password"], dbname="postgres", autocommit=True)
-    src = "kompose_bench_src"
+    src = SRC
     exists = admin.execute("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s",
                            (src,)).fetchone()
     if not exists or exists[0] < DB_SIZE_MB * 1024 * 1024:
@@ -180,7 +185,18 @@ def database(runs: int) -> list[Row]:
                              "'kind-' || (g %% 17), md5(g::text) || repeat(md5((g*7)::text), 3) "
                              "FROM generate_series(%s, %s) g", (lo + 1, min(rows, lo + step)))
             conn.execute("VACUUM ANALYZE events")
-    size = admin.execute("SELECT pg_database_size(%s)", (src,)).fetchone()[0]
+    return int(admin.execute("SELECT pg_database_size(%s)", (src,)).fetchone()[0])
+
+
+def database(runs: int) -> list[Row]:
+    import psycopg
+
+    runs = max(3, min(runs, 5))  # each run moves half a gigabyte
+    env = {**os.environ, "PGPASSWORD": PG["password"], "NO_COLOR": "1"}
+    admin = psycopg.connect(host=PG["host"], port=PG["port"], user=PG["user"],
+                            password=PG["password"], dbname="postgres", autocommit=True)
+    src = SRC
+    size = source_database(admin)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(dir=REPO / "bench") as tmp:
         root = Path(tmp)
@@ -260,6 +276,248 @@ def database(runs: int) -> list[Row]:
                         f"{max(peaks) / 1024:.1f} MB", "-", "-", "< 80 MB",
                         max(export_peak, *peaks) < 80 * 1024))
     admin.close()
+    return rows
+
+
+# -- database, container mode ----------------------------------------------------------------
+# A PostgreSQL 15 server in a container on a network of its own, with a data volume, reached
+# by the stack as DB_HOST=<alias> (kompose: docker exec). Created for the run and removed on
+# exit; KOMPOSE_BENCH_KEEP_CONTAINER=1 keeps it (and its loaded data) for the next run, which
+# then reuses it as the host database is reused.
+CTR = {"image": os.environ.get("KOMPOSE_BENCH_PG_IMAGE", "kompose/postgres:15"),
+       "name": "kompose-bench-pg15", "network": "kompose-bench-net",
+       "volume": "kompose-bench-pgdata", "alias": "kompose-bench-pg",
+       "user": "kompose_bench", "password": "kompose-bench-pw"}
+KEEP_CONTAINER = os.environ.get("KOMPOSE_BENCH_KEEP_CONTAINER", "") not in ("", "0")
+
+
+def docker_ok(*args: str) -> bool:
+    return subprocess.run(["docker", *args], capture_output=True).returncode == 0
+
+
+def ctr_sql(statement: str, database: str = "postgres") -> str:
+    """SQL as the container's superuser over its unix socket (trusted there), untimed."""
+    out = subprocess.run(["docker", "exec", CTR["name"], "psql", "-X", "-q", "-A", "-t",
+                          "-v", "ON_ERROR_STOP=1", "-U", CTR["user"], "-d", database,
+                          "-c", statement], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{statement!r} in {CTR['name']}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+class BenchContainer:
+    """The container, its network and volume: each removed on exit if this run made it."""
+
+    def __init__(self) -> None:
+        self.made: list[list[str]] = []  # docker commands that remove what we created
+
+    def up(self) -> None:
+        if not docker_ok("network", "inspect", CTR["network"]):
+            subprocess.run(["docker", "network", "create", CTR["network"]], check=True,
+                           capture_output=True)
+            self.made.append(["network", "rm", CTR["network"]])
+        if not docker_ok("volume", "inspect", CTR["volume"]):
+            subprocess.run(["docker", "volume", "create", CTR["volume"]], check=True,
+                           capture_output=True)
+            self.made.append(["volume", "rm", CTR["volume"]])
+        if not docker_ok("container", "inspect", CTR["name"]):
+            subprocess.run(
+                ["docker", "run", "-d", "--name", CTR["name"], "--network", CTR["network"],
+                 "--network-alias", CTR["alias"], "-v", f"{CTR['volume']}:/var/lib/postgresql/data",
+                 "-e", f"POSTGRES_USER={CTR['user']}", "-e", "POSTGRES_PASSWORD",
+                 "-e", f"POSTGRES_DB={SRC}", CTR["image"]],
+                check=True, capture_output=True,
+                env={**os.environ, "POSTGRES_PASSWORD": CTR["password"]})
+            self.made.insert(0, ["rm", "-f", "-v", CTR["name"]])  # before its volume/network
+        else:
+            subprocess.run(["docker", "start", CTR["name"]], check=True, capture_output=True)
+        deadline = time.monotonic() + 120
+        # Over TCP with the password: the init-time server listens on the socket only.
+        probe = ["docker", "exec", "-e", "PGPASSWORD", CTR["name"], "psql", "-X", "-q",
+                 "--no-password", "-h", "localhost", "-U", CTR["user"], "-d", "postgres",
+                 "-c", "SELECT 1"]
+        while subprocess.run(probe, capture_output=True,
+                             env={**os.environ, "PGPASSWORD": CTR["password"]}).returncode:
+            if time.monotonic() > deadline:
+                logs = subprocess.run(["docker", "logs", CTR["name"]], capture_output=True,
+                                      text=True).stderr[-800:]
+                raise RuntimeError(f"{CTR['image']} did not start:\n{logs}")
+            time.sleep(0.3)
+
+    def load(self, host_env: dict[str, str]) -> float | None:
+        """The host's source database into the container (pg_dump | docker exec -i psql),
+        unless it holds it already (a kept container); the seconds it took, or None."""
+        have = ctr_sql(f"SELECT count(*) FROM pg_database WHERE datname = '{SRC}'")
+        if have == "1" and ctr_sql("SELECT to_regclass('events') IS NOT NULL", SRC) == "t" and \
+                ctr_sql("SELECT count(*) > 0 FROM (SELECT 1 FROM events LIMIT 1) x", SRC) == "t":
+            return None
+        print(f"bench: loading {SRC} into the container {CTR['name']} ...", file=sys.stderr,
+              flush=True)
+        start = time.perf_counter()
+        ctr_sql(f"DROP DATABASE IF EXISTS {SRC} WITH (FORCE)")
+        ctr_sql(f"CREATE DATABASE {SRC}")
+        dump = subprocess.Popen(["pg_dump", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"],
+                                 "--no-password", "--no-owner", "--no-privileges", "-d", SRC],
+                                stdout=subprocess.PIPE, env=host_env)
+        load = subprocess.run(["docker", "exec", "-i", CTR["name"], "psql", "-X", "-q",
+                               "-v", "ON_ERROR_STOP=1", "--single-transaction", "-U", CTR["user"],
+                               "-d", SRC],
+                              stdin=dump.stdout, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+        assert dump.stdout is not None
+        dump.stdout.close()
+        if dump.wait() != 0 or load.returncode != 0:
+            raise RuntimeError(f"loading {SRC} into {CTR['name']} failed: "
+                               f"{load.stderr.decode(errors='replace')[-800:]}")
+        # As the host's copy: hint bits set and statistics there, so that the first timed
+        # pg_dump does not pay for writing them.
+        ctr_sql("VACUUM ANALYZE", SRC)
+        return time.perf_counter() - start
+
+    def down(self) -> None:
+        if KEEP_CONTAINER and self.made:
+            print(f"bench: kept {CTR['name']} (KOMPOSE_BENCH_KEEP_CONTAINER); remove it with "
+                  f"docker rm -f -v {CTR['name']}; docker volume rm {CTR['volume']}; "
+                  f"docker network rm {CTR['network']}", file=sys.stderr)
+            return
+        for argv in self.made:
+            subprocess.run(["docker", *argv], capture_output=True, check=False)
+        self.made.clear()
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # run the finally blocks: the container goes too
+
+
+def run_file(argv: Sequence[str], env: dict[str, str], *, stdin: Path | None = None,
+             stdout: Path | None = None) -> float:
+    """Wall time of ``argv`` with a file as its stdin or stdout (``< file``, ``> file``)."""
+    with contextlib.ExitStack() as files:
+        src = files.enter_context(open(stdin, "rb")) if stdin else subprocess.DEVNULL
+        out = files.enter_context(open(stdout, "wb")) if stdout else subprocess.DEVNULL
+        start = time.perf_counter()
+        subprocess.run(argv, stdin=src, stdout=out, stderr=subprocess.DEVNULL, env=env,
+                       check=True)
+        return time.perf_counter() - start
+
+
+def database_container(runs: int) -> list[Row]:
+    """db:export / db:import in container mode (docker exec) against the same commands run
+    with docker exec by hand, on the same data as the host figures."""
+    figures = ("db:export, container vs docker exec pg_dump > file",
+               "db:import, container vs docker exec -i psql -1 < file",
+               "kompose peak RSS, container mode, export / import")
+    if shutil.which("docker") is None or not docker_ok("image", "inspect", CTR["image"]):
+        return [Row(f, "-", "-", "-", "(context)", None) for f in figures]
+    import psycopg
+
+    runs = max(3, min(runs, 5))
+    host_env = {**os.environ, "PGPASSWORD": PG["password"], "NO_COLOR": "1"}
+    with psycopg.connect(host=PG["host"], port=PG["port"], user=PG["user"],
+                         password=PG["password"], dbname="postgres", autocommit=True) as admin:
+        source_database(admin)
+    server = BenchContainer()
+    previous = signal.signal(signal.SIGTERM, _exit_on_term)
+    try:
+        server.up()
+        loaded = server.load(host_env)
+        return _container_rows(runs, loaded)
+    finally:
+        server.down()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _container_rows(runs: int, loaded: float | None) -> list[Row]:
+    ctr, src = CTR["name"], SRC
+    # kompose gets the password as the stack's DB_PASSWORD; the baseline as docker exec -e
+    # PGPASSWORD (the name only), as kompose passes it. Both over TCP inside the container.
+    env = {**os.environ, "PGPASSWORD": CTR["password"], "NO_COLOR": "1"}
+    conn = ["--no-password", "-h", "localhost", "-p", "5432", "-U", CTR["user"]]
+    size = int(ctr_sql(f"SELECT pg_database_size('{src}')"))
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(dir=REPO / "bench") as tmp:
+        root = Path(tmp)
+        stack = root / "bench"
+        stack.mkdir()
+        (stack / "compose.yaml").write_text("services: {}\n")
+        (stack / ".env").write_text(
+            f"DB_NAME={src}\nDB_HOST={CTR['alias']}\nDB_PORT=5432\nDB_USER={CTR['user']}\n"
+            f"DB_PASSWORD={CTR['password']}\nDB_ACCESS=container\n")
+        plain = root / "plain.sql"
+        peaks: list[int] = []
+        durable: list[float] = []
+
+        def kompose_export() -> float:
+            for old in stack.glob(f"{src}_*.sql"):
+                old.unlink()
+            settle(ctr)
+            t, peak = peak_rss_run([*KOMPOSE, "--root", str(root), "bench", "db:export"], env)
+            peaks.append(peak)
+            return t
+
+        def plain_export() -> float:
+            plain.unlink(missing_ok=True)
+            settle(ctr)
+            start = time.perf_counter()
+            elapsed = run_file(["docker", "exec", "-e", "PGPASSWORD", ctr, "pg_dump", *conn,
+                                "-d", src], env, stdout=plain)
+            with open(plain, "rb") as handle:
+                os.fsync(handle.fileno())
+            durable.append(time.perf_counter() - start)
+            return elapsed
+
+        exp_k, exp_b = side_by_side(kompose_export, plain_export, runs, warmup=0)
+        exp_d = statistics.median(durable)
+        dump_size = plain.stat().st_size
+        rows.append(Row(f"db:export {size / 2**20:.0f} MB db ({dump_size / 2**20:.0f} MB dump), "
+                        "container vs docker exec pg_dump > file", f"{exp_k:.2f} s",
+                        f"{exp_b:.2f} s", f"{exp_k / exp_b:.3f}x", "(context)", None))
+        rows.append(Row("  same, baseline made as durable (> file; fsync)", f"{exp_k:.2f} s",
+                        f"{exp_d:.2f} s", f"{exp_k / exp_d:.3f}x", "(context)", None))
+        export_peak = max(peaks)
+        peaks.clear()
+        target, scratch = "kompose_bench_target", "kompose_bench_psql"
+        ctr_sql(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
+        ctr_sql(f"CREATE DATABASE {target}")
+        (stack / ".env").write_text((stack / ".env").read_text().replace(src, target))
+        dump = stack / f"{target}_20000101_000000.sql"
+        plain.rename(dump)
+
+        def kompose_import() -> float:
+            settle(ctr)
+            t, peak = peak_rss_run([*KOMPOSE, "--root", str(root), "bench", "db:import"], env)
+            peaks.append(peak)
+            return t
+
+        def plain_import() -> float:
+            ctr_sql(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
+            ctr_sql(f"CREATE DATABASE {scratch}")
+            settle(ctr)
+            return run_file(["docker", "exec", "-i", "-e", "PGPASSWORD", ctr, "psql", *conn,
+                             "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                             "-d", scratch], env, stdin=dump)
+
+        imp_k, imp_b = side_by_side(kompose_import, plain_import, runs, warmup=0)
+        for name in (scratch, target):
+            ctr_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        rows.append(Row("db:import of that dump, container vs docker exec -i psql -1 < file",
+                        f"{imp_k:.2f} s", f"{imp_b:.2f} s", f"{imp_k / imp_b:.3f}x",
+                        "(context)", None))
+        # What an import pays on top of the load in this mode: kompose's administrative SQL
+        # (check, create, settings, the swap steps) is one docker exec psql each, about a
+        # dozen per import, where host mode keeps one psycopg connection.
+        one = statistics.median(run_file(["docker", "exec", "-i", "-e", "PGPASSWORD", ctr, "psql",
+                                          *conn, "-X", "-q", "-d", "postgres",
+                                          "-c", "SELECT 1"], env) for _ in range(runs * 2 + 1))
+        rows.append(Row("  one administrative statement: docker exec psql -c 'SELECT 1'",
+                        ms(one), "-", "-", "(context)", None))
+        rows.append(Row("kompose peak RSS, container mode, export / import",
+                        f"{export_peak / 1024:.1f} MB / {max(peaks) / 1024:.1f} MB", "-", "-",
+                        "(context)", None))
+    if loaded is not None:
+        rows.append(Row("  setup, not timed above: host pg_dump | docker exec -i psql, VACUUM",
+                        f"{loaded:.1f} s", "-", "-", "(each run)" if not KEEP_CONTAINER
+                        else "(once)", None))
     return rows
 
 
@@ -409,7 +667,8 @@ def status(runs: int) -> list[Row]:
 
 FIGURES: dict[str, Callable[[int], list[Row]]] = {
     "startup": startup, "hook": hook_call, "compose": compose_up, "parallel": parallel,
-    "status": status, "db": database}
+    "status": status, "db-host": database, "db-container": database_container}
+GROUPS = {"db": ("db-host", "db-container")}  # --only db: both, host rows first
 
 
 def have_docker() -> bool:
@@ -432,10 +691,16 @@ def print_table(rows: list[Row]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="", help="comma-separated: " + ", ".join(FIGURES))
+    parser.add_argument("--only", default="",
+                        help="comma-separated: " + ", ".join([*FIGURES, *GROUPS]))
     parser.add_argument("--runs", type=int, default=11, help="runs per side (median)")
     args = parser.parse_args(argv)
-    chosen = [n for n in FIGURES if not args.only or n in args.only.split(",")]
+    asked = {part for name in args.only.split(",") if name
+             for part in GROUPS.get(name, (name,))}
+    unknown = asked - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    chosen = [n for n in FIGURES if not asked or n in asked]
     rows: list[Row] = []
     for name in chosen:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)

@@ -53,7 +53,7 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                       "access": access, "interrupted_import": leftover,
                       "hooks": names})
         if leftover:
-            via += " INTERRUPTED-IMPORT(run db:recover)"
+            via += " [INTERRUPTED IMPORT: run db:recover]"
         rows.append((stack.name, files,
                      "yes" if stack.env_file.is_file() else "-", dumps, db or "-", via,
                      hook_text))

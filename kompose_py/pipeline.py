@@ -17,7 +17,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kompose_py import hooks
@@ -119,6 +119,10 @@ class StackRun:
         self.ctx.reporter.command_start(self.stack.name,
                                         self.display(cmd.argv, env_prefix) + suffix,
                                         self.ctx.dry_run)
+        if cmd.mask is None:
+            secrets = secret_values(self.env)  # once per command, not per line
+            if secrets:
+                cmd = replace(cmd, mask=lambda text: mask(text, secrets))
         outcome = self.ctx.runner.run(cmd)
         self.record(StepResult(name, "command", outcome.status, outcome.exit_code,
                                outcome.duration, error=outcome.error and self.mask(outcome.error)),

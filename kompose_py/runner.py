@@ -57,6 +57,10 @@ class Command:
     # Keep the terminal: run in kompose's own process group so a TTY, job control and
     # Ctrl-C behave as if the user ran the command directly (exec, run, logs -f).
     foreground: bool = False
+    # Applied to every line of the child's output that kompose relays or keeps (its stdout
+    # and stderr when they go through a pipe): the stack's secrets never reach the screen,
+    # a log or a report, even when psql or pg_dump repeat one.
+    mask: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
     # Not ended by Ctrl-C/SIGTERM: one step of a database swap that must finish once begun
     # (the swap checks for cancellation before it starts, never half-way).
     shielded: bool = False
@@ -280,11 +284,14 @@ class Runner:
                 handle.close()
 
     def _relay(self, pipe: IO[bytes], to_stderr: bool, echo: bool,
-               tail: deque[str] | None) -> threading.Thread:
+               tail: deque[str] | None,
+               mask: Callable[[str], str] | None = None) -> threading.Thread:
         """Copy a child's stream line by line (whole lines only) and keep its last lines."""
         def copy() -> None:
             for raw in iter(pipe.readline, b""):
                 line = raw.decode(errors="replace")
+                if mask is not None:
+                    line = mask(line)
                 if echo:
                     out = sys.stderr if to_stderr else sys.stdout
                     text = f"{self.prefix} | {line}" if self.prefix else line
@@ -315,9 +322,9 @@ class Runner:
         elif proc.stdout is not None and cmd.stdout == "capture":
             relays.append(_start(_collect, proc.stdout, captured))
         elif proc.stdout is not None:
-            relays.append(self._relay(proc.stdout, self.to_stderr, True, None))
+            relays.append(self._relay(proc.stdout, self.to_stderr, True, None, cmd.mask))
         if proc.stderr is not None:
-            relays.append(self._relay(proc.stderr, True, cmd.echo_stderr, tail))
+            relays.append(self._relay(proc.stderr, True, cmd.echo_stderr, tail, cmd.mask))
         feeder = None
         feed_error: list[BaseException] = []
         if cmd.feeder is not None and proc.stdin is not None:

@@ -99,3 +99,16 @@ def test_cleanup_keeps_complete_dumps_and_list_marks_the_rest(tmp_path: Path,
     assert "INCOMPLETE: empty (0 bytes)" in marks[bad["empty"].name]
     assert "INCOMPLETE: no pg_dump completion trailer" in marks[bad["cut off"].name]
     assert "INCOMPLETE: truncated or damaged gzip" in marks[bad["truncated gzip"].name]
+
+
+def test_what_psql_repeats_of_a_secret_is_masked(tmp_path: Path, server: Postgres) -> None:
+    """psql quotes the failing line of a dump; a password in it never reaches the output."""
+    pg = server
+    name, root, _ = exported(tmp_path, pg)
+    leaky = root / "shop" / "leaky.sql"
+    leaky.write_text(dump_text(f"INSERT INTO nowhere VALUES ('{pg.password}');\n"))
+    r = run_kompose("--root", str(root), "shop", "db:import", str(leaky))
+    assert r.code == 1
+    assert 'relation "nowhere" does not exist' in r.err
+    assert "LINE 1: INSERT INTO nowhere VALUES ('***')" in r.err
+    assert pg.password not in r.out + r.err

@@ -399,7 +399,9 @@ def test_signal_during_the_swap_does_not_report_cancelled(tmp_path: Path, server
         wait_for("rename-in", phase_is(folder, proc, "rename-in"))
         wait_for("kompose waiting on the rename", lambda: blocked(pg, data["scratch"]))
         os.killpg(proc.pid, sig)  # Ctrl-C on a terminal goes to the whole group
-        time.sleep(0.3)  # not an assertion: give the handler a chance to run first
+        # The signal is taken while the rename still waits for the lock.
+        wait_for("kompose taking the signal",
+                 lambda: "running error and finally hooks" in output(logs))
     finally:
         for holder in held:
             holder.release()
@@ -412,7 +414,7 @@ def test_signal_during_the_swap_does_not_report_cancelled(tmp_path: Path, server
     assert "cancelled" not in line.lower(), text
     assert "cancelled" not in text.lower(), text
     assert f"{name} replaced by" in text
-    assert code != 0 or "post hooks not run" in text  # said, not hidden
+    assert code in (0, 128 + sig), text
 
 
 # -- 12.2: the target's own settings survive an import ---------------------------------------

@@ -403,3 +403,16 @@ hook_finally_ps() {{ log "$stack"; }}
     finished = {e[6] for e in entries(log)}  # the started stacks' finally hooks ran
     assert "a" in finished and "d" not in finished  # d never started
     assert shim.calls() == []
+
+
+def test_env_file_for_hooks_is_private(tmp_path: Path, shim: Shim) -> None:
+    """$KOMPOSE_ENV_FILE may receive decrypted secrets: created mode 0600 (issue 11.6), and
+    gone after the stack."""
+    seen = tmp_path / "seen"
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE, "hooks.sh":
+        f'hook_pre_ps() {{ stat -c "%a %s $KOMPOSE_ENV_FILE" "$KOMPOSE_ENV_FILE" >{seen}; }}\n'}})
+    r = run_kompose("--root", str(root), "a", "ps", env={**shim.env(), "UMASK_PROBE": "1"})
+    assert r.code == 0, r.err
+    mode, size, name = seen.read_text().split()
+    assert (mode, size) == ("600", "0")
+    assert not Path(name).exists()

@@ -106,6 +106,7 @@ class Supervisor:
         self._foreground: set[int] = set()
         self.cancelled = threading.Event()
         self.signum: int | None = None  # the signal that cancelled the run
+        self.forwarded: int = signal.SIGTERM  # what running children got on cancellation
         # Called (in the signal handler, before the process ends) on a second signal.
         self.on_abort: Callable[[], None] | None = None
 
@@ -127,6 +128,7 @@ class Supervisor:
                     self.on_abort()
             os._exit(self.exit_code)
         self.signum = signum
+        self.forwarded = signum
         if signum == signal.SIGHUP:
             _leave_terminal()
         self.cancelled.set()
@@ -386,6 +388,9 @@ class Runner:
                 stdout = sys.stderr.fileno()
             piped = cmd.capture_stderr or self.prefix or (self.tail_stderr and not cmd.foreground)
             stderr = subprocess.PIPE if piped else None
+            # Error and finally hooks start after a cancellation on purpose; a command whose
+            # start crossed the cancellation must still get the signal (below, in _wait).
+            cancelled_before = self.supervisor.cancelled.is_set()
             env = dict(cmd.env)
             call_id = None
             if cmd.tagged:
@@ -402,7 +407,7 @@ class Runner:
                     reason = "program not found"
                 return Outcome("failed", 127, time.monotonic() - start,
                                error=f"cannot run {cmd.argv[0]}: {reason}")
-            return self._wait(proc, cmd, start, call_id)
+            return self._wait(proc, cmd, start, call_id, cancelled_before)
         finally:
             for handle in handles:
                 handle.close()
@@ -435,9 +440,16 @@ class Runner:
         return thread
 
     def _wait(self, proc: subprocess.Popen[bytes], cmd: Command, start: float,
-              call_id: str | None = None) -> Outcome:
+              call_id: str | None = None, cancelled_before: bool = True) -> Outcome:
         own_group = not cmd.foreground
         self.supervisor.add(proc.pid, foreground=not own_group, call_id=call_id)
+        if not cancelled_before and self.supervisor.cancelled.is_set():
+            # The run was cancelled while this child started: the signal sent to the running
+            # groups may have missed it (a stack beside the one whose output closed).
+            if own_group:
+                _killpg(proc.pid, self.supervisor.forwarded)
+            else:
+                _kill(proc.pid, self.supervisor.forwarded)
         timed_out = False
         tail: deque[str] = deque(maxlen=8)
         relays = []

@@ -321,11 +321,14 @@ def test_hook_children_that_leave_the_group_end_with_a_time_out(tmp_path: Path,
                                               ESCAPING_HOOK.format(started=tmp_path / "s",
                                                                    m=marker)}})
     log = tmp_path / "log"
-    r = run_kompose("--root", str(root), "--hook-timeout", "1", "a", "up", "-d",
-                    env={**shim.env(), "HOOK_LOG": str(log)})
+    try:
+        r = run_kompose("--root", str(root), "--hook-timeout", "1", "a", "up", "-d",
+                        env={**shim.env(), "HOOK_LOG": str(log)}, timeout=60)
+    finally:
+        left = _reap(marker)  # nothing may outlive the test, whatever fails
+    assert left == []
     assert r.code == 1 and "pre_up ✗ timed out" in r.err, r.err
     assert [e[:2] for e in entries(log)] == [["hook_finally_up", "timeout"]]
-    assert _reap(marker) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -348,9 +351,10 @@ def test_hook_children_that_leave_the_group_end_with_a_termination(tmp_path: Pat
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
+        left = _reap(marker)  # nothing may outlive the test, whatever fails
+    assert left == []
     assert proc.returncode == 128 + sig, err
     assert [e[:2] for e in entries(log)] == [["hook_finally_up", "cancelled"]]
-    assert _reap(marker) == []
 
 
 # -- issue 12.10: a reader that goes away ----------------------------------------------------

@@ -210,9 +210,12 @@ def substitute(template: str, lookup: Lookup) -> str:
             close = _closing_brace(template, j + 2)
             body = template[j + 2:close] if close >= 0 else template[j + 2:]
             if close < 0:
-                raise TemplateError(f"invalid ${{...}} expression (no closing brace): "
-                                    f"${{{body[:40]}")
-            out.append(_braced(body, lookup))
+                raise TemplateError(f"invalid ${{...}} expression (no closing brace) "
+                                    f"{_where(template, j)}")
+            try:
+                out.append(_braced(body, lookup))
+            except _BadExpression:
+                raise TemplateError(f"invalid expression {_where(template, j)}") from None
             i = close + 1
         else:
             name = _NAME.match(template, j + 1)
@@ -224,10 +227,20 @@ def substitute(template: str, lookup: Lookup) -> str:
                 i = name.end()
 
 
+class _BadExpression(ValueError):
+    pass
+
+
+def _where(template: str, start: int) -> str:
+    """Where a bad ``${`` is, without quoting the value: values may hold credentials that
+    no key name marks as secret (``DSN=${X:-postgres://u:pw@h``)."""
+    return f"at character {start + 1} of the value (not shown: it may hold a secret)"
+
+
 def _braced(body: str, lookup: Lookup) -> str:
     match = _BRACED.match(body)
     if match is None:
-        raise TemplateError(f"invalid expression ${{{body[:40]}}}")
+        raise _BadExpression(body)
     name, op, arg = match[1], match[2], match[3]
     value = lookup(name)
     if op is None:
@@ -307,8 +320,7 @@ def _read_text(path: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise ConfigError(f"{path}: is {what}, not a .env file")
+        raise ConfigError(f"{path}: is {file_kind(info.st_mode)}, not a .env file")
     try:
         with path.open("rb") as stream:
             data = stream.read()
@@ -320,6 +332,16 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def file_kind(mode: int) -> str:
+    """What is there instead of a regular file, in words."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def env_file_present(path: Path) -> bool:

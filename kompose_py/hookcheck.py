@@ -67,10 +67,15 @@ class Finding:
     message: str
 
 
+@functools.cache
+def _hooked_commands() -> tuple[str, ...]:
+    """Every command a hook can apply to, as it appears in a function name."""
+    return tuple(sorted({c.replace("-", "_").replace(":", "_") for c in valid_names().values()}))
+
+
 @functools.lru_cache(maxsize=4096)
 def _closest_command(command: str) -> str | None:
-    commands = sorted({c.replace("-", "_").replace(":", "_") for c in valid_names().values()})
-    close = difflib.get_close_matches(command, commands, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(command, _hooked_commands(), n=1, cutoff=0.6)
     return close[0] if close else None
 
 

@@ -106,8 +106,9 @@ def check_hooks_file(path: Path) -> None:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise ConfigError(f"{path}: is {what}, not a hooks file")
+        from kompose_py.envfiles import file_kind
+
+        raise ConfigError(f"{path}: is {file_kind(info.st_mode)}, not a hooks file")
     if not os.access(path, os.R_OK):
         raise ConfigError(f"{path}: cannot read (permission denied)")
 
@@ -132,4 +133,4 @@ def hook_command(hook: Hook, args: Sequence[str], cwd: Path, env: Mapping[str, s
                  timeout: float | None) -> Command:
     argv = ("bash", "--noprofile", "--norc", "-c", HOOK_SCRIPT, "kompose-hook",
             str(hook.file), hook.function, *args)
-    return Command(argv, cwd, env, stdin="null", timeout=timeout)
+    return Command(argv, cwd, env, stdin="null", timeout=timeout, tagged=True)

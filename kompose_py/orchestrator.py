@@ -46,7 +46,8 @@ def run_all(stacks: Sequence[Stack], job: Job, supervisor: Supervisor,
         if supervisor.cancelled.is_set() and not stop_reason:
             name = signal_name(supervisor)
             stop_reason.append("interrupted" if name in (None, "SIGINT") else
-                               f"interrupted ({name})")
+                               "output closed (its reader went away)" if name == "SIGPIPE"
+                               else f"interrupted ({name})")
         return bool(stop_reason)
 
     pending = list(stacks)

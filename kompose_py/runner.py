@@ -6,14 +6,19 @@ so the plan printed in dry-run is by construction what a real run executes.
 
 Process groups: unless a command needs the terminal, each child starts in a session of its
 own, so a time-out or Ctrl-C reaches the child and everything it started (a hook's
-``sleep 1000 &`` included) and nothing survives it.
+``sleep 1000 &`` included) and nothing survives it. A hook's children that leave its group or
+its session (``set -m``, ``setsid``) are still found, by the process tree and by a call id in
+their environment (``KOMPOSE_CALL_ID``), and end with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -27,6 +32,11 @@ from typing import IO, Literal
 Status = Literal["success", "failed", "timeout", "cancelled"]
 
 KILL_GRACE_SECONDS = 5.0
+# Every hook call carries a unique value of this variable, inherited by everything it starts:
+# what a hook left running outside its process group and session (`set -m`, `setsid`, a
+# double fork) is found by it after a time-out or a cancellation.
+CALL_ID = "KOMPOSE_CALL_ID"
+_call_numbers = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class Command:
     capture_stderr: bool = False
     echo_stderr: bool = True
     timeout: float | None = None
+    # Mark the child and its descendants with a KOMPOSE_CALL_ID of their own (hooks), so that
+    # a descendant that left the group and the session still ends with the call.
+    tagged: bool = False
     # Keep the terminal: run in kompose's own process group so a TTY, job control and
     # Ctrl-C behave as if the user ran the command directly (exec, run, logs -f).
     foreground: bool = False
@@ -103,12 +116,13 @@ class Supervisor:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._groups: set[int] = set()
+        self._groups: dict[int, str | None] = {}  # group leader -> its call id
         # Children that share kompose's own group (they keep the terminal): a terminal's
         # Ctrl-C reaches them by itself, a SIGTERM sent to kompose alone does not.
         self._foreground: set[int] = set()
         self.cancelled = threading.Event()
         self.signum: int | None = None  # the signal that cancelled the run
+        self.forwarded: int = signal.SIGTERM  # what running children got on cancellation
         # Called (in the signal handler, before the process ends) on a second signal.
         self.on_abort: Callable[[], None] | None = None
 
@@ -130,6 +144,7 @@ class Supervisor:
                     self.on_abort()
             os._exit(self.exit_code)
         self.signum = signum
+        self.forwarded = signum
         if signum == signal.SIGHUP:
             _leave_terminal()
         self.cancelled.set()
@@ -142,30 +157,80 @@ class Supervisor:
                         .encode())
         self._signal_all(signum)
 
+    def output_closed(self, fd: int) -> None:
+        """The reader of kompose's stdout or stderr went away (``| head -1``). The stream goes
+        to /dev/null from here on (nothing waits on it, nothing fails writing to it) and the
+        run ends as after a termination signal: no new step or stack, running commands are
+        asked to stop, error and finally hooks still run."""
+        _to_devnull(fd)
+        with self._lock:
+            if self.cancelled.is_set():
+                return
+            self.signum = signal.SIGPIPE
+            self.cancelled.set()
+        with contextlib.suppress(OSError):
+            os.write(2, b"kompose: output closed (its reader went away); stopping, "
+                        b"error and finally hooks still run\n")
+        self._signal_all(signal.SIGTERM)
+
+    def check_outputs(self) -> None:
+        """After a child failed: did it fail because the reader of a stream it shares with
+        kompose went away (it died of SIGPIPE, ``kompose "*" ps | head -1``)?"""
+        for fd in (1, 2):
+            if _reader_gone(fd):
+                self.output_closed(fd)
+
     def _signal_all(self, sig: int) -> None:
         with self._lock:
-            groups = list(self._groups)
+            groups = list(self._groups.items())
             foreground = list(self._foreground)
-        for pgid in groups:
+        table = _process_table() if groups else {}
+        for pgid, call_id in groups:
+            # The whole family, found while the leader still lives: its children that left
+            # the group are still its children now.
+            for pid in _family(pgid, call_id, table):
+                _kill(pid, sig)
             _killpg(pgid, sig)
         if sig != signal.SIGINT:  # the terminal already sent Ctrl-C to the foreground
             for pid in foreground:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
 
-    def add(self, pgid: int, foreground: bool = False) -> None:
+    def add(self, pgid: int, foreground: bool = False, call_id: str | None = None) -> None:
         with self._lock:
-            (self._foreground if foreground else self._groups).add(pgid)
+            if foreground:
+                self._foreground.add(pgid)
+            else:
+                self._groups[pgid] = call_id
 
     def discard(self, pgid: int) -> None:
         with self._lock:
-            self._groups.discard(pgid)
+            self._groups.pop(pgid, None)
             self._foreground.discard(pgid)
 
 
 def signal_name(supervisor: Supervisor) -> str | None:
     """``SIGTERM`` etc. when a signal cancelled the run."""
     return signal.Signals(supervisor.signum).name if supervisor.signum else None
+
+
+def _to_devnull(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+def _reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe whose reading end is closed (poll reports POLLERR)."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR is always reported
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except OSError:
+        return False
 
 
 def _leave_terminal() -> None:
@@ -191,28 +256,106 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+# pid -> (parent, process group, session, start time); live processes only (no zombies).
+ProcessTable = dict[int, tuple[int, int, int, int]]
+
+
+def _process_table() -> ProcessTable:
+    """Every live process, from /proc (empty where there is no /proc: then only process
+    groups are followed)."""
+    table: ProcessTable = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stream:
+                data = stream.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp session ... starttime": comm may hold spaces and ")".
+        fields = data[data.rfind(b")") + 2:].split()
+        if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+            continue  # a zombie needs no signal, only its parent's wait
+        table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+    return table
+
+
+def _carries(pid: int, call_id: str) -> bool:
+    """Whether the process's environment holds this call's id."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as stream:
+            environ = stream.read()
+    except OSError:
+        return False
+    return f"\0{CALL_ID}={call_id}\0".encode() in b"\0" + environ
+
+
+def _family(leader: int, call_id: str | None, table: ProcessTable) -> dict[int, int]:
+    """The processes that belong to the command led by ``leader`` (pid -> start time): its
+    process group and session, every descendant (whatever group or session it moved to),
+    and every process that carries its call id (descendants whose parent already ended)."""
+    found = {pid: info[3] for pid, info in table.items()
+             if pid == leader or info[1] == leader or info[2] == leader}
+    if call_id is not None:
+        found.update({pid: info[3] for pid, info in table.items()
+                      if pid not in found and _carries(pid, call_id)})
+    children: dict[int, list[int]] = {}
+    for pid, info in table.items():
+        children.setdefault(info[0], []).append(pid)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found[child] = table[child][3]
+                todo.append(child)
+    found.pop(os.getpid(), None)
+    return found
+
+
+def _end_group(proc: subprocess.Popen[bytes], call_id: str | None = None) -> None:
+    """SIGTERM to the child's whole family (its group, its session, its descendants, what
+    carries its call id), a grace period, then SIGKILL to whatever is left."""
+    pgid = proc.pid
+    grace = kill_grace()
+    members = _family(pgid, call_id, _process_table())
+    for pid in members:
+        _kill(pid, signal.SIGTERM)
+    _killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    while True:
+        table = _process_table()
+        # Still there: the same process (pid and start time), not a new one on a reused pid;
+        # and whatever the family started meanwhile.
+        left = {pid for pid, start in members.items() if pid in table and table[pid][3] == start}
+        left.update(_family(pgid, call_id, table))
+        if not left and not (table == {} and _group_alive(pgid)):
+            break
+        if time.monotonic() >= deadline:
+            for pid in left:
+                _kill(pid, signal.SIGKILL)
+            _killpg(pgid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
     return True
-
-
-def _end_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the child's whole group (it leads a session of its own), a grace period,
-    then SIGKILL to whatever is left."""
-    pgid = proc.pid
-    grace = kill_grace()
-    _killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if _group_alive(pgid):
-        _killpg(pgid, signal.SIGKILL)
-    proc.wait()
 
 
 class Runner:
@@ -267,9 +410,17 @@ class Runner:
                 stdout = sys.stderr.fileno()
             piped = cmd.capture_stderr or self.prefix or (self.tail_stderr and not cmd.foreground)
             stderr = subprocess.PIPE if piped else None
+            # Error and finally hooks start after a cancellation on purpose; a command whose
+            # start crossed the cancellation must still get the signal (below, in _wait).
+            cancelled_before = self.supervisor.cancelled.is_set()
+            env = dict(cmd.env)
+            call_id = None
+            if cmd.tagged:
+                call_id = f"{os.getpid()}.{next(_call_numbers)}"
+                env[CALL_ID] = call_id
             try:
                 proc = subprocess.Popen(
-                    cmd.argv, cwd=cmd.cwd, env=dict(cmd.env), stdin=stdin, stdout=stdout,
+                    cmd.argv, cwd=cmd.cwd, env=env, stdin=stdin, stdout=stdout,
                     stderr=stderr, start_new_session=not cmd.foreground,
                 )
             except OSError as exc:
@@ -278,7 +429,7 @@ class Runner:
                     reason = "program not found"
                 return Outcome("failed", 127, time.monotonic() - start,
                                error=f"cannot run {cmd.argv[0]}: {reason}")
-            return self._wait(proc, cmd, start)
+            return self._wait(proc, cmd, start, call_id, cancelled_before)
         finally:
             for handle in handles:
                 handle.close()
@@ -297,9 +448,14 @@ class Runner:
                     text = f"{self.prefix} | {line}" if self.prefix else line
                     if not text.endswith("\n"):
                         text += "\n"
-                    with self.lock:
-                        out.write(text)
-                        out.flush()
+                    try:
+                        with self.lock:
+                            out.write(text)
+                            out.flush()
+                    except BrokenPipeError:
+                        # `kompose -j 4 "*" ps | head -1`: keep draining the child's pipe (it
+                        # must never block on it), stop the run.
+                        self.supervisor.output_closed(out.fileno())
                 if tail is not None and line.strip():
                     tail.append(line.rstrip("\n"))
             pipe.close()
@@ -308,10 +464,20 @@ class Runner:
         thread.start()
         return thread
 
-    def _wait(self, proc: subprocess.Popen[bytes], cmd: Command, start: float) -> Outcome:
+    def _wait(self, proc: subprocess.Popen[bytes], cmd: Command, start: float,
+              call_id: str | None = None, cancelled_before: bool = True) -> Outcome:
         own_group = not cmd.foreground
         if not cmd.shielded:
-            self.supervisor.add(proc.pid, foreground=not own_group)
+            # A shielded step (one statement of a database swap) is never signalled.
+            self.supervisor.add(proc.pid, foreground=not own_group, call_id=call_id)
+            if not cancelled_before and self.supervisor.cancelled.is_set():
+                # The run was cancelled while this child started: the signal sent to the
+                # running groups may have missed it (a stack beside the one whose output
+                # closed).
+                if own_group:
+                    _killpg(proc.pid, self.supervisor.forwarded)
+                else:
+                    _kill(proc.pid, self.supervisor.forwarded)
         timed_out = False
         tail: deque[str] = deque(maxlen=8)
         relays = []
@@ -336,11 +502,11 @@ class Runner:
                 proc.wait(timeout=cmd.timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                _end_group(proc)
-            if (own_group and not cmd.shielded and self.supervisor.cancelled.is_set()
-                    and _group_alive(proc.pid)):
-                # The leader is gone after Ctrl-C; its background children go too.
-                _end_group(proc)
+                _end_group(proc, call_id)
+            if own_group and not cmd.shielded and self.supervisor.cancelled.is_set():
+                # The leader is gone after Ctrl-C; its background children go too, also
+                # those that left its group or session.
+                _end_group(proc, call_id)
         finally:
             self.supervisor.discard(proc.pid)
             if feeder is not None:
@@ -352,6 +518,8 @@ class Runner:
                 relay.join(timeout=None if cmd.drain is not None else 2.0)
         duration = time.monotonic() - start
         code = proc.returncode
+        if code != 0 and not self.supervisor.cancelled.is_set():
+            self.supervisor.check_outputs()
         exit_code = 128 - code if code < 0 else code  # killed by a signal: shell convention
         status: Status
         error = None

@@ -55,6 +55,9 @@ ROOT_HINT = "pass --root DIR or set KOMPOSE_ROOT"
 def resolve_root(option: str | None, environ: Mapping[str, str], cwd: Path) -> Path:
     """--root, else $KOMPOSE_ROOT, else the first folder found by :func:`find_root`, else the
     current directory (whose "no stacks" error then names --root and KOMPOSE_ROOT)."""
+    if option is not None and not option.strip():
+        # `--root "$UNSET_VARIABLE"` must not silently mean "wherever I happen to be".
+        raise UsageError("--root needs a folder, got an empty value", hint=ROOT_HINT)
     if option:
         chosen = Path(option)
     elif environ.get("KOMPOSE_ROOT"):

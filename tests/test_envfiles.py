@@ -132,3 +132,21 @@ def test_unparsable_stack_env_is_reported_before_anything_runs(tmp_path: Path, s
     assert r.code == 2
     assert f"{root}/b/.env:2: a variable name cannot contain a space" in r.err
     assert shim.calls() == []  # stack a did not start either
+
+
+@pytest.mark.parametrize("line", [
+    "DSN=${X:-postgres://app:Hunter2Secret@db/app",   # no closing brace
+    "DSN=postgres://app:Hunter2Secret@${DB_HOST",     # the ${ after the secret
+    "DSN=${Hunter2Secret x}",                          # an invalid expression
+    "DSN=${X:-${Hunter2Secret z}}",                    # nested
+    "DSN=a${Hunter2Secret:0:1}",
+])
+def test_parse_errors_never_echo_the_value(tmp_path: Path, line: str) -> None:
+    """A value may hold a credential that no key name marks as secret (issue 12.8): an error
+    says where, never what."""
+    path = tmp_path / ".env"
+    path.write_text(f"A=1\n{line}\n")
+    with pytest.raises(ConfigError) as err:
+        read_env_file(path, {})
+    assert err.value.message.startswith(f"{path}:2: DSN: invalid")
+    assert "Hunter2" not in err.value.message and "character" in err.value.message

@@ -317,6 +317,7 @@ def test_a_hooks_file_that_is_no_file_stops_the_run_before_it_starts(
         if args != ["--list"]:
             assert r.code == 2, r.err
             assert f"{target}: " in r.err
+            assert "usage:" not in r.err  # a configuration error: the synopsis would not help
     assert shim.calls() == []  # stack a did not start either
 
 

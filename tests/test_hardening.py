@@ -4,6 +4,7 @@ check, an unreachable engine, `up` without -d, and --json in every ending."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -289,3 +290,133 @@ def test_json_reader_that_goes_away(tmp_path: Path, shim: Shim) -> None:
     assert proc.returncode == 1  # the run's own status: b failed
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert "Summary: 1 succeeded, 1 failed" in proc.stderr
+
+
+# -- issue 12.9: hook children that leave the process group ---------------------------------
+ESCAPING_HOOK = """
+hook_pre_up() {{
+  touch {started}
+  setsid sleep 1{m} &                # a session of its own, child of the hook
+  ( set -m; setsid sleep 2{m} & )    # setsid forks: its parent is gone at once
+  set -m; sleep 3{m} & set +m        # a process group of its own, same session
+  sleep 4{m}
+}}
+hook_finally_up() {{ log; }}
+"""
+
+
+def _reap(marker: str) -> list[int]:
+    """The processes left with ``marker``, killed so that a failing test leaves nothing."""
+    left = alive_with(marker)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def test_hook_children_that_leave_the_group_end_with_a_time_out(tmp_path: Path,
+                                                                shim: Shim) -> None:
+    marker = f"5{uuid.uuid4().int % 10**6:06d}"
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE, "hooks.sh": LOG +
+                                              ESCAPING_HOOK.format(started=tmp_path / "s",
+                                                                   m=marker)}})
+    log = tmp_path / "log"
+    try:
+        r = run_kompose("--root", str(root), "--hook-timeout", "1", "a", "up", "-d",
+                        env={**shim.env(), "HOOK_LOG": str(log)}, timeout=60)
+    finally:
+        left = _reap(marker)  # nothing may outlive the test, whatever fails
+    assert left == []
+    assert r.code == 1 and "pre_up ✗ timed out" in r.err, r.err
+    assert [e[:2] for e in entries(log)] == [["hook_finally_up", "timeout"]]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_hook_children_that_leave_the_group_end_with_a_termination(tmp_path: Path, shim: Shim,
+                                                                   sig: int) -> None:
+    marker = f"6{uuid.uuid4().int % 10**6:06d}"
+    started = tmp_path / "s"
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE, "hooks.sh": LOG +
+                                              ESCAPING_HOOK.format(started=started, m=marker)}})
+    log = tmp_path / "log"
+    proc = start(root, {**shim.env(), "HOOK_LOG": str(log)}, "a", "up", "-d")
+    try:
+        wait_for(started)
+        # The three escapers are running before the signal comes.
+        deadline = time.monotonic() + 20
+        while len(alive_with(marker)) < 4:
+            assert time.monotonic() < deadline, alive_with(marker)
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        left = _reap(marker)  # nothing may outlive the test, whatever fails
+    assert left == []
+    assert proc.returncode == 128 + sig, err
+    assert [e[:2] for e in entries(log)] == [["hook_finally_up", "cancelled"]]
+
+
+# -- issue 12.10: a reader that goes away ----------------------------------------------------
+@pytest.mark.parametrize(("parallel", "first_fails", "stream"), [
+    ("1", False, "stdout"), ("2", False, "stdout"), ("2", True, "stdout"),
+    ("2", False, "both"),
+])
+def test_a_reader_that_goes_away_ends_the_run(tmp_path: Path, shim: Shim, parallel: str,
+                                              first_fails: bool, stream: str) -> None:
+    """`kompose -j N "*" ps | head -1`: kompose stops (no new stack, running ones asked to
+    stop, error and finally hooks still run), 141 as any producer in a pipeline, or 1 when a
+    stack had failed. Without this the relay thread died with a traceback and the child hung
+    on a full pipe."""
+    done = tmp_path / "a-failed"
+    talker = LOG + f"""
+hook_pre_ps() {{ while [ ! -e {done} ]; do sleep 0.02; done; yes "line of $stack"; }}
+hook_finally_ps() {{ log "$stack"; }}
+"""
+    a_hooks = LOG + (f"hook_pre_ps() {{ exit 3; }}\nhook_error_ps() {{ touch {done}; }}\n"
+                     if first_fails else f"hook_pre_ps() {{ touch {done}; yes 'line of a'; }}\n")
+    root = make_stacks(tmp_path / "r", {
+        "a": {"compose.yaml": COMPOSE,
+              "hooks.sh": a_hooks + 'hook_finally_ps() { log "$stack"; }\n'},
+        **{n: {"compose.yaml": COMPOSE, "hooks.sh": talker} for n in ("b", "c", "d")}})
+    log = tmp_path / "log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kompose_py", "--root", str(root), "-j", parallel, "*", "ps"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if stream == "both" else subprocess.PIPE,
+        env={**os.environ, **shim.env(), "HOOK_LOG": str(log)})
+    assert proc.stdout is not None
+    try:
+        line = b"-"
+        while line and b"line of" not in line:
+            line = proc.stdout.readline()
+        assert line, "kompose ended before any output"
+        proc.stdout.close()  # the reader goes away
+        proc.stdout = None
+        # A hang here: a child blocked on a pipe nobody reads.
+        _, raw = proc.communicate(timeout=60)
+        err = (raw or b"").decode()
+        code = proc.returncode
+    finally:
+        proc.kill()
+    assert code == (1 if first_fails else 141), err
+    assert "Traceback" not in err and "Exception" not in err
+    if stream == "stdout":
+        assert "kompose: output closed (its reader went away)" in err
+        assert "⊘ d not run: output closed (its reader went away)" in err
+    finished = {e[6] for e in entries(log)}  # the started stacks' finally hooks ran
+    assert "a" in finished and "d" not in finished  # d never started
+    assert shim.calls() == []
+
+
+def test_env_file_for_hooks_is_private(tmp_path: Path, shim: Shim) -> None:
+    """$KOMPOSE_ENV_FILE may receive decrypted secrets: created mode 0600 (issue 11.6), and
+    gone after the stack."""
+    seen = tmp_path / "seen"
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE, "hooks.sh":
+        f'hook_pre_ps() {{ stat -c "%a %s $KOMPOSE_ENV_FILE" "$KOMPOSE_ENV_FILE" >{seen}; }}\n'}})
+    r = run_kompose("--root", str(root), "a", "ps", env={**shim.env(), "UMASK_PROBE": "1"})
+    assert r.code == 0, r.err
+    mode, size, name = seen.read_text().split()
+    assert (mode, size) == ("600", "0")
+    assert not Path(name).exists()

@@ -94,3 +94,11 @@ def test_no_stacks_anywhere_names_root_option_and_variable(tmp_path: Path) -> No
 def test_status_takes_only_a_pattern(project: Path) -> None:
     r = run_kompose("--status", "web", "up", cwd=project)
     assert r.code == 2 and "--status takes only a PATTERN, got 'up'" in r.err
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_root_option_is_a_usage_error(project: Path, value: str) -> None:
+    """`--root "$UNSET"` must not mean "wherever I am" (issue 12.7)."""
+    r = run_kompose("--root", value, "*", "ps", cwd=project / "stacks" / "web")
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0] == "kompose: error: --root needs a folder, got an empty value"

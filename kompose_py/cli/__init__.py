@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from kompose_py.errors import KomposeError, UsageError
+from kompose_py.errors import ConfigError, KomposeError, UsageError
 
 USAGE_HINT = "usage: kompose [OPTIONS] PATTERN COMMAND [ARGS]...   (see kompose --help)"
 
@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return execute(parsed)
     except KomposeError as exc:
         hint = exc.hint
-        if isinstance(exc, UsageError) and hint is None:
+        # A configuration error (a .env or hooks.sh that cannot be read) says what to fix
+        # itself; the command-line synopsis would only distract from it.
+        if isinstance(exc, UsageError) and not isinstance(exc, ConfigError) and hint is None:
             hint = USAGE_HINT
         return _error(exc.message, hint, exc.exit_code, as_json)
     except KeyboardInterrupt:  # before the run installed its own handling

@@ -64,7 +64,7 @@ Everything after COMMAND
 goes to it untouched, except a literal --dry-run (before any --).
 
 Exit codes: 0 success, 1 a stack failed, 2 usage error, 3 no stack matched, 130 interrupted
-(Ctrl-C), 143 SIGTERM, 129 SIGHUP.
+(Ctrl-C), 143 SIGTERM, 129 SIGHUP, 141 the output's reader went away.
 """
 
 

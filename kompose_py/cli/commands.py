@@ -8,6 +8,7 @@ the first stack starts.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -207,6 +208,7 @@ def execute(inv: Invocation) -> int:
         from kompose_py.cli.report import abort_writer
 
         supervisor.on_abort = abort_writer(done, line.command, line.dry_run, supervisor)
+    reporter.on_closed = supervisor.output_closed
     supervisor.install()
     results = run_all(selected, run_one, supervisor, inv.fail_fast, parallel,
                       not_run=lambda r: reporter.stack_end(r.stack, r),
@@ -218,10 +220,12 @@ def execute(inv: Invocation) -> int:
         signame = signal_name(supervisor)
         write_json(sys.stdout, results, line.command, line.dry_run,
                    **({"signal": signame} if signame else {}))
+    failed = any(r.status in ("failed", "timeout") for r in results)
     if supervisor.cancelled.is_set():
-        return supervisor.exit_code
-    failed = any(r.status in ("failed", "timeout", "cancelled") for r in results)
-    return 1 if failed or blocked else 0
+        # The reader went away (`| head -1`): 141 as for any producer in a pipeline, unless
+        # a stack failed; that still says 1.
+        return 1 if failed and supervisor.signum == signal.SIGPIPE else supervisor.exit_code
+    return 1 if failed or blocked or any(r.status == "cancelled" for r in results) else 0
 
 
 Job = Callable[[RunContext, Stack], StackResult]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -81,6 +81,18 @@ class HumanReporter:
         self.lock = threading.Lock()
         self.label_width = label_width  # stack names are padded to this in prefixed lines
         self._progress_shown = False
+        # Told when the stream's reader went away (`2>&1 | head -1`): the run then stops.
+        self.on_closed: Callable[[int], None] | None = None
+
+    def _emit(self, text: str) -> None:
+        """Write under the lock (held by the caller); a reader that went away stops the run
+        instead of crashing it."""
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            if self.on_closed is not None:
+                self.on_closed(self.stream.fileno())
 
     def _write(self, stack: str | None, text: str) -> None:
         lines = text.split("\n")
@@ -89,10 +101,9 @@ class HumanReporter:
             lines = [f"{label} | {line}" for line in lines]
         with self.lock:
             if self._progress_shown:
-                self.stream.write("\r\033[K")
+                lines[0] = "\r\033[K" + lines[0]
                 self._progress_shown = False
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
+            self._emit("\n".join(lines) + "\n")
 
     # -- Reporter protocol ------------------------------------------------------------
     def stack_start(self, stack: str, env_files: Sequence[Path], overrides: Sequence[str],
@@ -172,8 +183,7 @@ class HumanReporter:
         from kompose_py.database import human_size
 
         with self.lock:
-            self.stream.write(f"\r\033[K  {stack}: {human_size(size)} written")
-            self.stream.flush()
+            self._emit(f"\r\033[K  {stack}: {human_size(size)} written")
             self._progress_shown = True
 
     # -- end of run -------------------------------------------------------------------

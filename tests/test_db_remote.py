@@ -185,3 +185,45 @@ def test_database_on_an_ssh_engine(remote_root: tuple[Path, str, str, dict[str, 
     assert secret not in ssh_engine.calls.read_text()
 
 
+
+def test_a_container_gone_between_ps_and_inspect_is_not_an_unreachable_engine(
+        tmp_path: Path) -> None:
+    """Seen on the shared test engine over ssh: another project removed a container between
+    kompose's `docker ps -q` and `docker inspect`; docker inspect then fails as a whole
+    ("No such object") and kompose took the engine for unreachable, fell back to the host's
+    tools and failed with `could not translate host name "postgres"`."""
+    import json
+
+    from kompose_py import pgaccess
+    from kompose_py.runner import Command, Outcome
+
+    alive = {"Name": "/kt-db-postgres-1", "State": {"Running": True},
+             "Config": {"Labels": {"com.docker.compose.project": "kt-db",
+                                   "com.docker.compose.service": "postgres"}},
+             "NetworkSettings": {"Networks": {"shared": {"Aliases": ["postgres"]}},
+                                 "Ports": {}}}
+    calls: list[tuple[str, ...]] = []
+
+    class Engine:
+        def run(self, cmd: Command) -> Outcome:
+            calls.append(cmd.argv)
+            if cmd.argv[1] == "ps":
+                ids = "aaa\ngone\n" if len(calls) == 1 else "aaa\n"
+                return Outcome("success", 0, 0.1, stdout=ids.encode())
+            if "gone" in cmd.argv:
+                return Outcome("failed", 1, 0.1, stderr_tail=("Error: No such object: gone",),
+                               stdout=b"[]\n")
+            return Outcome("success", 0, 0.1, stdout=json.dumps([alive]).encode())
+
+    found = pgaccess._ask_engine(Engine(), {}, tmp_path)  # type: ignore[arg-type]
+    assert not isinstance(found, str), found
+    assert [c.name for c in found] == ["kt-db-postgres-1"]
+    assert len(calls) == 4
+    # Any other failure is still the engine's answer, at once.
+
+    class Down:
+        def run(self, cmd: Command) -> Outcome:
+            return Outcome("failed", 1, 0.1, stderr_tail=("Cannot connect to the Docker daemon",))
+
+    assert pgaccess._ask_engine(Down(), {}, tmp_path) == (  # type: ignore[arg-type]
+        "Cannot connect to the Docker daemon")

@@ -303,12 +303,18 @@ def _ask_engine(runner: Runner, values: Mapping[str, str], cwd: Path) -> list[Co
             or f"exit {outcome.exit_code}"
         return b"", why.strip()
 
-    ids, error = call("ps", "-q", "--no-trunc")
-    if error:
-        return error
-    if not ids.split():
-        return []
-    text, error = call("inspect", *ids.decode().split())
+    for _attempt in range(3):
+        ids, error = call("ps", "-q", "--no-trunc")
+        if error:
+            return error
+        if not ids.split():
+            return []
+        text, error = call("inspect", *ids.decode().split())
+        # A container that went away between the two calls (other projects come and go on
+        # the engine; over ssh:// the gap is most of a second) makes docker inspect fail as a
+        # whole: ask again rather than call the engine unreachable.
+        if not error or "No such object" not in error:
+            break
     if error:
         return error
     try:
@@ -336,7 +342,7 @@ def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Run
         if db.access == "container" or db.container:
             raise StepError(f"cannot list the containers of the Docker engine"
                             f"{' ' + engine if engine else ''}: {containers}")
-        return HostAccess(db, "Docker engine not reachable")
+        return HostAccess(db, f"Docker engine not reachable: {containers}")
     if db.container:
         match = [c for c in containers if db.container in (c.name, c.name.lstrip("/"))]
         if not match:

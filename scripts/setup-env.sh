@@ -162,6 +162,26 @@ fi
 [ -e /dev/fd/3 ] && printf 'export KOMPOSE_TEST_PG_IMAGE=%s KOMPOSE_TEST_PG_IMAGE_NEWER=%s KOMPOSE_HAVE_PG_IMAGES=%s\n' \
   "$pg_image" "$pg_image_newer" "$pg_images_ok" >&3
 
+# --- SSH client and server (Docker engines over ssh://) -------------------------------------
+# The ssh:// engine tests start their own sshd on 127.0.0.1 with keys of their own (see the
+# ssh_engine fixture in tests/conftest.py); here only the programs are installed. Nothing is
+# started: where the system has no policy-rc.d, a temporary one keeps the package's
+# maintainer scripts from starting the ssh service on port 22.
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1; then
+  if is_root_apt; then
+    policy=/usr/sbin/policy-rc.d own_policy=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    fi
+    apt_install openssh-server openssh-client || true
+    [ "$own_policy" = 1 ] && rm -f "$policy"
+  fi
+fi
+[ -x /usr/sbin/sshd ] || missing+=("sshd, for the ssh:// engine tests (apt-get install openssh-server)")
+for tool in ssh ssh-keygen; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool, for the ssh:// engine tests (apt-get install openssh-client)")
+done
+
 [ -e /dev/fd/3 ] && printf 'export KOMPOSE_HAVE_DOCKER=%s KOMPOSE_HAVE_POSTGRES=%s\n' "$docker_ok" "$pg_ok" >&3
 if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do say "MISSING: $m"; done

@@ -464,3 +464,112 @@ def second_engine(docker_engine: None) -> Iterator[str]:
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
         for folder in (data_root, exec_root):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SshEngine:
+    """This machine's Docker engine behind an sshd of the test session's own:
+    ``DOCKER_HOST=ssh://kt-ssh`` works for a process whose PATH starts with ``bin``, where a
+    wrapper ``ssh`` adds ``-F <config>``. Each call of the wrapper is a line in ``calls``."""
+
+    host: str
+    bin: Path
+    config: Path
+    calls: Path
+
+    def __iter__(self) -> Iterator[Any]:  # host, bin = ssh_engine
+        return iter((self.host, self.bin))
+
+    def env(self, **more: str) -> dict[str, str]:
+        return {"PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}", **more}
+
+
+@pytest.fixture(scope="session")
+def ssh_engine(docker_engine: None, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[SshEngine]:
+    """An sshd on 127.0.0.1 (a free port, key-only login for the current user, host key,
+    authorized_keys and PidFile of its own) in front of this machine's engine, as a stand-in
+    for a remote Docker host. Nothing in ~/.ssh is read or changed: the client gets its
+    config, key and known_hosts through a wrapper ``ssh`` that comes first on PATH."""
+    import pwd
+    import socket
+    import time
+
+    # sshd re-executes itself, so it needs its absolute path
+    sshd = next((p for p in ("/usr/sbin/sshd", shutil.which("sshd"))
+                 if p and os.access(p, os.X_OK)), None)
+    ssh, keygen = shutil.which("ssh"), shutil.which("ssh-keygen")
+    if sshd is None or ssh is None or keygen is None:
+        _missing("sshd, ssh and ssh-keygen for ssh:// engines (apt-get install openssh-server "
+                 "openssh-client; scripts/setup-env.sh does it)")
+    assert sshd and ssh and keygen
+    user = pwd.getpwuid(os.getuid()).pw_name
+    home = tmp_path_factory.mktemp("ssh-engine")
+    for key in ("host_key", "client_key"):
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", f"kompose-test-{key}",
+                        "-f", str(home / key)], check=True, capture_output=True)
+    authorized = home / "authorized_keys"
+    shutil.copy(home / "client_key.pub", authorized)
+    authorized.chmod(0o600)
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+    log = home / "sshd.log"
+    started: subprocess.Popen[bytes] | None = None
+    for _attempt in range(5):  # a free port may be taken between asking and binding
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        (home / "sshd_config").write_text(
+            f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {home / 'host_key'}\n"
+            f"PidFile {home / 'sshd.pid'}\nAuthorizedKeysFile {authorized}\n"
+            f"AllowUsers {user}\nPermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "UsePAM no\nStrictModes no\nLogLevel VERBOSE\n"
+            # the docker CLI opens one ssh connection per API connection
+            "MaxStartups 100\nMaxSessions 100\n")
+        # -D: stays in the foreground as our child, -e: its log to our file
+        with open(log, "ab") as out:
+            started = subprocess.Popen([sshd, "-D", "-e", "-f", str(home / "sshd_config")],
+                                       stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while started.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        if started.poll() is None:
+            break
+    if started is None or started.poll() is not None:
+        raise RuntimeError(f"sshd did not start: {log.read_text()[-800:]}")
+    try:
+        host_key = (home / "host_key.pub").read_text().split()
+        (home / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+        config = home / "ssh_config"
+        config.write_text(
+            f"Host kt-ssh\n    HostName 127.0.0.1\n    Port {port}\n    User {user}\n"
+            f"    IdentityFile {home / 'client_key'}\n    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {home / 'known_hosts'}\n    GlobalKnownHostsFile /dev/null\n"
+            "    StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n")
+        bin_dir = home / "bin"
+        bin_dir.mkdir()
+        calls = home / "ssh-calls.log"
+        wrapper = bin_dir / "ssh"
+        wrapper.write_text(f'#!/bin/sh\necho "$*" >>"{calls}"\nexec {ssh} -F "{config}" "$@"\n')
+        wrapper.chmod(0o755)
+        engine = SshEngine("ssh://kt-ssh", bin_dir, config, calls)
+        check = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                               env={**os.environ, **engine.env(DOCKER_HOST=engine.host)},
+                               capture_output=True, text=True, timeout=60)
+        if check.returncode != 0:
+            raise RuntimeError(f"docker over {engine.host} does not answer: "
+                               f"{check.stderr.strip()[-500:]}; sshd: {log.read_text()[-500:]}")
+        yield engine
+    finally:
+        started.terminate()
+        try:
+            started.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            started.kill()
+            started.wait()

@@ -104,7 +104,7 @@ def test_cleanup_keeps_complete_dumps_and_list_marks_the_rest(tmp_path: Path,
 def test_what_psql_repeats_of_a_secret_is_masked(tmp_path: Path, server: Postgres) -> None:
     """psql quotes the failing line of a dump; a password in it never reaches the output."""
     pg = server
-    name, root, _ = exported(tmp_path, pg)
+    _, root, _ = exported(tmp_path, pg)
     leaky = root / "shop" / "leaky.sql"
     leaky.write_text(dump_text(f"INSERT INTO nowhere VALUES ('{pg.password}');\n"))
     r = run_kompose("--root", str(root), "shop", "db:import", str(leaky))
@@ -112,3 +112,22 @@ def test_what_psql_repeats_of_a_secret_is_masked(tmp_path: Path, server: Postgre
     assert 'relation "nowhere" does not exist' in r.err
     assert "LINE 1: INSERT INTO nowhere VALUES ('***')" in r.err
     assert pg.password not in r.out + r.err
+
+
+def test_db_shell_on_a_terminal_wherever_the_database_lives(tmp_path: Path,
+                                                            server: Postgres) -> None:
+    """db:shell keeps the terminal (docker exec -it in a container); extra arguments go to
+    psql; one stack only."""
+    from tests.conftest import run_on_terminal
+
+    pg = server
+    name, root, _ = exported(tmp_path, pg)
+    # (A pseudo-terminal of unknown size makes psql page even one line: no pager here.)
+    code, shown = run_on_terminal("--root", str(root), "shop", "db:shell", "-P", "pager=off",
+                                  "-At", "-c", "SELECT 40 + 2", timeout=60)
+    assert code == 0, shown
+    assert "\n42" in shown.replace("\r", "")
+    assert pg.password not in shown
+    make_stacks(root, {"blog": {"compose.yaml": COMPOSE, ".env": pg.env_text(name)}})
+    r = run_kompose("--root", str(root), "*", "db:shell")
+    assert r.code == 2 and "db:shell opens one database" in r.err

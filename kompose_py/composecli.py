@@ -10,7 +10,6 @@ common path costs a few ``stat`` calls and no process.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,8 @@ def _identity(path: str) -> list[object]:
 
 def fingerprint(program: Sequence[str], env: Mapping[str, str]) -> str | None:
     """Which Compose this is, from file metadata alone (None: the program is not there)."""
+    import json  # here: the common path (a dry-run of up, ps, …) never needs it
+
     exe = shutil.which(program[0], path=env.get("PATH"))
     if exe is None:
         return None
@@ -72,6 +73,8 @@ def parse_help(text: str) -> frozenset[str]:
 
 
 def _read_cache(path: Path) -> dict[str, dict[str, object]]:
+    import json  # here: the common path (a dry-run of up, ps, …) never needs it
+
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -84,6 +87,8 @@ def _read_cache(path: Path) -> dict[str, dict[str, object]]:
 
 def _write_cache(path: Path, data: dict[str, dict[str, object]]) -> None:
     """Best effort: an unwritable cache only costs the next run a probe."""
+    import json  # here: the common path (a dry-run of up, ps, …) never needs it
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         import tempfile  # only when the cache is written: not on the common path
@@ -159,6 +164,8 @@ OFFLINE = frozenset({"config", "version", "help", "convert"})
 def engine_of(env: Mapping[str, str]) -> Engine | None:
     """The engine Docker would use with this environment; None when it cannot be told
     without asking docker (a context whose metadata is not where Docker keeps it)."""
+    import json  # here: the common path (a dry-run of up, ps, …) never needs it
+
     if env.get("DOCKER_HOST"):
         return Engine(env["DOCKER_HOST"], "DOCKER_HOST")
     config = _docker_config(env)

@@ -63,7 +63,7 @@ _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v
             "\\": "\\", '"': '"'}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Binding:
     """One statement of a .env file: ``value`` is None for a bare ``KEY`` (inherit)."""
 
@@ -362,7 +362,7 @@ def parse_override(item: str) -> tuple[str, str]:
     return key, value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class StackEnv:
     """A stack's merged environment and where its values came from."""
 
@@ -377,7 +377,7 @@ class StackEnv:
     shadowed: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class EnvBuilder:
     """Builds each stack's environment from the same start; the root .env is read once.
 

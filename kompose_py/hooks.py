@@ -55,7 +55,7 @@ declare -F -- "$__kompose_fn" >/dev/null || exit 0
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Hook:
     """One hook function call."""
 

@@ -40,7 +40,7 @@ def _changes_bash(key: str) -> bool:
     return key in _BASH_CONTROL or key.startswith("BASH_FUNC_")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class RunContext:
     """What every stack of one run shares."""
 

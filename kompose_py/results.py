@@ -16,7 +16,7 @@ from kompose_py.runner import Status
 StackStatus = Literal["success", "failed", "timeout", "cancelled", "skipped", "not run"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StepResult:
     """One hook or command of a stack's run."""
 
@@ -29,7 +29,7 @@ class StepResult:
     error: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class StackResult:
     """What became of one stack."""
 

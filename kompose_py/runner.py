@@ -39,7 +39,7 @@ CALL_ID = "KOMPOSE_CALL_ID"
 _call_numbers = itertools.count(1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Command:
     """One process to start: argv, folder, environment and how its streams go."""
 
@@ -79,7 +79,7 @@ class Command:
     shielded: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Outcome:
     """How a :class:`Command` ended."""
 
@@ -173,10 +173,12 @@ class Supervisor:
                         b"error and finally hooks still run\n")
         self._signal_all(signal.SIGTERM)
 
-    def check_outputs(self) -> None:
+    def check_outputs(self, fds: tuple[int, ...] = (1, 2)) -> None:
         """After a child failed: did it fail because the reader of a stream it shares with
-        kompose went away (it died of SIGPIPE, ``kompose "*" ps | head -1``)?"""
-        for fd in (1, 2):
+        kompose went away (it died of SIGPIPE, ``kompose "*" ps | head -1``)? ``fds``: the
+        streams the child shared (with --json its stdout is kompose's stderr: a gone reader
+        of the JSON document is no reason for a child to fail)."""
+        for fd in fds:
             if _reader_gone(fd):
                 self.output_closed(fd)
 
@@ -519,7 +521,7 @@ class Runner:
         duration = time.monotonic() - start
         code = proc.returncode
         if code != 0 and not self.supervisor.cancelled.is_set():
-            self.supervisor.check_outputs()
+            self.supervisor.check_outputs((2,) if self.to_stderr else (1, 2))
         exit_code = 128 - code if code < 0 else code  # killed by a signal: shell convention
         status: Status
         error = None

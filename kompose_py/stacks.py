@@ -17,7 +17,7 @@ OVERRIDE_FILE_NAMES = ("compose.override.yml", "compose.override.yaml",
                        "docker-compose.override.yml", "docker-compose.override.yaml")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Stack:
     """A folder of the root that holds a compose file."""
 

@@ -17,7 +17,7 @@ import typer
 from kompose_py import __version__
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Invocation:
     """The parsed command line."""
 

@@ -39,7 +39,7 @@ from kompose_py.stacks import Stack
 KOMPOSE_COMMANDS = tuple(commandset.KOMPOSE_COMMANDS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CommandLine:
     """PATTERN COMMAND ARGS... as kompose reads it."""
 

@@ -26,6 +26,10 @@ def check_subcommand(command: str, args: Sequence[str], pattern: str,
     """A COMMAND that the selected stacks' Compose does not know is a usage error (exit 2),
     with the closest name. One question per distinct Compose program, answered from the
     cache on every later run."""
+    from kompose_py.commandset import COMPOSE_COMMANDS
+
+    if command in COMPOSE_COMMANDS:
+        return  # Compose v2's own commands: no question and no cache read on the common path
     asked: dict[tuple[str, ...], frozenset[str] | None] = {}
     for stack in selected:
         env = envs[stack.name].values

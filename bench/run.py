@@ -116,6 +116,16 @@ def startup(runs: int) -> list[Row]:
     return rows
 
 
+
+def bench_stack(root: Path, env_text: str) -> Path:
+    """The one database stack the db figures run kompose on."""
+    stack = root / "bench"
+    stack.mkdir()
+    (stack / "compose.yaml").write_text("services: {}\n")
+    (stack / ".env").write_text(env_text)
+    return stack
+
+
 # -- database -------------------------------------------------------------------------------
 PG = {"host": os.environ.get("KOMPOSE_TEST_PGHOST", "127.0.0.1"),
       "port": os.environ.get("KOMPOSE_TEST_PGPORT", "5432"),
@@ -200,12 +210,8 @@ def database(runs: int) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(dir=REPO / "bench") as tmp:
         root = Path(tmp)
-        stack = root / "bench"
-        stack.mkdir()
-        (stack / "compose.yaml").write_text("services: {}\n")
-        (stack / ".env").write_text(
-            f"DB_NAME={src}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\n"
-            f"DB_USER={PG['user']}\nDB_PASSWORD={PG['password']}\n")
+        stack = bench_stack(root, f"DB_NAME={src}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\n"
+                          f"DB_USER={PG['user']}\nDB_PASSWORD={PG['password']}\n")
         plain = root / "plain.sql"
         base = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "--no-password"]
 
@@ -437,12 +443,9 @@ def _container_rows(runs: int, loaded: float | None) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(dir=REPO / "bench") as tmp:
         root = Path(tmp)
-        stack = root / "bench"
-        stack.mkdir()
-        (stack / "compose.yaml").write_text("services: {}\n")
-        (stack / ".env").write_text(
-            f"DB_NAME={src}\nDB_HOST={CTR['alias']}\nDB_PORT=5432\nDB_USER={CTR['user']}\n"
-            f"DB_PASSWORD={CTR['password']}\nDB_ACCESS=container\n")
+        stack = bench_stack(root, f"DB_NAME={src}\nDB_HOST={CTR['alias']}\nDB_PORT=5432\n"
+                          f"DB_USER={CTR['user']}\nDB_PASSWORD={CTR['password']}\n"
+                          "DB_ACCESS=container\n")
         plain = root / "plain.sql"
         peaks: list[int] = []
         durable: list[float] = []

@@ -379,17 +379,25 @@ def test_recover_without_journal_finds_leftovers_and_disabled_target(tmp_path: P
     assert len(pg.rows(name)) == 5
 
 
+
+def exported_then_trimmed(tmp_path: Path, pg: Postgres, rows: int, keep: int
+                          ) -> tuple[str, Path, Path]:
+    """A database with ``rows`` items, one dump of it, then only ``keep`` rows left: an
+    import that completes brings the rest back. (name, root, stack folder)"""
+    name = pg.new_name()
+    pg.create(name, rows=rows)
+    root = stack_root(tmp_path, pg, shop=name)
+    assert kompose(root, "shop", "db:export").code == 0
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > %s", (keep,))
+    return name, root, root / "shop"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_the_swap_does_not_report_cancelled(tmp_path: Path, server: Postgres,
                                                          sig: signal.Signals) -> None:
     pg = server
-    name = pg.new_name()
-    pg.create(name, rows=30)
-    root = stack_root(tmp_path, pg, shop=name)
-    folder = root / "shop"
-    assert kompose(root, "shop", "db:export").code == 0
-    with pg.connect(name) as conn:
-        conn.execute("DELETE FROM items WHERE id > 10")
+    name, root, folder = exported_then_trimmed(tmp_path, pg, rows=30, keep=10)
     held = [row_lock(pg, name)]
     proc, logs = start(root, "shop", "db:import", env=WAIT_LONG)
     try:
@@ -801,13 +809,7 @@ def test_blocked_swap_gives_up_and_puts_the_target_back(tmp_path: Path, server: 
     superuser's row lock: every ALTER waits; or an open COMMENT: only the rename waits).
     With KOMPOSE_DB_LOCK_TIMEOUT=1 the import gives up and the target is as it was."""
     pg = server
-    name = pg.new_name()
-    pg.create(name, rows=12)
-    root = stack_root(tmp_path, pg, shop=name)
-    folder = root / "shop"
-    assert kompose(root, "shop", "db:export").code == 0
-    with pg.connect(name) as conn:
-        conn.execute("DELETE FROM items WHERE id > 5")
+    name, root, folder = exported_then_trimmed(tmp_path, pg, rows=12, keep=5)
     holder: Any
     if lock == "object":
         holder = object_lock(pg, name)

@@ -278,16 +278,16 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, compress: bool,
             planned_paths.append(str(planned))
             return
         started = time.monotonic()
-        final = _dump(run, access, when, compress, progress)
+        final, tail = _dump(run, access, when, compress, progress)
         if final is None and access.mode == "host" and access.db.access != "host" \
-                and _mismatch(run):
+                and any("server version mismatch" in line for line in tail):
             fallback = _newer_server_container(run, access)
             if fallback is not None:
                 run.note(f"the host's pg_dump is older than the server; retrying via "
                          f"{fallback.describe()}")
                 run.result.status, run.result.message = "success", None
                 run.result.failed_step, run.result.exit_code = "", 0
-                final = _dump(run, fallback, when, compress, progress)
+                final, _ = _dump(run, fallback, when, compress, progress)
         if final is None:
             return
         size = final.stat().st_size
@@ -312,9 +312,9 @@ def _dump_command(run: StackRun, access: AccessKind, tmp: Path, compress: bool) 
 
 
 def _dump(run: StackRun, access: AccessKind, when: datetime, compress: bool,
-          progress: Callable[[str, int], None] | None) -> Path | None:
-    """One pg_dump into a hidden partial file, checked and published; None on failure (the
-    failure is recorded in ``run``)."""
+          progress: Callable[[str, int], None] | None) -> tuple[Path | None, tuple[str, ...]]:
+    """One pg_dump into a hidden partial file, checked and published: (the dump, or None on
+    failure, which is recorded in ``run``; the error lines pg_dump printed)."""
     stack, db = run.stack, access.db
     planned = stack.path / dump_name(db.name, when, 1, compress)
     tmp = stack.path / f".{planned.name}.{os.getpid()}.partial"
@@ -333,25 +333,20 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, compress: bool,
                     tail = tuple(handle.read(500).decode(errors="replace").splitlines()[:1])
             if tail and not outcome.error:
                 run.result.message = run.mask(pg_error(tail, access))
-            run.last_stderr = tail
-            return None
+            return None, tail
         reason = incomplete_reason(tmp, compress)
         if reason is not None:
             run.fail(f"pg_dump exited 0 but its output is not a complete dump ({reason}); "
                      f"nothing was published")
-            return None
+            return None, ()
         try:
-            return _publish(tmp, db.name, stack.path, when, compress)
+            return _publish(tmp, db.name, stack.path, when, compress), ()
         except OSError as exc:
             run.fail(f"cannot publish the dump in {stack.path}: {exc.strerror or exc}")
-            return None
+            return None, ()
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)  # a partial dump must never look like a dump
-
-
-def _mismatch(run: StackRun) -> bool:
-    return any("server version mismatch" in line for line in getattr(run, "last_stderr", ()))
 
 
 def _newer_server_container(run: StackRun, access: AccessKind) -> ContainerAccess | None:
@@ -363,10 +358,10 @@ def _newer_server_container(run: StackRun, access: AccessKind) -> ContainerAcces
     found = publishers(access.db, containers)
     if len(found) != 1:
         return None
-    from kompose_py.pgaccess import _container_port, engine_label
+    from kompose_py.pgaccess import engine_label, through
 
-    return ContainerAccess(access.db, found[0].name, _container_port(found[0], access.db),
-                           engine_label(run.env), f"publishes port {access.db.port}")
+    return through(found[0], access.db, engine_label(run.env),
+                   f"publishes port {access.db.port}")
 
 
 _CONNECTION_FAILED = re.compile(r'connection to server .*? failed: (?:FATAL:\s*)?(.*)')
@@ -852,9 +847,8 @@ def _with_recovery(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
 
     from kompose_py.pgaccess import pg_hook_env
 
-    result = run_with_hooks(ctx, stack, env, command, guarded, hook_args,
-                            hook_env=pg_hook_env(env.values), files=files)
-    return result
+    return run_with_hooks(ctx, stack, env, command, guarded, hook_args,
+                          hook_env=pg_hook_env(env.values), files=files)
 
 
 def recover(run: StackRun) -> None:

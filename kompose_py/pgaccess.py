@@ -323,11 +323,12 @@ def _ask_engine(runner: Runner, values: Mapping[str, str], cwd: Path) -> list[Co
         return f"cannot read docker inspect output: {exc}"
 
 
-def _container_port(container: Container, db: DbSettings) -> str:
-    for host_port, private in container.published:
-        if host_port == db.port:
-            return private
-    return db.port
+def through(container: Container, db: DbSettings, engine: str, why: str) -> ContainerAccess:
+    """Container access to ``container``; the server's port inside it is the container side of
+    the mapping that publishes DB_PORT, else DB_PORT."""
+    port = next((private for host_port, private in container.published if host_port == db.port),
+                db.port)
+    return ContainerAccess(db, container.name, port, engine, why)
 
 
 def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Runner,
@@ -349,21 +350,18 @@ def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Run
             raise StepError(f"DB_CONTAINER={db.container}: no running container of that name"
                             f"{' on ' + engine if engine else ''}",
                             hint="start it, or correct DB_CONTAINER")
-        return ContainerAccess(db, match[0].name, _container_port(match[0], db), engine,
-                               "DB_CONTAINER")
+        return through(match[0], db, engine, "DB_CONTAINER")
     found = _answering(db, stack, values, containers)
     if len(found) > 1:
         names = ", ".join(sorted(c.name for c in found))
         raise StepError(f"DB_HOST={db.host} matches several running containers ({names})",
                         hint="set DB_CONTAINER to the database's container")
     if found:
-        return ContainerAccess(db, found[0].name, _container_port(found[0], db), engine,
-                               f"answers to DB_HOST={db.host}")
+        return through(found[0], db, engine, f"answers to DB_HOST={db.host}")
     if db.host.lower() in LOCAL_HOSTS:
         publishing = publishers(db, containers)
         if len(publishing) == 1:
-            return ContainerAccess(db, publishing[0].name, _container_port(publishing[0], db),
-                                   engine, f"publishes port {db.port}")
+            return through(publishing[0], db, engine, f"publishes port {db.port}")
     if db.access == "container":
         raise StepError(f"DB_ACCESS=container, but no running container answers to "
                         f"DB_HOST={db.host}" + (f" or publishes port {db.port}"

@@ -76,7 +76,6 @@ class StackRun:
         # The main step finished what it must not leave half-done (a database swap): a
         # signal after that skips the post hooks but does not call the stack cancelled.
         self.main_done = False
-        self.last_stderr: tuple[str, ...] = ()
 
     # -- text ---------------------------------------------------------------------------
     def mask(self, text: str) -> str:

@@ -423,7 +423,7 @@ def second_engine(docker_engine: None) -> Iterator[str]:
     env = {**os.environ, "DOCKER_HOST": host}
     log_path = f"/tmp/kompose-test-b-{tag}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the engine
-    # A bridge of its own: a daemon started without a default bridge (--bridge=none) deletes
+    # A bridge of its own: a daemon started with its default bridge disabled deletes
     # the host's docker0, which breaks `docker run` and every Dockerfile RUN step on the first
     # engine.
     subnet = _free_subnet()

@@ -190,9 +190,7 @@ class Supervisor:
         for pgid, call_id in groups:
             # The whole family, found while the leader still lives: its children that left
             # the group are still its children now.
-            for pid in _family(pgid, call_id, table):
-                _kill(pid, sig)
-            _killpg(pgid, sig)
+            _signal_family(pgid, _family(pgid, call_id, table), table, sig)
         if sig != signal.SIGINT:  # the terminal already sent Ctrl-C to the foreground
             for pid in foreground:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -323,15 +321,24 @@ def _family(leader: int, call_id: str | None, table: ProcessTable) -> dict[int, 
     return found
 
 
+def _signal_family(pgid: int, members: Mapping[int, int], table: ProcessTable,
+                   sig: int) -> None:
+    """The signal once to every member: the group by killpg, the members outside it one by
+    one. (Twice to one process would be two Ctrl-Cs to a hook that traps the first.)"""
+    for pid in members:
+        if table.get(pid, (0, 0))[1] != pgid:
+            _kill(pid, sig)
+    _killpg(pgid, sig)
+
+
 def _end_group(proc: subprocess.Popen[bytes], call_id: str | None = None) -> None:
     """SIGTERM to the child's whole family (its group, its session, its descendants, what
     carries its call id), a grace period, then SIGKILL to whatever is left."""
     pgid = proc.pid
     grace = kill_grace()
-    members = _family(pgid, call_id, _process_table())
-    for pid in members:
-        _kill(pid, signal.SIGTERM)
-    _killpg(pgid, signal.SIGTERM)
+    table = _process_table()
+    members = _family(pgid, call_id, table)
+    _signal_family(pgid, members, table, signal.SIGTERM)
     deadline = time.monotonic() + grace
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)

@@ -207,6 +207,32 @@ hook_pre_up() {{ trap 'echo ignoring-int' INT; touch {started}; sleep 5{marker} 
     assert alive_with(marker) == []
 
 
+def test_a_forwarded_signal_reaches_each_process_once(tmp_path: Path, shim: Shim) -> None:
+    # The hook's shell leads its own group; its child left for a session of its own. Each
+    # counts the SIGTERMs it gets: a signal sent twice (to the group and to the member) is two
+    # Ctrl-Cs to a hook that ignores the first. Whether two sends arrive as one depends on
+    # timing, so three rounds.
+    for round_ in range(3):
+        base = tmp_path / str(round_)
+        started, release, counts = base / "started", base / "release", base / "counts"
+        idle = f"while [ ! -e {release} ]; do sleep 0.05 & wait; done"
+        root = make_stacks(base / "r", {"a": {"compose.yaml": COMPOSE, "hooks.sh": f"""
+hook_pre_up() {{
+  setsid bash -c 'trap "echo apart >>{counts}" TERM; touch {started}.apart; {idle}' &
+  trap 'echo leader >>{counts}' TERM; touch {started}; {idle}; wait
+}}
+"""}})
+        proc = start(root, shim.env(), "a", "up")
+        wait_for(started)
+        wait_for(Path(f"{started}.apart"))
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        release.touch()
+        proc.communicate(timeout=20)
+        assert proc.returncode == 143
+        assert sorted(counts.read_text().split()) == ["apart", "leader"], round_
+
+
 # -- root hooks -----------------------------------------------------------------------------
 def test_root_hooks_run_around_the_stack_hooks(tmp_path: Path, shim: Shim) -> None:
     def both(scope: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,6 +27,9 @@ from kompose_py.errors import KomposeError
 from kompose_py.results import Reporter, StackResult, StepResult
 from kompose_py.runner import Command, Outcome, Runner
 from kompose_py.stacks import Stack
+
+# What shlex.quote would quote, less the * of a masked value.
+_NEEDS_QUOTES = re.compile(r"[^\w@%+=:,./*-]", re.ASCII).search
 
 DEFAULT_HOOK_TIMEOUT = 300.0
 
@@ -60,6 +64,7 @@ class RunContext:
         return self.root / "hooks.sh"
 
 
+
 class StackRun:
     """The state of one stack's operation: its environment, steps and first failure."""
 
@@ -89,7 +94,11 @@ class StackRun:
             if masked == arg:
                 # Mask before quoting: quoting a secret with a ' in it changes its text.
                 masked = self.mask(arg)
-                masked = shlex.quote(arg) if masked == arg else masked
+            if masked == arg:
+                masked = shlex.quote(arg)
+            elif _NEEDS_QUOTES(masked):
+                # Still one word to the shell, the *** read as such (not as a glob).
+                masked = shlex.quote(masked)
             parts.append(masked)
         return self.mask(" ".join(parts))
 

@@ -6,6 +6,7 @@ and db:list marks them. In both ways of reaching the server."""
 from __future__ import annotations
 
 import gzip
+import shlex
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,15 @@ def test_db_shell_on_a_terminal_wherever_the_database_lives(tmp_path: Path,
     assert code == 0, shown
     assert "\n42" in shown.replace("\r", "")
     assert pg.password not in shown
+    # The dry-run line is a command to paste: a psql argument that held the password is one
+    # quoted word with *** where the password was.
+    sql_text = f"SELECT '{pg.password}' AS pw, 1"
+    r = run_kompose("--root", str(root), "-n", "shop", "db:shell", "-c", sql_text)
+    assert r.code == 0, r.err
+    assert pg.password not in r.out + r.err
+    (line,) = [x for x in (r.out + r.err).splitlines() if " -c " in x]
+    argv = shlex.split(line.split("$ ", 1)[1].removesuffix("would run"))
+    assert argv[argv.index("-c") + 1] == "SELECT '***' AS pw, 1"
     make_stacks(root, {"blog": {"compose.yaml": COMPOSE, ".env": pg.env_text(name)}})
     r = run_kompose("--root", str(root), "*", "db:shell")
     assert r.code == 2 and "db:shell opens one database" in r.err

@@ -900,6 +900,17 @@ def recover(run: StackRun) -> None:
         for new in news:
             run.note(f"state: dropping the scratch database {new}")
             drop(admin, new)
+        if target_exists and journal_data and journal_data.get("allow_connections") is False \
+                and not ctx.dry_run:
+            # The target refused new connections before the import; a kill between the swap
+            # and the step that refuses them again left it open.
+            rows = admin.query(sql.SQL("SELECT datallowconn FROM pg_database WHERE datname = "
+                                       "{}").format(sql.Literal(target)))
+            if rows and rows[0]["datallowconn"]:
+                run.note(f"state: {target} refused new connections before the import: "
+                         f"refusing them again")
+                admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                    tgt))
         if not ctx.dry_run:
             Journal(stack).clear()
             run.note(f"{target} recovered")

@@ -354,6 +354,48 @@ def test_sigkill_during_the_swap_is_put_right_by_the_next_command(
     assert "INTERRUPTED" not in kompose(root, "--list").out
 
 
+def test_a_kill_right_after_the_swap_leaves_connections_refused_as_they_were(
+        tmp_path: Path, server: Postgres) -> None:
+    """The target refused new connections before the import; kompose was killed after the
+    new copy took its name and before it refused them again. The state, as that kill leaves
+    it: the new copy open, the replaced copy aside, the journal at rename-in."""
+    from psycopg import sql
+
+    pg = server
+    name = pg.new_name()
+    _, aside = scratch_names(name, uuid.uuid4().hex[:8])
+    pg.create(name, rows=5)
+    pg.create(aside, rows=1)
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+            sql.Identifier(aside)))
+    root = stack_root(tmp_path, pg, shop=name)
+    (root / "shop" / JOURNAL_NAME).write_text(json.dumps({
+        "target": name, "scratch": f"{name}_gone", "aside": aside, "phase": "rename-in",
+        "allow_connections": False}))
+
+    def allowed() -> bool:
+        with pg.connect() as conn:
+            return bool(conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
+                                     (name,)).fetchone()[0])
+
+    assert allowed()
+    r = kompose(root, "-n", "shop", "db:recover")  # connects to nothing, changes nothing
+    assert r.code == 0, r.err
+    assert allowed() and aside in pg.databases() and (root / "shop" / JOURNAL_NAME).exists()
+    r = kompose(root, "shop", "db:recover")
+    assert r.code == 0, r.err
+    assert f"{name} refused new connections before the import: refusing them again" in r.err
+    assert f"dropping the replaced copy {aside}" in r.err
+    assert not allowed()
+    assert aside not in pg.databases()
+    assert not (root / "shop" / JOURNAL_NAME).exists()
+    with pg.connect() as conn:  # the data is the new copy's
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+            sql.Identifier(name)))
+    assert len(pg.rows(name)) == 5
+
+
 def _sleeping(pg: Postgres, database: str) -> bool:
     with pg.connect() as conn:
         return bool(conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND "

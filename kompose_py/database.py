@@ -285,8 +285,7 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, compress: bool,
             if fallback is not None:
                 run.note(f"the host's pg_dump is older than the server; retrying via "
                          f"{fallback.describe()}")
-                run.result.status, run.result.message = "success", None
-                run.result.failed_step, run.result.exit_code = "", 0
+                run.retry()
                 final, _ = _dump(run, fallback, when, compress, progress)
         if final is None:
             return

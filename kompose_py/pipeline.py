@@ -121,6 +121,12 @@ class StackRun:
                 self.result.message = f"exit {step.exit_code}: {self.mask(reason)}"
         return step
 
+    def retry(self) -> None:
+        """A failed step is being tried another way: its failure no longer decides the stack's
+        status (the attempt stays among the steps)."""
+        self.result.status, self.result.message = "success", None
+        self.result.failed_step, self.result.exit_code = "", 0
+
     def run_command(self, name: str, cmd: Command, env_prefix: Mapping[str, str] | None = None,
                     suffix: str = "") -> Outcome:
         """Run a main-step command, reporting its line (``suffix``: a shown redirection)."""

@@ -313,14 +313,7 @@ def read_env_file(path: Path, below: Mapping[str, str] | None = None,
 def _read_text(path: Path) -> str:
     """A .env file's text; anything there that is not a readable regular file is an error,
     never "no settings" (a skipped backup must not look like success)."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: a link to nothing ({os.readlink(path)!r})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path}: is {file_kind(info.st_mode)}, not a .env file")
+    regular_file(path, "a .env file")
     try:
         with path.open("rb") as stream:
             data = stream.read()
@@ -332,6 +325,23 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def regular_file(path: Path, what: str) -> os.stat_result:
+    """The status of a file that must be a regular one: a link to nothing, a path that cannot
+    be read or anything else there is a configuration error naming it."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        try:
+            raise ConfigError(f"{path}: a link to nothing ({os.readlink(path)!r})") from None
+        except OSError:
+            raise ConfigError(f"{path}: missing") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: is {file_kind(info.st_mode)}, not {what}")
+    return info
 
 
 def file_kind(mode: int) -> str:

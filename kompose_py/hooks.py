@@ -99,16 +99,9 @@ def check_hooks_file(path: Path) -> None:
     found before anything runs (it must not silently mean "no hooks")."""
     if not os.path.lexists(path):
         return
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: a link to nothing ({os.readlink(path)!r})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        from kompose_py.envfiles import file_kind
+    from kompose_py.envfiles import regular_file
 
-        raise ConfigError(f"{path}: is {file_kind(info.st_mode)}, not a hooks file")
+    regular_file(path, "a hooks file")
     if not os.access(path, os.R_OK):
         raise ConfigError(f"{path}: cannot read (permission denied)")
 

@@ -351,7 +351,9 @@ def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Run
                             f"{' on ' + engine if engine else ''}",
                             hint="start it, or correct DB_CONTAINER")
         return through(match[0], db, engine, "DB_CONTAINER")
-    found = _answering(db, stack, values, containers)
+    answering = [c for c in containers
+                 if any(db.host in names for names in c.networks.values())]
+    found = _answering(db, stack, values, containers, answering, runner)
     if len(found) > 1:
         names = ", ".join(sorted(c.name for c in found))
         raise StepError(f"DB_HOST={db.host} matches several running containers ({names})",
@@ -362,32 +364,55 @@ def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Run
         publishing = publishers(db, containers)
         if len(publishing) == 1:
             return through(publishing[0], db, engine, f"publishes port {db.port}")
+    elsewhere = ""
+    if answering:
+        # Not found on the stack's networks, though a container elsewhere has the name.
+        names = ", ".join(sorted(c.name for c in answering))
+        elsewhere = (f"{names} answers to DB_HOST={db.host} on networks this stack does not "
+                     f"join; set DB_CONTAINER if it is this stack's database")
     if db.access == "container":
         raise StepError(f"DB_ACCESS=container, but no running container answers to "
                         f"DB_HOST={db.host}" + (f" or publishes port {db.port}"
-                                                if db.host.lower() in LOCAL_HOSTS else ""),
-                        hint="start the database's stack, or set DB_CONTAINER")
-    return HostAccess(db)
+                                                if db.host.lower() in LOCAL_HOSTS else "")
+                        + (" on this stack's networks" if answering else ""),
+                        hint=elsewhere or "start the database's stack, or set DB_CONTAINER")
+    return HostAccess(db, elsewhere)
 
 
 def _answering(db: DbSettings, stack: Stack, values: Mapping[str, str],
-               containers: Sequence[Container]) -> list[Container]:
-    """The containers that DB_HOST resolves to from the stack's own containers: by
-    container name, compose service name or network alias, on the stack's networks (all
-    user-defined networks while the stack has no running container)."""
+               containers: Sequence[Container], answering: Sequence[Container],
+               runner: Runner) -> list[Container]:
+    """The containers that DB_HOST resolves to from the stack's own containers: by container
+    name, Compose service name or network alias, on the stack's networks. While none of the
+    stack's containers runs, its networks are those its compose files declare (Compose's own
+    reading of them): a container of another project that happens to answer to the same
+    name on a network this stack never joins is not this stack's database."""
+    if not answering:
+        return []
     project = project_name(stack, values)
-    own = [c for c in containers if c.project == project]
-    own_networks = {net for c in own for net in c.networks}
-    found = []
-    for c in containers:
-        for net, names in c.networks.items():
-            if db.host not in names:
-                continue
-            if own_networks and net not in own_networks:
-                continue
-            found.append(c)
-            break
-    return found
+    own_networks = {net for c in containers if c.project == project for net in c.networks}
+    if not own_networks:
+        own_networks = declared_networks(stack, values, runner)
+    return [c for c in answering
+            if any(db.host in names for net, names in c.networks.items() if net in own_networks)]
+
+
+def declared_networks(stack: Stack, values: Mapping[str, str], runner: Runner) -> set[str]:
+    """The names of the networks the stack's compose files declare, as ``docker compose
+    config`` resolves them (``<project>_default``, an external network's own name); none when
+    Compose cannot read the files."""
+    from kompose_py.compose import compose_program
+
+    outcome = runner.run(Command((*compose_program(values), "config", "--format", "json"),
+                                 stack.path, values, stdin="null", stdout="capture",
+                                 capture_stderr=True, echo_stderr=False, timeout=60))
+    if not outcome.ok:
+        return set()
+    try:
+        networks = json.loads(outcome.stdout.decode(errors="replace")).get("networks") or {}
+        return {str((spec or {}).get("name") or key) for key, spec in networks.items()}
+    except (ValueError, AttributeError):
+        return set()
 
 
 def publishers(db: DbSettings, containers: Sequence[Container]) -> list[Container]:

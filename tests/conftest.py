@@ -247,6 +247,11 @@ class Postgres:
         return psycopg.connect(host=self.host, port=self.port, user=self.user,
                                password=self.password, dbname=dbname, autocommit=True)
 
+    @property
+    def compose(self) -> str:
+        """A stack's compose.yaml for a stack using this server."""
+        return COMPOSE
+
     def env_text(self, db_name: str) -> str:
         """A stack .env pointing at this server."""
         return (f"DB_NAME={db_name}\nDB_HOST={self.host}\nDB_PORT={self.port}\n"
@@ -307,6 +312,13 @@ class ContainerPostgres(Postgres):
     alias: str = ""
     container: str = ""
     network: str = ""
+
+    @property
+    def compose(self) -> str:
+        """The stack joins the server's network, as a user's stacks do: DB_HOST resolves there,
+        also while the stack's own containers are down."""
+        return (COMPOSE + "    networks: [db]\n"
+                f"networks:\n  db:\n    name: {self.network}\n    external: true\n")
 
     def env_text(self, db_name: str) -> str:
         return (f"DB_NAME={db_name}\nDB_HOST={self.alias}\nDB_PORT=5432\n"

@@ -44,7 +44,7 @@ def db_root(tmp_path: Path, pg: Postgres, **stacks: str) -> Path:
     """Stacks named by keyword, each with the given DB_NAME (empty: no database)."""
     tree: dict = {}
     for stack, name in stacks.items():
-        tree[stack] = {"compose.yaml": COMPOSE, "hooks.sh": HOOKS}
+        tree[stack] = {"compose.yaml": pg.compose, "hooks.sh": HOOKS}
         if name:
             tree[stack][".env"] = pg.env_text(name)
     return make_stacks(tmp_path / "root", tree)

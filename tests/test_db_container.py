@@ -8,15 +8,19 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kompose_py.pgaccess import CONNECT_TIMEOUT
 from tests.conftest import (
     PG_IMAGE,
     PG_IMAGE_NEWER,
     _image_there,
     _missing,
+    drop_database,
     make_stacks,
     run_kompose,
     start_pg_container,
@@ -181,3 +185,62 @@ def test_server_newer_than_the_hosts_pg_dump(newer_server: object, tmp_path: Pat
     assert len(server.rows(name)) == 9
     assert server.password not in r.out + r.err
     assert os.environ.get("PGPASSWORD") is None
+
+
+def test_a_container_of_another_project_is_never_this_stacks_database(
+        pg_container: object, tmp_path: Path) -> None:
+    """Two roots on one engine (prod and staging) with the same layout: the other root's
+    server answers to the same DB_HOST, on a network this stack never joins. With the
+    stack's own containers down, its commands must not dump or replace that database."""
+    from tests.conftest import ContainerPostgres
+
+    assert isinstance(pg_container, ContainerPostgres)
+    server = replace(pg_container, created=[])
+    name = server.new_name()
+    server.create(name, rows=7)
+    own = f"kt-own-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "network", "create", own], check=True, capture_output=True)
+    try:
+        root = make_stacks(tmp_path / "root", {"shop": {
+            ".env": server.env_text(name),
+            "compose.yaml": "services:\n  app:\n    image: busybox:latest\n"
+                            f"    networks: [own]\nnetworks:\n  own:\n    name: {own}\n"
+                            "    external: true\n"}})
+        folder = root / "shop"
+
+        def kompose(*args: str) -> Any:
+            r = run_kompose("--root", str(root), *args)
+            assert server.password not in r.out + r.err
+            return r
+
+        # Reached on purpose (DB_CONTAINER): a dump to try an import with.
+        r = kompose("-e", f"DB_CONTAINER={server.container}", "shop", "db:export")
+        assert r.code == 0, r.err
+        (dump,) = folder.glob(f"{name}_*Z.sql")
+        with server.connect(name) as conn:
+            conn.execute("DELETE FROM items WHERE id > 2")
+        elsewhere = (f"{server.container} answers to DB_HOST={server.alias} on networks this "
+                     f"stack does not join; set DB_CONTAINER")
+        for command in ("db:export", "db:import"):
+            r = kompose("shop", command)
+            assert r.code == 1, r.err
+            assert "via host tools" in r.err and elsewhere in r.err, r.err
+            assert f"docker exec -e PGPASSWORD -e PGCONNECT_TIMEOUT={CONNECT_TIMEOUT} " \
+                   f"{server.container}" not in r.err
+        assert list(folder.glob(f"{name}_*")) == [dump]
+        assert len(server.rows(name)) == 2  # not replaced
+        listing = kompose("--list").out
+        assert "container:" not in listing, listing
+        r = kompose("-e", "DB_ACCESS=container", "shop", "db:import")
+        assert r.code == 1 and "on this stack's networks" in r.err and elsewhere in r.err
+        assert len(server.rows(name)) == 2
+        # The stack that does join the server's network finds it with its containers down.
+        (folder / "compose.yaml").write_text(server.compose)
+        r = kompose("shop", "db:import")
+        assert r.code == 0, r.err
+        assert f"via container {server.container}" in r.err
+        assert len(server.rows(name)) == 7
+    finally:
+        subprocess.run(["docker", "network", "rm", own], capture_output=True)
+        with server.connect() as conn:
+            drop_database(conn, name)

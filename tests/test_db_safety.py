@@ -33,7 +33,6 @@ import pytest
 
 from kompose_py.database import JOURNAL_NAME, LOCK_NAME, scratch_names
 from tests.conftest import (
-    COMPOSE,
     PG,
     ContainerPostgres,
     Postgres,
@@ -52,7 +51,7 @@ needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (runuser, mount)
 def stack_root(tmp_path: Path, pg: Postgres, hooks: str = "", **stacks: str) -> Path:
     tree: dict[str, Any] = {}
     for stack, name in stacks.items():
-        tree[stack] = {"compose.yaml": COMPOSE, ".env": pg.env_text(name)}
+        tree[stack] = {"compose.yaml": pg.compose, ".env": pg.env_text(name)}
         if hooks:
             tree[stack]["hooks.sh"] = hooks
     return make_stacks(tmp_path / "root", tree)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COMPOSE, Postgres, dump_text, make_stacks, run_kompose
+from tests.conftest import Postgres, dump_text, make_stacks, run_kompose
 
 
 def exported(tmp_path: Path, pg: Postgres) -> tuple[str, Path, Path]:
     name = pg.new_name()
     pg.create(name, rows=40)
-    root = make_stacks(tmp_path / "root", {"shop": {"compose.yaml": COMPOSE,
+    root = make_stacks(tmp_path / "root", {"shop": {"compose.yaml": pg.compose,
                                                     ".env": pg.env_text(name)}})
     r = run_kompose("--root", str(root), "shop", "db:export")
     assert r.code == 0, r.err
@@ -138,6 +138,6 @@ def test_db_shell_on_a_terminal_wherever_the_database_lives(tmp_path: Path,
     (line,) = [x for x in (r.out + r.err).splitlines() if " -c " in x]
     argv = shlex.split(line.split("$ ", 1)[1].removesuffix("would run"))
     assert argv[argv.index("-c") + 1] == "SELECT '***' AS pw, 1"
-    make_stacks(root, {"blog": {"compose.yaml": COMPOSE, ".env": pg.env_text(name)}})
+    make_stacks(root, {"blog": {"compose.yaml": pg.compose, ".env": pg.env_text(name)}})
     r = run_kompose("--root", str(root), "*", "db:shell")
     assert r.code == 2 and "db:shell opens one database" in r.err

@@ -334,6 +334,9 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, compress: bool,
                 run.result.message = run.mask(pg_error(tail, access))
             return None, tail
         reason = incomplete_reason(tmp, compress)
+        if reason is not None and run.ctx.runner.supervisor.cancelled.is_set():
+            run.stopped("interrupted before the dump was complete; nothing was published")
+            return None, ()
         if reason is not None:
             run.fail(f"pg_dump exited 0 but its output is not a complete dump ({reason}); "
                      f"nothing was published")

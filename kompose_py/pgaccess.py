@@ -22,7 +22,9 @@ above this protocol.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ from kompose_py.runner import Command, Runner
 from kompose_py.stacks import Stack
 
 CONNECT_TIMEOUT = "10"
+# Set in the environment of what kompose starts in a container (a fresh value per call).
+EXEC_MARK = "KOMPOSE_EXEC_MARK"
 ACCESS_MODES = ("auto", "host", "container")
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _CONNINFO_SPECIAL = re.compile(r"=|^postgres(ql)?://")
@@ -194,10 +198,33 @@ class ContainerAccess:
         # TCP to the server inside the container, so that DB_USER/DB_PASSWORD are checked
         # as they are for the stack's own clients (local socket connections are often
         # "trust" in database images).
+        # Marks the process in the container (by name, like the password): a signal that
+        # stops kompose reaches the local docker client only, so the process is then ended
+        # from inside (_stop_in).
+        flags += ["-e", EXEC_MARK]
         argv = ("docker", "exec", *flags, self.container, program,
                 *_pg_options(self.db, "localhost", self.port), *extra,
                 "-d", db_argument(database))
-        return Command(argv, cwd, self.env(env))
+        mark = f"{EXEC_MARK}={os.urandom(16).hex()}"
+        env = {**self.env(env), EXEC_MARK: mark.partition("=")[2]}
+        return Command(argv, cwd, env, on_stop=lambda runner: self._stop_in(runner, mark, env,
+                                                                           cwd, program))
+
+    def _stop_in(self, runner: Runner, mark: str, env: Mapping[str, str], cwd: Path,
+                 program: str) -> None:
+        """SIGTERM to the processes in the container that carry ``mark`` in their
+        environment (POSIX sh and cat only: database images are often minimal)."""
+        script = ('for d in /proc/[0-9]*; do case "$(cat "$d/environ" 2>/dev/null)" in '
+                  '*"$1"*) kill -TERM "${d#/proc/}" 2>/dev/null;; esac; done')
+        outcome = runner.run(Command(
+            ("docker", "exec", self.container, "sh", "-c", script, "kompose-stop", mark),
+            cwd, {k: v for k, v in env.items() if k != "PGPASSWORD"}, stdin="null",
+            stdout="capture", capture_stderr=True, echo_stderr=False, timeout=30,
+            shielded=True))
+        if not outcome.ok:
+            why = (outcome.stderr_tail[-1:] or (outcome.error or f"exit {outcome.exit_code}",))
+            sys.stderr.write(f"kompose: could not stop {program} in container {self.container}"
+                             f" ({why[0]}); it may still be running there\n")
 
     def admin(self, runner: Runner, env: Mapping[str, str], cwd: Path, report: Any) -> Admin:
         from kompose_py.pgadmin import ContainerAdmin

@@ -148,6 +148,13 @@ class StackRun:
         self.record(StepResult(phase if phase != "command" else self.command, "command",
                                "failed", 1, 0.0, error=self.mask(message)), phase)
 
+    def stopped(self, message: str) -> None:
+        """The command ended part-way because the run was cancelled (Ctrl-C, SIGTERM, SIGHUP),
+        whatever status its process left (docker exec's client exits 0 when signalled)."""
+        self.record(StepResult(self.command, "command", "cancelled",
+                               self.ctx.runner.supervisor.exit_code, 0.0,
+                               error=self.mask(message)), "command")
+
     def hook_env(self, function: str, phase: str) -> dict[str, str]:
         env = {k: v for k, v in self.env.items() if not _changes_bash(k)}
         env.update(self.hook_extra)

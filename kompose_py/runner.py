@@ -77,6 +77,10 @@ class Command:
     # Not ended by Ctrl-C/SIGTERM: one step of a database swap that must finish once begun
     # (the swap checks for cancellation before it starts, never half-way).
     shielded: bool = False
+    # Ends what the command started beyond this machine's process tree (pg_dump in a
+    # container: signals reach the local `docker exec` client only). Called with the runner
+    # once the command has ended, when a cancellation or its time-out stopped it.
+    on_stop: Callable[[Runner], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -518,6 +522,9 @@ class Runner:
                 _end_group(proc, call_id)
         finally:
             self.supervisor.discard(proc.pid)
+            stopped = timed_out or (not cancelled_before and self.supervisor.cancelled.is_set())
+            if cmd.on_stop is not None and stopped and not cmd.shielded:
+                cmd.on_stop(self)
             if feeder is not None:
                 feeder.join()
             for relay in relays:

@@ -102,7 +102,7 @@ def test_export_names_reports_and_runs_hooks(tmp_path: Path, server: Postgres) -
     if isinstance(pg, ContainerPostgres):
         assert f"via container {pg.container}" in r.err
         assert f"PGPASSWORD=*** docker exec -e PGPASSWORD -e PGCONNECT_TIMEOUT=10 " \
-               f"{pg.container} pg_dump --no-password -h localhost" in r.err
+               f"-e KOMPOSE_EXEC_MARK {pg.container} pg_dump --no-password -h localhost" in r.err
     else:
         assert "PGPASSWORD=*** pg_dump --no-password -h" in r.err
     assert os.stat(root / "shop" / dump).st_mode & 0o777 == 0o600
@@ -566,8 +566,8 @@ def test_dry_run_touches_neither_files_nor_databases(tmp_path: Path, server: Pos
     assert not (tmp_path / "hooks.log").exists()
     r = kompose(root, "-n", "shop", "db:import")
     # The exact commands, with where they run: the host's psql, or docker exec.
-    via = f"docker exec -i -e PGPASSWORD -e PGCONNECT_TIMEOUT=10 {pg.container} " \
-        if isinstance(pg, ContainerPostgres) else ""
+    via = ("docker exec -i -e PGPASSWORD -e PGCONNECT_TIMEOUT=10 -e KOMPOSE_EXEC_MARK "
+           f"{pg.container} ") if isinstance(pg, ContainerPostgres) else ""
     assert f"PGPASSWORD=*** {via}psql --no-password" in r.err, r.err
     assert "ON_ERROR_STOP=1 --single-transaction" in r.err
     assert f'SQL: CREATE DATABASE "{name}_kompose_new_' in r.err

@@ -113,7 +113,8 @@ def test_database_in_another_stacks_container_reached_as_db_host(
     plan = kompose("-n", "shop", "db:export")
     assert plan.code == 0
     assert "answers to DB_HOST=postgres" in plan.err
-    assert "docker exec -e PGPASSWORD -e PGCONNECT_TIMEOUT=10 kt-pg-" in plan.err
+    assert ("docker exec -e PGPASSWORD -e PGCONNECT_TIMEOUT=10 -e KOMPOSE_EXEC_MARK kt-pg-"
+            in plan.err)
     assert "pg_dump --no-password -h localhost -p 5432 -U app" in plan.err
     assert not list((root / "shop").glob("shopdb_*"))
     r = kompose("shop", "db:export")
@@ -226,7 +227,7 @@ def test_a_container_of_another_project_is_never_this_stacks_database(
             assert r.code == 1, r.err
             assert "via host tools" in r.err and elsewhere in r.err, r.err
             assert f"docker exec -e PGPASSWORD -e PGCONNECT_TIMEOUT={CONNECT_TIMEOUT} " \
-                   f"{server.container}" not in r.err
+                   f"-e KOMPOSE_EXEC_MARK {server.container}" not in r.err
         assert list(folder.glob(f"{name}_*")) == [dump]
         assert len(server.rows(name)) == 2  # not replaced
         listing = kompose("--list").out

@@ -158,7 +158,8 @@ def test_database_on_an_ssh_engine(remote_root: tuple[Path, str, str, dict[str, 
     plan = kompose("-n", "shop", "db:export")
     assert plan.code == 0, plan.err
     assert f"on {engine_line}" in plan.err
-    assert "docker exec -e PGPASSWORD -e PGCONNECT_TIMEOUT=10 kt-sshdb-" in plan.err
+    assert ("docker exec -e PGPASSWORD -e PGCONNECT_TIMEOUT=10 -e KOMPOSE_EXEC_MARK kt-sshdb-"
+            in plan.err)
     assert "pg_dump --no-password -h localhost -p 5432 -U app" in plan.err
     assert not list((root / "shop").glob("shopdb_*"))
 

@@ -395,6 +395,45 @@ def test_a_kill_right_after_the_swap_leaves_connections_refused_as_they_were(
     assert len(pg.rows(name)) == 5
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_export_stopped_while_pg_dump_waits_leaves_nothing_running(
+        tmp_path: Path, server: Postgres, sig: int) -> None:
+    """pg_dump waits for a lock (a long migration holds the table); the run is stopped. In a
+    container the signal reaches the local docker client only: kompose ends pg_dump inside
+    the container too, and the stack is cancelled, not failed."""
+    pg = server
+    name = pg.new_name()
+    pg.create(name, rows=4)
+    hooks = 'hook_error_db_export() { echo "$KOMPOSE_STATUS" >"$KOMPOSE_STACK_DIR/status"; }\n'
+    root = stack_root(tmp_path, pg, hooks, shop=name)
+    folder = root / "shop"
+    holder = pg.connect(name)
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+    try:
+        proc, logs = start(root, "--json", "shop", "db:export")
+
+        def dumping() -> list[int]:
+            with pg.connect() as conn:
+                return [r[0] for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
+                    "application_name = 'pg_dump'", (name,))]
+
+        wait_for("pg_dump waiting for the table's lock", lambda: blocked(pg, "items"))
+        assert dumping()
+        os.kill(proc.pid, sig)
+        assert proc.wait(timeout=60) == 128 + sig, output(logs)
+        # Still holding the lock: a pg_dump left running would still be waiting for it.
+        wait_for("no pg_dump session left", lambda: not dumping(), limit=15)
+    finally:
+        holder.close()
+    report = json.loads(Path(f"{logs}.out").read_text())
+    (stack,) = report["stacks"]
+    assert stack["status"] == "cancelled", stack
+    assert (folder / "status").read_text().strip() == "cancelled"
+    no_dump_left(folder)
+
+
 def _sleeping(pg: Postgres, database: str) -> bool:
     with pg.connect() as conn:
         return bool(conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND "

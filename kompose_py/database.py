@@ -988,6 +988,7 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv, keep: int) -> StackRes
 
     def main(run: StackRun) -> None:
         dumps = complete_dumps(stack.path, db_name)
+        incomplete = len(find_dumps(stack.path, db_name)) - len(dumps)
         doomed = dumps[:-keep] if keep else dumps
         for dump in doomed:
             if ctx.dry_run:
@@ -996,10 +997,9 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv, keep: int) -> StackRes
                 dump.path.unlink(missing_ok=True)
                 run.note(f"deleted {dump.path.name}")
         kept = len(dumps) - len(doomed)
-        skipped_files = len(find_dumps(stack.path, db_name)) - len(dumps)
         run.note(f"kept {kept} of {len(dumps)} complete dumps of {db_name}"
-                 + (f"; {skipped_files} incomplete left alone (see db:list)"
-                    if skipped_files else ""))
+                 + (f"; {incomplete} incomplete left alone (see db:list)"
+                    if incomplete else ""))
 
     from kompose_py.pgaccess import pg_hook_env
 

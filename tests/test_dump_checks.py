@@ -94,6 +94,8 @@ def test_cleanup_keeps_complete_dumps_and_list_marks_the_rest(tmp_path: Path,
     assert "3 incomplete left alone" in r.err
     r = run_kompose("--root", str(root), "shop", "db:cleanup", "--keep", "1")
     assert r.code == 0 and good.exists() and not older.exists()
+    # Counted before deleting (it once said "-1 incomplete" after deleting one).
+    assert f"kept 1 of 2 complete dumps of {name}; 3 incomplete left alone" in r.err
     listing = run_kompose("--root", str(root), "shop", "db:list").out
     marks = {line.split()[0]: line for line in listing.splitlines() if name in line}
     assert "INCOMPLETE" not in marks[good.name]

@@ -136,7 +136,8 @@ def stack_lock(stack: Stack, command: str) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, _LOCK_RECORD, 0).decode(errors="replace").strip()
             raise StepError(f"{stack.name} is busy: {holder or 'another process'}",
-                            hint=f"wait for it, or remove nothing: the lock is {path}") from None
+                            hint=f"wait for it; the lock ({path}) ends with that process, "
+                                 f"there is nothing to remove") from None
         since = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         _write_record(fd, f"kompose {command} (pid {os.getpid()} on {socket.gethostname()}, "
                           f"since {since})")
@@ -163,7 +164,8 @@ def _locked(ctx: RunContext, stack: Stack, command: str,
         with stack_lock(stack, command):
             return body()
     except StepError as exc:
-        return StackResult(stack.name, "failed", failed_step="pre", exit_code=1,
+        # Nothing of the stack ran: no hook, no command (failed_step "").
+        return StackResult(stack.name, "failed", exit_code=1,
                            message=exc.message + (f" ({exc.hint})" if exc.hint else ""))
 
 
@@ -438,14 +440,14 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
             dumps = complete_dumps(stack.path, db_name)
             if not dumps:
                 others = len(find_dumps(stack.path, db_name))
-                return StackResult(stack.name, "failed", failed_step="pre", exit_code=1,
+                return StackResult(stack.name, "failed", exit_code=1,
                                    message=f"no complete dump of {db_name} in {stack.path}"
                                    + (f" ({others} incomplete, see db:list)" if others else ""))
             chosen = dumps[-1].path
         reason = incomplete_reason(chosen)
         if reason is not None and not force:
             return StackResult(
-                stack.name, "failed", failed_step="pre", exit_code=1,
+                stack.name, "failed", exit_code=1,
                 message=f"refusing {chosen.name}: {reason}; nothing was touched (--force "
                         f"imports it anyway, still through a scratch database)",
                 files=[str(chosen)])

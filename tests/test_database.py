@@ -544,6 +544,7 @@ def test_second_kompose_on_the_same_stack_fails_at_once(tmp_path: Path, server: 
         assert first.poll() is None
         assert second.code == 1
         assert f"shop is busy: kompose db:export (pid {first.pid}" in second.err
+        assert "✗ shop failed (exit 1, " in second.err  # not "at pre": no hook ran
     (root / "shop" / "release").touch()
     assert first.wait(timeout=60) == 0
     assert len(dump_files(root / "shop")) == 1

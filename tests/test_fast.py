@@ -239,9 +239,12 @@ def test_usage_error_with_json_is_a_document(capsys: pytest.CaptureFixture[str],
     doc = json.loads(out)
     assert doc["error"]["exit_code"] == 2 and "--bogus" in doc["error"]["message"]
     assert doc["stacks"] == [] and "kompose: error:" in err
-    code = cli.main(["--json", "--root", str(tmp_path), "*", "ps"])
+    assert doc["command"] is None and doc["dry_run"] is None  # nothing was parsed
+    code = cli.main(["--json", "--root", str(tmp_path), "-n", "*", "ps"])
     out, _ = capsys.readouterr()
-    assert code == 3 and json.loads(out)["error"]["exit_code"] == 3
+    doc = json.loads(out)
+    assert code == 3 and doc["error"]["exit_code"] == 3
+    assert doc["command"] == "ps" and doc["dry_run"] is True  # what the command line said
 
 
 def test_engine_check_only_for_docker_compose(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from kompose_py.errors import ConfigError, KomposeError, UsageError
 
@@ -40,20 +41,24 @@ def own_options(args: Sequence[str]) -> list[str]:
     return found
 
 
-def _error(message: str, hint: str | None, exit_code: int, as_json: bool) -> int:
+def _error(message: str, hint: str | None, exit_code: int, as_json: bool,
+           known: dict[str, Any] | None = None) -> int:
+    """``known``: what the command line said, when it was parsed (command, dry_run)."""
     sys.stderr.write(f"kompose: error: {message}\n")
     if hint:
         sys.stderr.write(f"kompose: hint: {hint}\n")
     if as_json:
         from kompose_py.cli.report import error_document, write_document
 
-        write_document(sys.stdout, error_document(message, hint, exit_code))
+        write_document(sys.stdout, {**error_document(message, hint, exit_code),
+                                    **(known or {})})
     return exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = wants_json(args)
+    known: dict[str, Any] = {}
     try:
         from kompose_py.cli.app import ParseUsageError, parse
 
@@ -63,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _error(exc.message, USAGE_HINT, 2, as_json)
         if isinstance(parsed, int):
             return parsed
+        if len(parsed.args) > 1:
+            known = {"command": parsed.args[1], "dry_run": parsed.dry_run}
         from kompose_py.cli.commands import execute
 
         return execute(parsed)
@@ -72,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # itself; the command-line synopsis would only distract from it.
         if isinstance(exc, UsageError) and not isinstance(exc, ConfigError) and hint is None:
             hint = USAGE_HINT
-        return _error(exc.message, hint, exc.exit_code, as_json)
+        return _error(exc.message, hint, exc.exit_code, as_json, known)
     except KeyboardInterrupt:  # before the run installed its own handling
         return _error("interrupted", None, 130, as_json)
     except BrokenPipeError:
@@ -86,4 +93,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kompose_py.pipeline import internal_error
 
         message = mask(internal_error(exc), secret_values(dict(os.environ)))
-        return _error(message, "set KOMPOSE_DEBUG=1 for the traceback", 1, as_json)
+        return _error(message, "set KOMPOSE_DEBUG=1 for the traceback", 1, as_json, known)

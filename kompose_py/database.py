@@ -500,6 +500,9 @@ def _replace(run: StackRun, dump: Path, force: bool) -> None:
         journal.write(target=db.name, scratch=scratch, aside=aside, phase="load",
                       allow_connections=target["datallowconn"] if target else True)
         admin.execute(_create_like(sql.Identifier(scratch), None if ctx.dry_run else target))
+        if ctx.dry_run:
+            run.note("(a real run adds the target's ENCODING, LC_COLLATE, LC_CTYPE and locale "
+                     "provider, read from the server)")
         swapped = False
         try:
             removed: list[tuple[int, str]] = []

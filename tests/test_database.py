@@ -572,6 +572,7 @@ def test_dry_run_touches_neither_files_nor_databases(tmp_path: Path, server: Pos
     assert f"PGPASSWORD=*** {via}psql --no-password" in r.err, r.err
     assert "ON_ERROR_STOP=1 --single-transaction" in r.err
     assert f'SQL: CREATE DATABASE "{name}_kompose_new_' in r.err
+    assert "a real run adds the target's ENCODING, LC_COLLATE, LC_CTYPE" in r.err
     assert f'SQL: ALTER DATABASE "{name}" RENAME TO "{name}_kompose_old_' in r.err
     r = kompose(root, "-n", "shop", "db:export")
     assert f"PGPASSWORD=*** {via.replace('-i ', '')}pg_dump --no-password" in r.err, r.err

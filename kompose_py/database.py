@@ -907,10 +907,11 @@ def recover(run: StackRun) -> None:
         for new in news:
             run.note(f"state: dropping the scratch database {new}")
             drop(admin, new)
-        if target_exists and journal_data and journal_data.get("allow_connections") is False \
-                and not ctx.dry_run:
+        if target_exists and phase in ("rename-in", "drop-old") and journal_data \
+                and journal_data.get("allow_connections") is False:
             # The target refused new connections before the import; a kill between the swap
-            # and the step that refuses them again left it open.
+            # and the step that refuses them again left the loaded copy open. (At an earlier
+            # step the target is the one that was there: whoever opened it since meant to.)
             rows = admin.query(sql.SQL("SELECT datallowconn FROM pg_database WHERE datname = "
                                        "{}").format(sql.Literal(target)))
             if rows and rows[0]["datallowconn"]:

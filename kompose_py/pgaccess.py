@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +32,17 @@ from typing import Any, Protocol
 
 from kompose_py.envfiles import StackEnv
 from kompose_py.errors import StepError
-from kompose_py.runner import Command, Runner
+from kompose_py.runner import Command, RemoteStop, Runner
 from kompose_py.stacks import Stack
 
 CONNECT_TIMEOUT = "10"
 # Set in the environment of what kompose starts in a container (a fresh value per call).
 EXEC_MARK = "KOMPOSE_EXEC_MARK"
+# $1: KOMPOSE_EXEC_MARK=<value>. Fails (exit 127) when it cannot look; prints how many it ended.
+_STOP_SCRIPT = (
+    'command -v cat >/dev/null 2>&1 || { echo "no cat in the container" >&2; exit 127; }; n=0; '
+    'for d in /proc/[0-9]*; do case "$(cat "$d/environ" 2>/dev/null)" in '
+    '*"$1"*) kill -TERM "${d#/proc/}" 2>/dev/null && n=$((n + 1));; esac; done; echo "$n"')
 ACCESS_MODES = ("auto", "host", "container")
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _CONNINFO_SPECIAL = re.compile(r"=|^postgres(ql)?://")
@@ -200,31 +204,27 @@ class ContainerAccess:
         # "trust" in database images).
         # Marks the process in the container (by name, like the password): a signal that
         # stops kompose reaches the local docker client only, so the process is then ended
-        # from inside (_stop_in).
+        # from inside.
         flags += ["-e", EXEC_MARK]
         argv = ("docker", "exec", *flags, self.container, program,
                 *_pg_options(self.db, "localhost", self.port), *extra,
                 "-d", db_argument(database))
-        mark = f"{EXEC_MARK}={os.urandom(16).hex()}"
-        env = {**self.env(env), EXEC_MARK: mark.partition("=")[2]}
-        return Command(argv, cwd, env, on_stop=lambda runner: self._stop_in(runner, mark, env,
-                                                                           cwd, program))
+        mark = os.urandom(16).hex()
+        env = {**self.env(env), EXEC_MARK: mark}
+        return Command(argv, cwd, env, remote_stop=self._stop(program, mark, env, cwd))
 
-    def _stop_in(self, runner: Runner, mark: str, env: Mapping[str, str], cwd: Path,
-                 program: str) -> None:
-        """SIGTERM to the processes in the container that carry ``mark`` in their
-        environment (POSIX sh and cat only: database images are often minimal)."""
-        script = ('for d in /proc/[0-9]*; do case "$(cat "$d/environ" 2>/dev/null)" in '
-                  '*"$1"*) kill -TERM "${d#/proc/}" 2>/dev/null;; esac; done')
-        outcome = runner.run(Command(
-            ("docker", "exec", self.container, "sh", "-c", script, "kompose-stop", mark),
-            cwd, {k: v for k, v in env.items() if k != "PGPASSWORD"}, stdin="null",
-            stdout="capture", capture_stderr=True, echo_stderr=False, timeout=30,
-            shielded=True))
-        if not outcome.ok:
-            why = (outcome.stderr_tail[-1:] or (outcome.error or f"exit {outcome.exit_code}",))
-            sys.stderr.write(f"kompose: could not stop {program} in container {self.container}"
-                             f" ({why[0]}); it may still be running there\n")
+    def _stop(self, program: str, mark: str, env: Mapping[str, str], cwd: Path) -> RemoteStop:
+        """SIGTERM to the processes in the container whose environment holds the mark (POSIX
+        sh and cat only: database images are often minimal). The docker client gets the
+        stack's environment without its secrets and without the mark itself."""
+        from kompose_py.envfiles import is_secret_key
+
+        quiet = {k: v for k, v in env.items()
+                 if k not in (EXEC_MARK, "PGPASSWORD") and not is_secret_key(k)}
+        return RemoteStop(Command(
+            ("docker", "exec", self.container, "sh", "-c", _STOP_SCRIPT, "kompose-stop",
+             f"{EXEC_MARK}={mark}"), cwd, quiet, timeout=30),
+            f"{program} in container {self.container}")
 
     def admin(self, runner: Runner, env: Mapping[str, str], cwd: Path, report: Any) -> Admin:
         from kompose_py.pgadmin import ContainerAdmin
@@ -299,6 +299,7 @@ def engine_label(values: Mapping[str, str]) -> str:
 
 _cache_lock = threading.Lock()
 _cache: dict[tuple[str, str, str], list[Container] | str] = {}
+_networks_cache: dict[tuple[str, str, str], set[str] | str] = {}
 
 
 def running_containers(runner: Runner, values: Mapping[str, str], cwd: Path,
@@ -380,7 +381,11 @@ def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Run
         return through(match[0], db, engine, "DB_CONTAINER")
     answering = [c for c in containers
                  if any(db.host in names for names in c.networks.values())]
-    found = _answering(db, stack, values, containers, answering, runner)
+    try:
+        found = _answering(db, stack, values, containers, answering, runner, cached)
+        unknown = ""
+    except _Unknown as exc:
+        found, unknown = [], str(exc)
     if len(found) > 1:
         names = ", ".join(sorted(c.name for c in found))
         raise StepError(f"DB_HOST={db.host} matches several running containers ({names})",
@@ -395,8 +400,9 @@ def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Run
     if answering:
         # Not found on the stack's networks, though a container elsewhere has the name.
         names = ", ".join(sorted(c.name for c in answering))
-        elsewhere = (f"{names} answers to DB_HOST={db.host} on networks this stack does not "
-                     f"join; set DB_CONTAINER if it is this stack's database")
+        elsewhere = (f"{names} answers to DB_HOST={db.host}, but "
+                     + (unknown if unknown else "on networks this stack does not join")
+                     + "; set DB_CONTAINER if it is this stack's database")
     if db.access == "container":
         raise StepError(f"DB_ACCESS=container, but no running container answers to "
                         f"DB_HOST={db.host}" + (f" or publishes port {db.port}"
@@ -408,7 +414,7 @@ def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Run
 
 def _answering(db: DbSettings, stack: Stack, values: Mapping[str, str],
                containers: Sequence[Container], answering: Sequence[Container],
-               runner: Runner) -> list[Container]:
+               runner: Runner, cached: bool) -> list[Container]:
     """The containers that DB_HOST resolves to from the stack's own containers: by container
     name, Compose service name or network alias, on the stack's networks. While none of the
     stack's containers runs, its networks are those its compose files declare (Compose's own
@@ -419,27 +425,57 @@ def _answering(db: DbSettings, stack: Stack, values: Mapping[str, str],
     project = project_name(stack, values)
     own_networks = {net for c in containers if c.project == project for net in c.networks}
     if not own_networks:
-        own_networks = declared_networks(stack, values, runner)
+        declared = declared_networks(stack, values, runner, cached)
+        if isinstance(declared, str):
+            # Not knowing the stack's networks, no container is taken for its database.
+            raise _Unknown(f"cannot read the stack's compose files (docker compose config: "
+                           f"{declared})")
+        own_networks = declared
     return [c for c in answering
             if any(db.host in names for net, names in c.networks.items() if net in own_networks)]
 
 
-def declared_networks(stack: Stack, values: Mapping[str, str], runner: Runner) -> set[str]:
-    """The names of the networks the stack's compose files declare, as ``docker compose
-    config`` resolves them (``<project>_default``, an external network's own name); none when
-    Compose cannot read the files."""
+class _Unknown(Exception):
+    """The stack's networks could not be learnt: why."""
+
+
+def declared_networks(stack: Stack, values: Mapping[str, str], runner: Runner,
+                      cached: bool = False) -> set[str] | str:
+    """The names of the networks the stack's services join, in any profile, as ``docker
+    compose config`` resolves them (``<project>_default``, an external network's own name);
+    or why Compose could not say (``cached``: once per stack and kompose run, for listings
+    and dry-runs)."""
+    key = ("networks", str(stack.path), "")
+    if cached:
+        with _cache_lock:
+            if key in _networks_cache:
+                return _networks_cache[key]
+    answer = _ask_compose(stack, values, runner)
+    if cached:
+        with _cache_lock:
+            _networks_cache[key] = answer
+    return answer
+
+
+def _ask_compose(stack: Stack, values: Mapping[str, str], runner: Runner) -> set[str] | str:
     from kompose_py.compose import compose_program
 
-    outcome = runner.run(Command((*compose_program(values), "config", "--format", "json"),
-                                 stack.path, values, stdin="null", stdout="capture",
-                                 capture_stderr=True, echo_stderr=False, timeout=60))
-    if not outcome.ok:
-        return set()
-    try:
-        networks = json.loads(outcome.stdout.decode(errors="replace")).get("networks") or {}
-        return {str((spec or {}).get("name") or key) for key, spec in networks.items()}
-    except (ValueError, AttributeError):
-        return set()
+    why = ""
+    # Every profile (Compose >= 2.20 takes "*"), else the active ones only.
+    for profiles in (("--profile", "*"), ()):
+        outcome = runner.run(Command(
+            (*compose_program(values), *profiles, "config", "--format", "json"), stack.path,
+            values, stdin="null", stdout="capture", capture_stderr=True, echo_stderr=False,
+            timeout=60))
+        if outcome.ok:
+            try:
+                networks = json.loads(outcome.stdout.decode(errors="replace")).get("networks")
+                return {str((spec or {}).get("name") or key)
+                        for key, spec in (networks or {}).items()}
+            except (ValueError, AttributeError) as exc:
+                return f"cannot read its output: {exc}"
+        why = (outcome.stderr_tail[-1:] or (outcome.error or f"exit {outcome.exit_code}",))[0]
+    return why.strip()
 
 
 def publishers(db: DbSettings, containers: Sequence[Container]) -> list[Container]:

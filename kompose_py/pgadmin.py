@@ -100,7 +100,7 @@ class ContainerAdmin:
         outcome = self.runner.run(Command(
             cmd.argv, cmd.cwd, cmd.env, stdout="capture", capture_stderr=True,
             echo_stderr=False, feeder=lambda sink: _write(sink, script), shielded=True,
-            timeout=600))
+            timeout=600, remote_stop=cmd.remote_stop))
         if not outcome.ok:
             raise StepError(_psql_error(outcome.stderr_tail, outcome.error,
                                         outcome.exit_code))

@@ -138,8 +138,11 @@ class StackRun:
             if secrets:
                 cmd = replace(cmd, mask=lambda text: mask(text, secrets))
         outcome = self.ctx.runner.run(cmd)
+        error = outcome.error or outcome.warning
+        if outcome.warning:
+            self.note(outcome.warning)
         self.record(StepResult(name, "command", outcome.status, outcome.exit_code,
-                               outcome.duration, error=outcome.error and self.mask(outcome.error)),
+                               outcome.duration, error=error and self.mask(error)),
                     "command", first_error_line(outcome.stderr_tail))
         return outcome
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Literal
 
@@ -78,9 +78,19 @@ class Command:
     # (the swap checks for cancellation before it starts, never half-way).
     shielded: bool = False
     # Ends what the command started beyond this machine's process tree (pg_dump in a
-    # container: signals reach the local `docker exec` client only). Called with the runner
-    # once the command has ended, when a cancellation or its time-out stopped it.
-    on_stop: Callable[[Runner], None] | None = field(default=None, compare=False)
+    # container: signals reach the local `docker exec` client only). Run once the command
+    # has ended, when its time-out or a cancellation stopped it; on a second signal, started
+    # and left to finish by itself.
+    remote_stop: RemoteStop | None = None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RemoteStop:
+    """How to end what a command started elsewhere: ``command`` exits 0 when it could look
+    (whether or not anything was left to end); ``what`` names it for the warning."""
+
+    command: Command
+    what: str
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -93,6 +103,7 @@ class Outcome:
     error: str | None = None  # the program could not be started, and why
     stderr_tail: tuple[str, ...] = ()
     stdout: bytes = b""  # with Command.stdout == "capture"
+    warning: str | None = None  # what it started elsewhere could not be ended
 
     @property
     def ok(self) -> bool:
@@ -124,6 +135,8 @@ class Supervisor:
         # Children that share kompose's own group (they keep the terminal): a terminal's
         # Ctrl-C reaches them by itself, a SIGTERM sent to kompose alone does not.
         self._foreground: set[int] = set()
+        # Running commands that started something elsewhere: how to end it.
+        self._remote: dict[int, RemoteStop] = {}
         self.cancelled = threading.Event()
         self.signum: int | None = None  # the signal that cancelled the run
         self.forwarded: int = signal.SIGTERM  # what running children got on cancellation
@@ -141,8 +154,15 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.cancelled.is_set():
-            # A second signal: end at once, taking every child group along.
+            # A second signal: end at once, taking every child group along, and start (not
+            # wait for) what ends their processes elsewhere.
             self._signal_all(signal.SIGKILL)
+            for stop in list(self._remote.values()):
+                with contextlib.suppress(Exception):
+                    subprocess.Popen(stop.command.argv, cwd=stop.command.cwd,
+                                     env=dict(stop.command.env), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
             if self.on_abort is not None:
                 with contextlib.suppress(Exception):
                     self.on_abort()
@@ -200,17 +220,21 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
 
-    def add(self, pgid: int, foreground: bool = False, call_id: str | None = None) -> None:
+    def add(self, pgid: int, foreground: bool = False, call_id: str | None = None,
+            remote: RemoteStop | None = None) -> None:
         with self._lock:
             if foreground:
                 self._foreground.add(pgid)
             else:
                 self._groups[pgid] = call_id
+            if remote is not None:
+                self._remote[pgid] = remote
 
     def discard(self, pgid: int) -> None:
         with self._lock:
             self._groups.pop(pgid, None)
             self._foreground.discard(pgid)
+            self._remote.pop(pgid, None)
 
 
 def signal_name(supervisor: Supervisor) -> str | None:
@@ -482,7 +506,8 @@ class Runner:
         own_group = not cmd.foreground
         if not cmd.shielded:
             # A shielded step (one statement of a database swap) is never signalled.
-            self.supervisor.add(proc.pid, foreground=not own_group, call_id=call_id)
+            self.supervisor.add(proc.pid, foreground=not own_group, call_id=call_id,
+                                remote=cmd.remote_stop)
             if not cancelled_before and self.supervisor.cancelled.is_set():
                 # The run was cancelled while this child started: the signal sent to the
                 # running groups may have missed it (a stack beside the one whose output
@@ -492,6 +517,7 @@ class Runner:
                 else:
                     _kill(proc.pid, self.supervisor.forwarded)
         timed_out = False
+        warning = None
         tail: deque[str] = deque(maxlen=8)
         relays = []
         captured: list[bytes] = []
@@ -521,10 +547,11 @@ class Runner:
                 # those that left its group or session.
                 _end_group(proc, call_id)
         finally:
+            cancelled = not cancelled_before and self.supervisor.cancelled.is_set()
+            if cmd.remote_stop is not None and (timed_out or (cancelled and not cmd.shielded)):
+                warning = self._stop_remote(cmd.remote_stop)
+            # After the remote stop: a second signal meanwhile starts it again (harmless).
             self.supervisor.discard(proc.pid)
-            stopped = timed_out or (not cancelled_before and self.supervisor.cancelled.is_set())
-            if cmd.on_stop is not None and stopped and not cmd.shielded:
-                cmd.on_stop(self)
             if feeder is not None:
                 feeder.join()
             for relay in relays:
@@ -556,7 +583,18 @@ class Runner:
             status = "cancelled"
         else:
             status = "failed"
-        return Outcome(status, exit_code, duration, error, tuple(tail), b"".join(captured))
+        return Outcome(status, exit_code, duration, error, tuple(tail), b"".join(captured),
+                       warning)
+
+    def _stop_remote(self, stop: RemoteStop) -> str | None:
+        """End what a stopped command started elsewhere; a warning when that failed."""
+        outcome = self.run(replace(stop.command, stdin="null", stdout="capture",
+                                   capture_stderr=True, echo_stderr=False, shielded=True,
+                                   timeout=stop.command.timeout or 30))
+        if outcome.ok:
+            return None
+        why = (outcome.stderr_tail[-1:] or (outcome.error or f"exit {outcome.exit_code}",))[0]
+        return f"could not stop {stop.what} ({why}); it may still be running there"
 
 
 def new_private_file(path: Path) -> IO[bytes]:

@@ -220,8 +220,8 @@ def test_a_container_of_another_project_is_never_this_stacks_database(
         (dump,) = folder.glob(f"{name}_*Z.sql")
         with server.connect(name) as conn:
             conn.execute("DELETE FROM items WHERE id > 2")
-        elsewhere = (f"{server.container} answers to DB_HOST={server.alias} on networks this "
-                     f"stack does not join; set DB_CONTAINER")
+        elsewhere = (f"{server.container} answers to DB_HOST={server.alias}, but on networks "
+                     f"this stack does not join; set DB_CONTAINER")
         for command in ("db:export", "db:import"):
             r = kompose("shop", command)
             assert r.code == 1, r.err
@@ -235,8 +235,14 @@ def test_a_container_of_another_project_is_never_this_stacks_database(
         r = kompose("-e", "DB_ACCESS=container", "shop", "db:import")
         assert r.code == 1 and "on this stack's networks" in r.err and elsewhere in r.err
         assert len(server.rows(name)) == 2
-        # The stack that does join the server's network finds it with its containers down.
-        (folder / "compose.yaml").write_text(server.compose)
+        # When Compose cannot read the files, no container is taken either, and it says why.
+        r = kompose("-e", "KOMPOSE_COMPOSE_CMD=false", "-n", "shop", "db:export")
+        assert (f"{server.container} answers to DB_HOST={server.alias}, but cannot read the "
+                f"stack's compose files (docker compose config: exit 1)") in r.err, r.err
+        # The stack that does join the server's network finds it with its containers down,
+        # also when the service that joins it is in a profile not chosen in the .env.
+        (folder / "compose.yaml").write_text(server.compose.replace(
+            "    networks: [db]\n", "    profiles: [app]\n    networks: [db]\n"))
         r = kompose("shop", "db:import")
         assert r.code == 0, r.err
         assert f"via container {server.container}" in r.err
@@ -245,3 +251,56 @@ def test_a_container_of_another_project_is_never_this_stacks_database(
         subprocess.run(["docker", "network", "rm", own], capture_output=True)
         with server.connect() as conn:
             drop_database(conn, name)
+
+
+def test_a_process_that_cannot_be_stopped_in_the_container_is_said(
+        newer_server: object, tmp_path: Path) -> None:
+    """An image without `cat` (Debian's dash needs the real one): kompose cannot end the
+    pg_dump it started there, and says so, in the output and in the JSON report."""
+    import json
+    import signal
+    import sys
+    import time
+
+    from tests.conftest import ContainerPostgres
+
+    assert isinstance(newer_server, ContainerPostgres)
+    server = newer_server
+    name = server.new_name()
+    server.create(name, rows=3)
+    subprocess.run(["docker", "exec", server.container, "sh", "-c",
+                    "rm -f /bin/cat /usr/bin/cat"], check=True, capture_output=True)
+    root = make_stacks(tmp_path / "root", {"shop": {"compose.yaml": server.compose,
+                                                    ".env": server.env_text(name)}})
+    holder = server.connect(name)
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+
+    def dumping() -> list[int]:
+        with server.connect() as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
+                "application_name = 'pg_dump' AND wait_event_type = 'Lock'", (name,))]
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root),
+                                 "--json", "shop", "db:export"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not dumping():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err
+        warning = (f"could not stop pg_dump in container {server.container} (no cat in the "
+                   f"container); it may still be running there")
+        assert warning in err
+        (stack,) = json.loads(out)["stacks"]
+        assert stack["status"] == "cancelled"
+        assert warning in [s["error"] for s in stack["steps"]]
+        assert dumping()  # as said: still there
+    finally:
+        with server.connect() as conn:
+            for pid in dumping():
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        holder.close()

@@ -395,6 +395,24 @@ def test_a_kill_right_after_the_swap_leaves_connections_refused_as_they_were(
     assert len(pg.rows(name)) == 5
 
 
+def test_a_target_reopened_after_an_import_stopped_while_loading_stays_open(
+        tmp_path: Path, pg: Postgres) -> None:
+    """The import was killed while loading (the target untouched, then refusing
+    connections); the operator has opened it since. The next export recovers and leaves the
+    target as the operator left it."""
+    name = pg.new_name()
+    pg.create(name, rows=3)
+    root = stack_root(tmp_path, pg, shop=name)
+    (root / "shop" / JOURNAL_NAME).write_text(json.dumps({
+        "target": name, "scratch": f"{name}_gone", "aside": f"{name}_gone_too",
+        "phase": "load", "allow_connections": False}))
+    r = kompose(root, "shop", "db:export")
+    assert r.code == 0, r.err
+    assert "refusing them again" not in r.err
+    assert catalog(pg, name)["datallowconn"] is True
+    assert len(dump_files(root / "shop")) == 1
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_export_stopped_while_pg_dump_waits_leaves_nothing_running(
         tmp_path: Path, server: Postgres, sig: int) -> None:

@@ -245,6 +245,12 @@ def test_usage_error_with_json_is_a_document(capsys: pytest.CaptureFixture[str],
     doc = json.loads(out)
     assert code == 3 and doc["error"]["exit_code"] == 3
     assert doc["command"] == "ps" and doc["dry_run"] is True  # what the command line said
+    for args, command, dry_run in ((["*", "up", "-d", "--dry-run"], "up", True),
+                                   (["*", "-d", "up"], None, None),
+                                   (["--status", "*", "extra"], "--status", None)):
+        cli.main(["--json", "--root", str(tmp_path), *args])
+        doc = json.loads(capsys.readouterr()[0])
+        assert (doc["command"], doc["dry_run"]) == (command, dry_run), args
 
 
 def test_engine_check_only_for_docker_compose(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ This package is the only one that imports typer; nothing in the core imports it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -68,9 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _error(exc.message, USAGE_HINT, 2, as_json)
         if isinstance(parsed, int):
             return parsed
-        if len(parsed.args) > 1:
-            known = {"command": parsed.args[1], "dry_run": parsed.dry_run}
-        from kompose_py.cli.commands import execute
+        from kompose_py.cli.commands import execute, split_command_line
+
+        if parsed.list_stacks or parsed.status:
+            known = {"command": "--list" if parsed.list_stacks else "--status"}
+        else:
+            with contextlib.suppress(UsageError):  # not parsable: both stay null
+                line = split_command_line(parsed.args, parsed.dry_run)
+                known = {"command": line.command, "dry_run": line.dry_run}
 
         return execute(parsed)
     except KomposeError as exc:
@@ -81,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = USAGE_HINT
         return _error(exc.message, hint, exc.exit_code, as_json, known)
     except KeyboardInterrupt:  # before the run installed its own handling
-        return _error("interrupted", None, 130, as_json)
+        return _error("interrupted", None, 130, as_json, known)
     except BrokenPipeError:
         # `kompose --list | head`: the reader left; that is not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)

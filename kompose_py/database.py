@@ -320,37 +320,39 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, compress: bool,
     planned = stack.path / dump_name(db.name, when, 1, compress)
     tmp = stack.path / f".{planned.name}.{os.getpid()}.partial"
     show = (lambda size: progress(stack.name, size)) if progress else None
-    try:
-        with _DumpWatcher(tmp, show):
-            outcome = run.run_command(
-                "pg_dump", _dump_command(run, access, tmp, compress),
-                {"PGPASSWORD": ""} if db.password else None,
-                suffix=f" > {tmp.name}" + (" (compressed by kompose)" if compress else ""))
-        if not outcome.ok:
-            tail = outcome.stderr_tail
-            if not tail and access.mode == "container" and outcome.exit_code in (126, 127):
-                # docker exec says "executable file not found" on stdout: the dump file.
-                with contextlib.suppress(OSError), open(tmp, "rb") as handle:
-                    tail = tuple(handle.read(500).decode(errors="replace").splitlines()[:1])
-            if tail and not outcome.error:
-                run.result.message = run.mask(pg_error(tail, access))
-            return None, tail
-        reason = incomplete_reason(tmp, compress)
-        if reason is not None and run.ctx.runner.supervisor.cancelled.is_set():
-            run.stopped("interrupted before the dump was complete; nothing was published")
-            return None, ()
-        if reason is not None:
-            run.fail(f"pg_dump exited 0 but its output is not a complete dump ({reason}); "
-                     f"nothing was published")
-            return None, ()
+    # Removed on every ending, a second signal's immediate one included.
+    with run.ctx.runner.supervisor.temporary(tmp):
         try:
-            return _publish(tmp, db.name, stack.path, when, compress), ()
-        except OSError as exc:
-            run.fail(f"cannot publish the dump in {stack.path}: {exc.strerror or exc}")
-            return None, ()
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # a partial dump must never look like a dump
+            with _DumpWatcher(tmp, show):
+                outcome = run.run_command(
+                    "pg_dump", _dump_command(run, access, tmp, compress),
+                    {"PGPASSWORD": ""} if db.password else None,
+                    suffix=f" > {tmp.name}" + (" (compressed by kompose)" if compress else ""))
+            if not outcome.ok:
+                tail = outcome.stderr_tail
+                if not tail and access.mode == "container" and outcome.exit_code in (126, 127):
+                    # docker exec says "executable file not found" on stdout: the dump file.
+                    with contextlib.suppress(OSError), open(tmp, "rb") as handle:
+                        tail = tuple(handle.read(500).decode(errors="replace").splitlines()[:1])
+                if tail and not outcome.error:
+                    run.result.message = run.mask(pg_error(tail, access))
+                return None, tail
+            reason = incomplete_reason(tmp, compress)
+            if reason is not None and run.ctx.runner.supervisor.cancelled.is_set():
+                run.stopped("interrupted before the dump was complete; nothing was published")
+                return None, ()
+            if reason is not None:
+                run.fail(f"pg_dump exited 0 but its output is not a complete dump ({reason}); "
+                         f"nothing was published")
+                return None, ()
+            try:
+                return _publish(tmp, db.name, stack.path, when, compress), ()
+            except OSError as exc:
+                run.fail(f"cannot publish the dump in {stack.path}: {exc.strerror or exc}")
+                return None, ()
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a partial dump must never look like a dump
 
 
 def _newer_server_container(run: StackRun, access: AccessKind) -> ContainerAccess | None:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Literal
@@ -137,6 +137,8 @@ class Supervisor:
         self._foreground: set[int] = set()
         # Running commands that started something elsewhere: how to end it.
         self._remote: dict[int, RemoteStop] = {}
+        # Files that must not outlive the run, even one ended at once (partial dumps).
+        self._temporary: set[Path] = set()
         self.cancelled = threading.Event()
         self.signum: int | None = None  # the signal that cancelled the run
         self.forwarded: int = signal.SIGTERM  # what running children got on cancellation
@@ -163,6 +165,9 @@ class Supervisor:
                                      env=dict(stop.command.env), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
+            for path in list(self._temporary):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)  # a partial dump must never look like a dump
             if self.on_abort is not None:
                 with contextlib.suppress(Exception):
                     self.on_abort()
@@ -219,6 +224,18 @@ class Supervisor:
             for pid in foreground:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
+
+    @contextlib.contextmanager
+    def temporary(self, path: Path) -> Iterator[Path]:
+        """``path`` is removed by a second signal's immediate end too; the caller removes it
+        otherwise."""
+        with self._lock:
+            self._temporary.add(path)
+        try:
+            yield path
+        finally:
+            with self._lock:
+                self._temporary.discard(path)
 
     def add(self, pgid: int, foreground: bool = False, call_id: str | None = None,
             remote: RemoteStop | None = None) -> None:

@@ -25,10 +25,10 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kompose_py.envfiles import StackEnv
 from kompose_py.errors import StepError
@@ -298,8 +298,8 @@ def engine_label(values: Mapping[str, str]) -> str:
 
 
 _cache_lock = threading.Lock()
-_cache: dict[tuple[str, str, str], list[Container] | str] = {}
-_networks_cache: dict[tuple[str, str, str], set[str] | str] = {}
+_cache: dict[tuple[str, ...], list[Container] | str] = {}
+_networks_cache: dict[tuple[str, ...], set[str] | str] = {}
 
 
 def running_containers(runner: Runner, values: Mapping[str, str], cwd: Path,
@@ -309,14 +309,23 @@ def running_containers(runner: Runner, values: Mapping[str, str], cwd: Path,
     dry-runs; a real run asks again, as a pre hook may just have started the database)."""
     key = (values.get("DOCKER_HOST", ""), values.get("DOCKER_CONTEXT", ""),
            values.get("DOCKER_CONFIG", ""))
-    if cached:
-        with _cache_lock:
-            if key in _cache:
-                return _cache[key]
-    answer = _ask_engine(runner, values, cwd)
-    if cached:
-        with _cache_lock:
-            _cache[key] = answer
+    return _remembered(_cache, key, cached, lambda: _ask_engine(runner, values, cwd))
+
+
+_T = TypeVar("_T")
+
+
+def _remembered(cache: dict[tuple[str, ...], _T], key: tuple[str, ...], cached: bool,
+                ask: Callable[[], _T]) -> _T:
+    """``ask()``; with ``cached``, its answer is kept for the run under ``key``."""
+    if not cached:
+        return ask()
+    with _cache_lock:
+        if key in cache:
+            return cache[key]
+    answer = ask()
+    with _cache_lock:
+        cache[key] = answer
     return answer
 
 
@@ -445,16 +454,8 @@ def declared_networks(stack: Stack, values: Mapping[str, str], runner: Runner,
     compose config`` resolves them (``<project>_default``, an external network's own name);
     or why Compose could not say (``cached``: once per stack and kompose run, for listings
     and dry-runs)."""
-    key = ("networks", str(stack.path), "")
-    if cached:
-        with _cache_lock:
-            if key in _networks_cache:
-                return _networks_cache[key]
-    answer = _ask_compose(stack, values, runner)
-    if cached:
-        with _cache_lock:
-            _networks_cache[key] = answer
-    return answer
+    return _remembered(_networks_cache, (str(stack.path),), cached,
+                       lambda: _ask_compose(stack, values, runner))
 
 
 def _ask_compose(stack: Stack, values: Mapping[str, str], runner: Runner) -> set[str] | str:

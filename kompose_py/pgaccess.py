@@ -220,7 +220,7 @@ class ContainerAccess:
         from kompose_py.envfiles import is_secret_key
 
         quiet = {k: v for k, v in env.items()
-                 if k not in (EXEC_MARK, "PGPASSWORD") and not is_secret_key(k)}
+                 if k != EXEC_MARK and not is_secret_key(k)}
         return RemoteStop(Command(
             ("docker", "exec", self.container, "sh", "-c", _STOP_SCRIPT, "kompose-stop",
              f"{EXEC_MARK}={mark}"), cwd, quiet, timeout=30),
@@ -336,9 +336,7 @@ def _ask_engine(runner: Runner, values: Mapping[str, str], cwd: Path) -> list[Co
                                      timeout=60))
         if outcome.ok:
             return outcome.stdout, ""
-        why = (outcome.stderr_tail[-1] if outcome.stderr_tail else outcome.error) \
-            or f"exit {outcome.exit_code}"
-        return b"", why.strip()
+        return b"", outcome.reason
 
     for _attempt in range(3):
         ids, error = call("ps", "-q", "--no-trunc")
@@ -475,8 +473,8 @@ def _ask_compose(stack: Stack, values: Mapping[str, str], runner: Runner) -> set
                         for key, spec in (networks or {}).items()}
             except (ValueError, AttributeError) as exc:
                 return f"cannot read its output: {exc}"
-        why = (outcome.stderr_tail[-1:] or (outcome.error or f"exit {outcome.exit_code}",))[0]
-    return why.strip()
+        why = outcome.reason
+    return why
 
 
 def publishers(db: DbSettings, containers: Sequence[Container]) -> list[Container]:

@@ -109,6 +109,13 @@ class Outcome:
     def ok(self) -> bool:
         return self.status == "success"
 
+    @property
+    def reason(self) -> str:
+        """Why it failed, in one line: the last line it printed on stderr, else why it could
+        not start, else its exit status."""
+        return ((self.stderr_tail[-1] if self.stderr_tail else self.error)
+                or f"exit {self.exit_code}").strip()
+
 
 # Termination signals that cancel a run as Ctrl-C does: a scheduler's stop (systemctl,
 # timeout, cron, CI) sends SIGTERM, a closed terminal SIGHUP. Exit status: 128 + number.
@@ -610,8 +617,7 @@ class Runner:
                                    timeout=stop.command.timeout or 30))
         if outcome.ok:
             return None
-        why = (outcome.stderr_tail[-1:] or (outcome.error or f"exit {outcome.exit_code}",))[0]
-        return f"could not stop {stop.what} ({why}); it may still be running there"
+        return f"could not stop {stop.what} ({outcome.reason}); it may still be running there"
 
 
 def new_private_file(path: Path) -> IO[bytes]:

@@ -121,9 +121,7 @@ def _capture(runner: Runner, argv: Sequence[str], stack: Stack, env: Mapping[str
     text = out.read_text(errors="replace") if out.exists() else ""
     if outcome.ok:
         return text, ""
-    why = (outcome.stderr_tail[-1] if outcome.stderr_tail else outcome.error) \
-        or f"exit {outcome.exit_code}"
-    return None, why.strip()
+    return None, outcome.reason
 
 
 def query(stack: Stack, env: StackEnv, runner: Runner, default_env: Mapping[str, str],

@@ -367,6 +367,16 @@ def _image_there(image: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+def end_process(proc: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM, ``grace`` seconds, then SIGKILL: a daemon a fixture started (dockerd, sshd)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def pg_container(docker_engine: None) -> Iterator[ContainerPostgres]:
     """One containerised server for the test session."""
@@ -466,12 +476,7 @@ def second_engine(docker_engine: None) -> Iterator[str]:
                            check=True, capture_output=True)
         yield host
     finally:
-        started.terminate()
-        try:
-            started.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            started.kill()
-            started.wait()
+        end_process(started, grace=30)
         log.close()
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
         for folder in (data_root, exec_root):
@@ -579,9 +584,4 @@ def ssh_engine(docker_engine: None, tmp_path_factory: pytest.TempPathFactory
                                f"{check.stderr.strip()[-500:]}; sshd: {log.read_text()[-500:]}")
         yield engine
     finally:
-        started.terminate()
-        try:
-            started.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            started.kill()
-            started.wait()
+        end_process(started, grace=10)

@@ -529,8 +529,8 @@ def hook_call(runs: int) -> list[Row]:
     """One hook call through kompose's own code path (fresh bash, the constant script, the
     hook environment) against `bash -c` sourcing the same file and calling the function."""
     from kompose_py.envfiles import StackEnv
-    from kompose_py.pipeline import RunContext, StackRun
-    from kompose_py.runner import Runner
+    from kompose_py.lifecycle import RunContext, StackRun
+    from kompose_py.runner.run import Runner
     from kompose_py.stacks import Stack
 
     class Quiet:

@@ -24,16 +24,15 @@ from __future__ import annotations
 import functools
 import os
 import re
-import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kompose_py.errors import ConfigError, UsageError
+from kompose_py.files import regular_file
+from kompose_py.masking import is_secret_key, mask, secret_values
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_SECRET_WORDS = ("PASSWORD", "PASSWD", "PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "HASH",
-                 "PRIVATE")
 
 # Layers of a stack's environment, lowest first (later wins), as env:show names them.
 STACK_ENV = "stack .env"
@@ -42,11 +41,6 @@ ROOT_ENV = "root .env"
 NETWORK = "--network"
 OVERRIDE = "-e"
 LAYERS = (STACK_ENV, ENVIRONMENT, ROOT_ENV, NETWORK, OVERRIDE)
-
-
-def is_secret_key(key: str) -> bool:
-    upper = key.upper()
-    return any(word in upper for word in _SECRET_WORDS)
 
 
 # -- the lexer ------------------------------------------------------------------------------
@@ -327,33 +321,6 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
 
 
-def regular_file(path: Path, what: str) -> os.stat_result:
-    """The status of a file that must be a regular one: a link to nothing, a path that cannot
-    be read or anything else there is a configuration error naming it."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        try:
-            raise ConfigError(f"{path}: a link to nothing ({os.readlink(path)!r})") from None
-        except OSError:
-            raise ConfigError(f"{path}: missing") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path}: is {file_kind(info.st_mode)}, not {what}")
-    return info
-
-
-def file_kind(mode: int) -> str:
-    """What is there instead of a regular file, in words."""
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def env_file_present(path: Path) -> bool:
     """Whether there is something at ``path`` (a dangling link and a folder count: they
     fail when read, rather than silently meaning "no settings")."""
@@ -445,29 +412,3 @@ class EnvBuilder:
         return StackEnv(values, tuple(files), frozenset(own), sources, shadowed)
 
 
-def secret_values(env: Mapping[str, str]) -> list[str]:
-    """Values to hide wherever kompose prints, longest first so overlaps mask fully."""
-    found = {v for k, v in env.items() if v and is_secret_key(k)}
-    return sorted(found, key=len, reverse=True)
-
-
-def mask(text: str, secrets: Iterable[str]) -> str:
-    for value in secrets:
-        # Very short values would garble unrelated text if replaced everywhere; they are
-        # still masked when they stand as a whole word.
-        if len(value) >= 4:
-            text = text.replace(value, "***")
-        else:
-            text = re.sub(rf"(?<![\w]){re.escape(value)}(?![\w])", "***", text)
-    return text
-
-
-_ASSIGNMENT = re.compile(r"(-*)([A-Za-z_][\w.-]*)=(.*)", re.DOTALL)
-
-
-def mask_argument(arg: str) -> str:
-    """``--password=x`` and ``DB_PASSWORD=x`` hide their value even when x is unknown here."""
-    match = _ASSIGNMENT.fullmatch(arg)
-    if match and match[3] and is_secret_key(match[2]):
-        return f"{match[1]}{match[2]}=***"
-    return arg

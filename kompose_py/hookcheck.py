@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Literal
 
 from kompose_py import hooks
-from kompose_py.commandset import COMPOSE_COMMANDS
-from kompose_py.runner import Command, Runner
+from kompose_py.backends.compose import COMPOSE_COMMANDS
+from kompose_py.commands import TABLE
+from kompose_py.runner.command import Command
+from kompose_py.runner.run import Runner
 
-# The kompose commands that have hooks.
-KOMPOSE_HOOKED = ("db:export", "db:import", "db:cleanup", "db:shell", "db:recover")
 _NAME = re.compile(r"hook_(pre|post|error|finally)_(\w+)")
 
 
@@ -26,7 +26,8 @@ _NAME = re.compile(r"hook_(pre|post|error|finally)_(\w+)")
 def valid_names() -> dict[str, str]:
     """Every valid hook function name → the command it applies to."""
     names = {}
-    for command in (*COMPOSE_COMMANDS, *KOMPOSE_HOOKED):
+    hooked = [spec.name for spec in TABLE if spec.hooked]
+    for command in (*sorted(COMPOSE_COMMANDS), *hooked):
         for phase in hooks.PHASES:
             names[hooks.function_name(phase, command)] = command
     return names

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 
 from kompose_py.errors import ConfigError
-from kompose_py.runner import Command
+from kompose_py.runner.command import Command
 
 PHASES = ("pre", "post", "error", "finally")
 
@@ -65,7 +65,7 @@ class Hook:
 
 
 def function_name(phase: str, command: str) -> str:
-    """``hook_<phase>_<cmd>`` with ``-`` and ``:`` turned into ``_`` (``db:export`` → db_export)."""
+    """``hook_<phase>_<cmd>`` with ``-`` and ``:`` turned into ``_`` (``ns:name`` → ``ns_name``)."""
     return f"hook_{phase}_{command.replace('-', '_').replace(':', '_')}"
 
 
@@ -99,7 +99,7 @@ def check_hooks_file(path: Path) -> None:
     found before anything runs (it must not silently mean "no hooks")."""
     if not os.path.lexists(path):
         return
-    from kompose_py.envfiles import regular_file
+    from kompose_py.files import regular_file
 
     regular_file(path, "a hooks file")
     if not os.access(path, os.R_OK):

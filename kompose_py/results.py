@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from kompose_py.runner import Status
+from kompose_py.runner.command import Status
 
 StackStatus = Literal["success", "failed", "timeout", "cancelled", "skipped", "not run"]
 

@@ -33,21 +33,6 @@ class Stack:
     def hooks_file(self) -> Path:
         return self.path / "hooks.sh"
 
-    def compose_files(self, env: Mapping[str, str]) -> list[Path]:
-        """The files ``docker compose`` uses in this folder with this environment:
-        ``COMPOSE_FILE`` (split on ``COMPOSE_PATH_SEPARATOR``, relative to the folder) when
-        set, else the main file and the first override file found."""
-        chosen = env.get("COMPOSE_FILE")
-        if chosen:
-            separator = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
-            return [self.path / name for name in chosen.split(separator) if name]
-        files = [self.compose_file]
-        for name in OVERRIDE_FILE_NAMES:
-            if (self.path / name).is_file():
-                files.append(self.path / name)
-                break
-        return files
-
 
 ROOT_HINT = "pass --root DIR or set KOMPOSE_ROOT"
 

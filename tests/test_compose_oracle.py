@@ -14,6 +14,7 @@ import pytest
 
 from kompose_py.envfiles import read_env_file
 from kompose_py.errors import ConfigError
+from tests.conftest import make_stacks, run_kompose
 
 # One statement per case; the key of the case is V<n>. Definitions every case may use:
 BASE = "A=x\nEMPTY=\nSPACED=a b\n"
@@ -163,3 +164,40 @@ def test_a_secret_quoted_by_an_error_is_masked(tmp_path: Path, line: str) -> Non
     with pytest.raises(ConfigError) as err:
         read_env_file(tmp_path / ".env", above={"DB_PASSWORD": "S3cretPw99"})
     assert "S3cretPw99" not in err.value.message and "URL: " in err.value.message
+
+
+@pytest.mark.parametrize(("folder", "env", "compose_name"), [
+    ("_shop", {}, None),
+    ("Web.App", {}, None),
+    ("shop", {"COMPOSE_PROJECT_NAME": "other"}, None),
+    ("plain", {}, "MyProj"),
+    ("plain", {"PN": "Zed"}, "${PN:-fallback}"),
+    ("plain", {"COMPOSE_PROJECT_NAME": "wins"}, "'_Quoted.Name'"),
+])
+def test_project_name_is_composes(tmp_path: Path, docker_engine: None, folder: str,
+                                  env: dict[str, str], compose_name: str | None) -> None:
+    """The project name kompose uses (which containers are a stack's own, env:check's clash
+    warning) is the one `docker compose config` reports, wherever it comes from."""
+    import json
+    import subprocess
+
+    from kompose_py.backends.compose import project_name
+    from kompose_py.stacks import discover
+
+    body = "services:\n  a:\n    image: busybox\n"
+    if compose_name is not None:
+        body = f"name: {compose_name}\n" + body
+    make_stacks(tmp_path, {folder: {"compose.yaml": body}})
+    (stack,) = discover(tmp_path)
+    oracle = subprocess.run(["docker", "compose", "config", "--format", "json"],
+                            cwd=stack.path, env={**os.environ, **env}, capture_output=True,
+                            text=True, check=True)
+    assert project_name(stack, env) == json.loads(oracle.stdout)["name"]
+
+
+def test_env_check_warns_of_stacks_that_share_a_project_name(tmp_path: Path) -> None:
+    """`_shop` and `shop` are one Compose project (`shop`): env:check says so."""
+    make_stacks(tmp_path, {"_shop": {"compose.yaml": "services: {}\n"},
+                           "shop": {"compose.yaml": "services: {}\n"}})
+    r = run_kompose("--root", str(tmp_path), "*", "env:check")
+    assert "compose project name 'shop' is also shop's" in r.out, r.out

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kompose_py.database import _publish
+from kompose_py.db.export import _publish
+from kompose_py.db.postgres.formats import PLAIN
 from tests.conftest import (
     COMPOSE,
     ContainerPostgres,
@@ -124,7 +125,7 @@ def test_two_exports_in_one_second_both_survive(tmp_path: Path, server: Postgres
     for content in (b"first", b"second"):
         tmp = folder / f".tmp-{content.decode()}"
         tmp.write_bytes(content)
-        paths.append(_publish(tmp, "shop", folder, when, compressed=False))
+        paths.append(_publish(tmp, "shop", folder, when, PLAIN))
     assert [p.name for p in paths] == ["shop_20251008_065001Z.sql",
                                        "shop_20251008_065001Z_2.sql"]
     assert [p.read_bytes() for p in paths] == [b"first", b"second"]
@@ -640,3 +641,27 @@ def test_json_report_of_db_commands_names_dumps_and_hides_the_password(tmp_path:
     assert "password authentication failed" in stacks["wrong"]["message"]
     for secret in (pg.password, "Wrong-Secret-7"):
         assert secret not in r.out and secret not in r.err
+
+
+def test_db_hooks_get_pg_variables_of_what_the_pre_hooks_set(tmp_path: Path, pg: Postgres) -> None:
+    """A pre hook that decrypts the real password (and says where the server is) writes them to
+    $KOMPOSE_ENV_FILE; the dump uses them, and so must the PG* variables of the later hooks.
+    They used to be computed before the pre hooks ran: PGHOST/PGPASSWORD of the .env."""
+    name = pg.new_name()
+    pg.create(name)
+    root = make_stacks(tmp_path / "root", {"shop": {
+        "compose.yaml": pg.compose,
+        ".env": (f"DB_NAME={name}\nDB_HOST=placeholder.invalid\nDB_PORT={pg.port}\n"
+                 f"DB_USER={pg.user}\nDB_PASSWORD=encrypted-placeholder\n"),
+        "hooks.sh": (
+            'hook_pre_db_export() { printf "DB_HOST=%s\\nDB_PASSWORD=%s\\n" "$REAL_HOST" '
+            '"$REAL_PW" >"$KOMPOSE_ENV_FILE"; }\n'
+            'hook_post_db_export() {\n'
+            '  printf "%s|%s|%s\\n" "$PGHOST" "$([ "$PGPASSWORD" = "$REAL_PW" ] && echo real)" '
+            '"$DB_HOST" >"$KOMPOSE_STACK_DIR/seen"\n'
+            '  psql -X -At -c "SELECT 42" >>"$KOMPOSE_STACK_DIR/seen"\n}\n')}})
+    r = kompose(root, "shop", "db:export", env={"REAL_HOST": pg.host, "REAL_PW": pg.password})
+    assert r.code == 0, r.err
+    seen = (root / "shop" / "seen").read_text().splitlines()
+    # The hook's own psql reaches the server kompose dumped, with the decrypted password.
+    assert seen == [f"{pg.host}|real|{pg.host}", "42"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kompose_py.pgaccess import CONNECT_TIMEOUT
+from kompose_py.db.postgres.tools import CONNECT_TIMEOUT
 from tests.conftest import (
     PG_IMAGE,
     PG_IMAGE_NEWER,

@@ -195,8 +195,8 @@ def test_a_container_gone_between_ps_and_inspect_is_not_an_unreachable_engine(
     tools and failed with `could not translate host name "postgres"`."""
     import json
 
-    from kompose_py import pgaccess
-    from kompose_py.runner import Command, Outcome
+    from kompose_py.backends import docker as pgaccess
+    from kompose_py.runner.command import Command, Outcome
 
     alive = {"Name": "/kt-db-postgres-1", "State": {"Running": True},
              "Config": {"Labels": {"com.docker.compose.project": "kt-db",

@@ -31,7 +31,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kompose_py.database import JOURNAL_NAME, LOCK_NAME, scratch_names
+from kompose_py.db.journal import JOURNAL_NAME
+from kompose_py.db.lock import LOCK_NAME
+from kompose_py.db.postgres.catalog import scratch_names
 from tests.conftest import (
     PG,
     ContainerPostgres,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kompose_py.dumpscan import MetaCommandGuard, UnsafeDump
+from kompose_py.db.postgres.scan import MetaCommandGuard, UnsafeDump
 
 PASSES = {
     "copy data and strings": b"SET x = 1;\nCOPY t (a) FROM stdin;\n\\N\t\\connect x\n\\.\n"

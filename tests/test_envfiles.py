@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kompose_py.envfiles import EnvBuilder, mask, read_env_file, secret_values
+from kompose_py.envfiles import EnvBuilder, read_env_file
 from kompose_py.errors import ConfigError
+from kompose_py.masking import mask, secret_values
 from tests.conftest import COMPOSE, make_stacks, run_kompose
 
 

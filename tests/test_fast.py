@@ -1,5 +1,5 @@
 """The pure parts in-process, with fake runners and jobs (milliseconds, no engine): the
-pre/post/error/finally table, the orchestrator, crash containment, the subcommand and engine
+pre/post/error/finally table, the fan-out over stacks, crash containment, the subcommand and engine
 checks' parsing, and --json for usage errors through ``cli.main``."""
 
 from __future__ import annotations
@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from kompose_py import cli, composecli
+from kompose_py import cli
+from kompose_py.backends import compose as composecli
+from kompose_py.backends import docker
 from kompose_py.cli import prechecks, wants_json
 from kompose_py.envfiles import StackEnv
-from kompose_py.orchestrator import run_all
-from kompose_py.pipeline import RunContext, StackRun, first_error_line, run_with_hooks
+from kompose_py.fanout import run_all
+from kompose_py.lifecycle import RunContext, StackRun, run_with_hooks
 from kompose_py.results import StackResult, StepResult
-from kompose_py.runner import Command, Outcome, Runner, Supervisor
+from kompose_py.runner.command import Command, Outcome, failure_line
+from kompose_py.runner.run import Runner
+from kompose_py.runner.supervisor import Supervisor
 from kompose_py.stacks import Stack
 
 
@@ -96,7 +100,10 @@ def test_pre_post_error_finally_table(tmp_path: Path, codes: dict[str, int], ran
 def test_failure_reason_is_the_first_error_line(tmp_path: Path) -> None:
     result = pipeline(tmp_path, FakeRunner({"command": 3}))
     assert result.message == "exit 3: Error: it broke"
-    assert first_error_line(("a", "b")) == "b" and first_error_line(()) is None
+    assert failure_line(("a", "b")) == "b" and failure_line(()) == ""
+    assert failure_line(("psql: ERROR:  permission denied for table t", "x"),
+                        strip_marker=True) == "permission denied for table t"
+    assert failure_line((), "exit 3") == "exit 3"
 
 
 def test_a_crash_in_the_command_is_this_stacks_failure_masked(tmp_path: Path) -> None:
@@ -116,7 +123,7 @@ def test_cancel_stops_new_steps_but_runs_error_and_finally(tmp_path: Path) -> No
     assert (result.status, result.exit_code) == ("cancelled", 143)
 
 
-# -- orchestrator ---------------------------------------------------------------------------
+# -- fan-out --------------------------------------------------------------------------------
 def stacks(*names: str) -> list[Stack]:
     return [Stack(n, Path(n), Path(n) / "compose.yaml") for n in names]
 
@@ -208,27 +215,27 @@ def test_wants_json(argv: list[str], wanted: bool) -> None:
 def test_engine_of_host_context_and_default(tmp_path: Path) -> None:
     import hashlib
 
-    assert composecli.engine_of({"DOCKER_HOST": "tcp://h:1"}) == composecli.Engine(
+    assert docker.engine_of({"DOCKER_HOST": "tcp://h:1"}) == docker.Engine(
         "tcp://h:1", "DOCKER_HOST")
-    assert composecli.engine_of({"HOME": str(tmp_path)}) == composecli.Engine(
-        composecli.DEFAULT_HOST, "default")
+    assert docker.engine_of({"HOME": str(tmp_path)}) == docker.Engine(
+        docker.DEFAULT_HOST, "default")
     meta = tmp_path / "contexts" / "meta" / hashlib.sha256(b"far").hexdigest()
     meta.mkdir(parents=True)
     (meta / "meta.json").write_text(json.dumps({"Endpoints": {"docker": {"Host": "ssh://x"}}}))
-    assert composecli.engine_of({"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "far"}) == \
-        composecli.Engine("ssh://x", "context far")
-    assert composecli.engine_of({"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "gone"}) is None
+    assert docker.engine_of({"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "far"}) == \
+        docker.Engine("ssh://x", "context far")
+    assert docker.engine_of({"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "gone"}) is None
 
 
 def test_unreachable_asks_the_socket(tmp_path: Path) -> None:
     path = tmp_path / "engine.sock"
-    dead = composecli.Engine(f"unix://{path}", "DOCKER_HOST")
-    assert composecli.unreachable(dead) is not None
+    dead = docker.Engine(f"unix://{path}", "DOCKER_HOST")
+    assert docker.unreachable(dead) is not None
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(path))
         server.listen()
-        assert composecli.unreachable(dead) is None
-    assert composecli.unreachable(composecli.Engine("ssh://u@h", "DOCKER_HOST")) is None
+        assert docker.unreachable(dead) is None
+    assert docker.unreachable(docker.Engine("ssh://u@h", "DOCKER_HOST")) is None
 
 
 def test_usage_error_with_json_is_a_document(capsys: pytest.CaptureFixture[str],
@@ -267,11 +274,11 @@ def test_engine_check_only_for_docker_compose(tmp_path: Path) -> None:
 
 
 def test_status_shows_an_engine_only_when_it_is_another_one(tmp_path: Path) -> None:
-    from kompose_py.status import engine_of
+    from kompose_py.backends.docker import shown_engine
 
     mine = {"HOME": str(tmp_path)}  # no DOCKER_HOST, no context: the default socket
-    assert engine_of({**mine, "DOCKER_CONTEXT": "default"}, mine) is None
-    assert engine_of({**mine, "DOCKER_HOST": "unix:///var/run/docker.sock"}, mine) is None
-    assert engine_of({**mine, "DOCKER_HOST": "ssh://far"}, mine) == "DOCKER_HOST=ssh://far"
-    assert engine_of(mine, {**mine, "DOCKER_HOST": "tcp://h:1"}) is None  # kompose's own
-    assert engine_of({**mine, "DOCKER_CONTEXT": "gone"}, mine) == "DOCKER_CONTEXT=gone"
+    assert shown_engine({**mine, "DOCKER_CONTEXT": "default"}, mine) is None
+    assert shown_engine({**mine, "DOCKER_HOST": "unix:///var/run/docker.sock"}, mine) is None
+    assert shown_engine({**mine, "DOCKER_HOST": "ssh://far"}, mine) == "DOCKER_HOST=ssh://far"
+    assert shown_engine(mine, {**mine, "DOCKER_HOST": "tcp://h:1"}) is None  # kompose's own
+    assert shown_engine({**mine, "DOCKER_CONTEXT": "gone"}, mine) == "DOCKER_CONTEXT=gone"

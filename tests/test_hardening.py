@@ -108,7 +108,7 @@ hook_pre_up() {{ trap '' TERM HUP; touch {started}; sleep 5{marker}; }}
 # exception nobody expects, with a secret of that stack in its message.
 CRASHING_KOMPOSE = """
 import sys
-from kompose_py import runner
+from kompose_py.runner import run as runner
 from kompose_py.cli import main
 
 real_run = runner.Runner.run

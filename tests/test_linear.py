@@ -14,7 +14,7 @@ import pytest
 
 from kompose_py import hookcheck, hooks
 from kompose_py.envfiles import parse_bindings, substitute
-from kompose_py.runner import DryRunner
+from kompose_py.runner.run import DryRunner
 
 
 class CountingText(str):

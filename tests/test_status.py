@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kompose_py.status import parse_ps
+from kompose_py.backends.compose import parse_ps
 from tests.conftest import dump_text, make_stacks, run_kompose
 from tests.test_json_reports import readme_schema, same_shape
 

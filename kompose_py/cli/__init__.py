@@ -11,35 +11,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from kompose_py.cli.argv import wants_json
 from kompose_py.errors import ConfigError, KomposeError, UsageError
 
 USAGE_HINT = "usage: kompose [OPTIONS] PATTERN COMMAND [ARGS]...   (see kompose --help)"
-
-
-def wants_json(args: Sequence[str]) -> bool:
-    """Whether ``--json`` is among kompose's own options (before PATTERN), found without the
-    parser: a usage error from the parser itself must still answer with a document."""
-    return "--json" in own_options(args)
-
-
-# kompose's options that take a value (the next word).
-TAKES_VALUE = frozenset({"--network", "-e", "--env", "--root", "-j", "--parallel",
-                         "--hook-timeout"})
-
-
-def own_options(args: Sequence[str]) -> list[str]:
-    """The words before PATTERN that are kompose's own options (not their values)."""
-    found: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--" or not arg.startswith("-"):
-            break
-        found.append(arg)
-        if arg in TAKES_VALUE:
-            i += 1
-        i += 1
-    return found
 
 
 def _error(message: str, hint: str | None, exit_code: int, as_json: bool,
@@ -69,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _error(exc.message, USAGE_HINT, 2, as_json)
         if isinstance(parsed, int):
             return parsed
-        from kompose_py.cli.commands import execute, split_command_line
+        from kompose_py.cli.dispatch import execute, split_command_line
 
         if parsed.list_stacks or parsed.status:
             known = {"command": "--list" if parsed.list_stacks else "--status"}
@@ -95,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:
         # The last net: one line, never a traceback (it may show a merged environment).
-        from kompose_py.envfiles import mask, secret_values
-        from kompose_py.pipeline import internal_error
+        from kompose_py.lifecycle import internal_error
+        from kompose_py.masking import mask, secret_values
 
         message = mask(internal_error(exc), secret_values(dict(os.environ)))
         return _error(message, "set KOMPOSE_DEBUG=1 for the traceback", 1, as_json, known)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from kompose_py import __version__
+from kompose_py.commands import TABLE
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -59,8 +60,8 @@ HELP = """Run a Docker Compose command, or a kompose command, on every stack mat
 
 PATTERN is a comma-separated list of globs over stack names: "*", "blog,news", "*,!news".
 COMMAND is any docker compose subcommand (up, down, ps, logs, exec, ...) or one of
-db:export, db:import, db:cleanup, db:list, hooks:list, hooks:check, env:show, env:check.
-Everything after COMMAND
+""" + ", ".join(spec.name for spec in TABLE) + """
+(kompose PATTERN COMMAND --help shows one's options). Everything after COMMAND
 goes to it untouched, except a literal --dry-run (before any --).
 
 Exit codes: 0 success, 1 a stack failed, 2 usage error, 3 no stack matched, 130 interrupted
@@ -141,7 +142,7 @@ def _named_shell(argv: list[str]) -> None:
     (``--show-completion [bash|zsh|fish|powershell|pwsh]``); it is chosen, through Typer's
     switch for it, when a shell is named. Without one, the current shell is detected.
     """
-    from kompose_py.cli import own_options
+    from kompose_py.cli.argv import own_options
 
     options = own_options(argv)
     for option in COMPLETION_OPTIONS:

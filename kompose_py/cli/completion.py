@@ -1,4 +1,4 @@
-"""Shell completion of PATTERN, COMMAND and db:import's dump file (bash, zsh, fish via Typer).
+"""Shell completion of PATTERN, COMMAND and a dump file argument (bash, zsh, fish via Typer).
 
 Kept light on purpose: a completion call runs on every TAB, so this reads folder names only —
 no .env, no hooks.sh, no psycopg, not the command layer.
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kompose_py import stacks
-from kompose_py.commandset import COMPOSE_COMMANDS, KOMPOSE_COMMANDS
+from kompose_py.commands import BY_NAME
 
 
 def _root(params: dict[str, Any]) -> Path | None:
@@ -32,7 +32,7 @@ def complete_pattern(incomplete: str, names: list[str]) -> list[str]:
 
 
 def _join_colon_words(words: list[str]) -> list[str]:
-    """bash splits ``db:import`` into ``db`` ``:`` ``import`` (``:`` is in COMP_WORDBREAKS)."""
+    """bash splits ``ns:name`` into ``ns`` ``:`` ``name`` (``:`` is in COMP_WORDBREAKS)."""
     joined: list[str] = []
     for word in words:
         if joined and (word == ":" or joined[-1].endswith(":")):
@@ -66,13 +66,22 @@ def _complete(params: dict[str, Any], given: list[str],
     if len(given) == 1:
         if params.get("list_stacks") or params.get("status"):
             return []
-        own: list[str | tuple[str, str]] = [(name, help_) for name, help_ in
-                                            KOMPOSE_COMMANDS.items() if name.startswith(incomplete)]
-        return own + [c for c in COMPOSE_COMMANDS if c.startswith(incomplete)]
-    if given[1] == "db:import" and len(given) == 2 and root is not None:
+        from kompose_py.backends.compose import COMPOSE_COMMANDS
+
+        own: list[str | tuple[str, str]] = [(name, spec.help) for name, spec in
+                                            BY_NAME.items() if name.startswith(incomplete)]
+        return own + sorted(c for c in COMPOSE_COMMANDS if c.startswith(incomplete))
+    spec = BY_NAME.get(given[1])
+    if spec is not None and spec.completes_dump and len(given) == 2 and root is not None:
         chosen = [s for s in found if s.name == given[0]]
         if chosen:
             return sorted(p.name for p in chosen[0].path.iterdir()
                           if not p.name.startswith(".") and p.name.startswith(incomplete)
-                          and p.name.endswith((".sql", ".sql.gz")))
+                          and _is_dump_name(p.name))
     return []
+
+
+def _is_dump_name(name: str) -> bool:
+    from kompose_py.db.postgres.formats import FORMATS
+
+    return name.endswith(tuple(f.suffix for f in FORMATS))

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from kompose_py import __version__, hooks, stacks
+from kompose_py import hooks, stacks
+from kompose_py.backends.choose import backend_for
 from kompose_py.cli.output import Painter, plural, relative
-from kompose_py.dumps import find_dumps
-from kompose_py.envfiles import EnvBuilder, StackEnv
+from kompose_py.cli.report import write_report
+from kompose_py.db.dumpfiles import find_dumps
+from kompose_py.envfiles import EnvBuilder
 from kompose_py.errors import KomposeError
-from kompose_py.stacks import Stack
+from kompose_py.runner.run import Runner
 
-SCHEMA_VERSION = 1
-
-
-def write_document(out: TextIO, command: str, body: dict[str, Any]) -> None:
-    """The envelope every report shares (schemas in README.md)."""
-    doc = {"schema": SCHEMA_VERSION, "kompose": __version__, "command": command, **body}
-    out.write(json.dumps(doc, indent=2) + "\n")
+if TYPE_CHECKING:
+    from kompose_py.commands import ReportRequest
 
 
 def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, color: bool,
-                as_json: bool = False) -> int:
+                as_json: bool, runner: Runner) -> int:
     paint = Painter(color)
     selected = stacks.select(stacks.discover(root), pattern, root)
     rows = [("STACK", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "DB VIA", "HOOKS")]
-    from kompose_py.database import describe_access, interrupted_import, settings_for
+    from kompose_py.db.reach import describe_access
+    from kompose_py.db.recovery import interrupted_import
+    from kompose_py.db.settings import settings_for
 
     root_hooks = hooks.defined_functions(root / "hooks.sh")
     items: list[dict[str, Any]] = []
@@ -38,15 +35,16 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
             settings = settings_for(env)
         except KomposeError:
             settings = None
-        files = ",".join(relative(f, stack.path) for f in stack.compose_files(env.values))
+        compose_files = backend_for(env.values).files(stack, env.values)
+        files = ",".join(relative(f, stack.path) for f in compose_files)
         db = settings.name if settings else ""
         dumps = str(len(find_dumps(stack.path, db))) if db else "-"
-        via, access = describe_access(stack, env) if settings else ("-", None)
+        via, access = describe_access(stack, env, runner) if settings else ("-", None)
         leftover = interrupted_import(stack) if settings else None
         names = sorted(hooks.defined_functions(stack.hooks_file))
         hook_text = ", ".join(n.removeprefix("hook_") for n in names) or "-"
         items.append({"stack": stack.name, "path": str(stack.path),
-                      "compose_files": [str(f) for f in stack.compose_files(env.values)],
+                      "compose_files": [str(f) for f in compose_files],
                       "env_file": str(stack.env_file) if stack.env_file.is_file() else None,
                       "database": db or None,
                       "dumps": len(find_dumps(stack.path, db)) if db else None,
@@ -58,7 +56,7 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                      "yes" if stack.env_file.is_file() else "-", dumps, db or "-", via,
                      hook_text))
     if as_json:
-        write_document(out, "--list", {"root": str(root), "root_hooks": sorted(root_hooks),
+        write_report(out, "--list", {"root": str(root), "root_hooks": sorted(root_hooks),
                                        "stacks": items})
         return 0
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -81,13 +79,15 @@ def age(seconds: float) -> str:
     return f"{int(seconds)}s ago"
 
 
-def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: TextIO,
-                  color: bool, as_json: bool = False) -> int:
+def list_db_dumps(request: ReportRequest) -> int:
     """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
-    from kompose_py.database import human_size, interrupted_import, list_dumps
+    from kompose_py.db.dumpfiles import human_size
+    from kompose_py.db.recovery import interrupted_import
+    from kompose_py.db.upkeep import list_dumps
 
-    paint = Painter(color)
-    if as_json:
+    envs, selected, out = request.envs(), request.selected, request.out
+    paint = Painter(request.color)
+    if request.as_json:
         items = []
         for stack in selected:
             db, dumps = list_dumps(stack, envs[stack.name])
@@ -97,7 +97,7 @@ def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: Tex
                                      "complete": i.problem is None, "problem": i.problem}
                                     for i in dumps],
                           "interrupted_import": interrupted_import(stack) if db else None})
-        write_document(out, "db:list", {"stacks": items})
+        write_report(out, request.command, {"stacks": items})
         return 0
     for stack in selected:
         db, dumps = list_dumps(stack, envs[stack.name])
@@ -116,14 +116,15 @@ def list_db_dumps(selected: Sequence[Stack], envs: dict[str, StackEnv], out: Tex
     return 0
 
 
-def list_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool,
-               as_json: bool = False) -> int:
+def list_hooks(request: ReportRequest) -> int:
     """``kompose PATTERN hooks:list``: per stack, the hooks that apply and where they live."""
     from kompose_py.hookcheck import list_hooks as find
 
-    paint = Painter(color)
-    if as_json:
-        write_document(out, "hooks:list", {"stacks": [
+    request.envs()  # an unreadable .env is an error here too
+    root, selected, out = request.root, request.selected, request.out
+    paint = Painter(request.color)
+    if request.as_json:
+        write_report(out, request.command, {"stacks": [
             {"stack": stack.name, "hooks": [
                 {"function": h.function, "command": h.command, "file": str(h.file),
                  "line": h.line, "scope": h.scope}
@@ -143,14 +144,15 @@ def list_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool,
     return 0
 
 
-def check_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool,
-                as_json: bool = False) -> int:
+def check_hooks(request: ReportRequest) -> int:
     """``kompose PATTERN hooks:check``: exit 1 when any hooks file has an error."""
     from kompose_py.hookcheck import check_file
-    from kompose_py.runner import Runner
 
-    paint = Painter(color)
-    runner = Runner()
+    request.envs()  # an unreadable .env is an error here too
+    root, selected, out, as_json = request.root, request.selected, request.out, \
+        request.as_json
+    paint = Painter(request.color)
+    runner = request.runner
     files = [root / "hooks.sh"] + [s.hooks_file for s in selected]
     errors = warnings = checked = 0
     report: list[dict[str, Any]] = []
@@ -176,7 +178,7 @@ def check_hooks(root: Path, selected: Sequence[Stack], out: TextIO, color: bool,
             errors += f.level == "error"
             warnings += f.level == "warning"
     if as_json:
-        write_document(out, "hooks:check", {"ok": not errors, "checked": checked,
+        write_report(out, request.command, {"ok": not errors, "checked": checked,
                                             "errors": errors, "warnings": warnings,
                                             "files": report})
         return 1 if errors else 0

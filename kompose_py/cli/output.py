@@ -180,7 +180,7 @@ class HumanReporter:
 
     def progress(self, stack: str, size: int) -> None:
         """A live byte counter on one terminal line, replaced by the next real line."""
-        from kompose_py.database import human_size
+        from kompose_py.db.dumpfiles import human_size
 
         with self.lock:
             self._emit(f"\r\033[K  {stack}: {human_size(size)} written")

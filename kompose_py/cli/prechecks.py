@@ -1,6 +1,6 @@
-"""Checks of a compose run made before the first stack starts: is COMMAND something Compose
-knows, is each stack's engine there, and will ``up`` without ``-d`` hold the run on the
-first stack."""
+"""Checks of a backend command (``up``, ``ps``, …) made before the first stack starts: is
+COMMAND something each stack's backend knows, is each stack's engine there, and will ``up``
+without ``-d`` hold the run on the first stack."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from kompose_py import composecli
-from kompose_py.compose import compose_program
+from kompose_py import commands
+from kompose_py.backends import docker
+from kompose_py.backends.choose import backend_for
 from kompose_py.envfiles import StackEnv
 from kompose_py.errors import UsageError
+from kompose_py.runner.run import Runner
 from kompose_py.stacks import Stack
 
 
@@ -22,27 +24,26 @@ def _quote(pattern: str) -> str:
 
 def check_subcommand(command: str, args: Sequence[str], pattern: str,
                      selected: Sequence[Stack], envs: Mapping[str, StackEnv],
-                     kompose_commands: Sequence[str]) -> None:
-    """A COMMAND that the selected stacks' Compose does not know is a usage error (exit 2),
-    with the closest name. One question per distinct Compose program, answered from the
-    cache on every later run."""
-    from kompose_py.commandset import COMPOSE_COMMANDS
-
-    if command in COMPOSE_COMMANDS:
-        return  # Compose v2's own commands: no question and no cache read on the common path
+                     runner: Runner) -> None:
+    """A COMMAND that a selected stack's backend does not know is a usage error (exit 2),
+    with the closest name. One question per distinct program, answered from the cache on
+    every later run."""
     asked: dict[tuple[str, ...], frozenset[str] | None] = {}
     for stack in selected:
         env = envs[stack.name].values
-        program = tuple(compose_program(env))
+        backend = backend_for(env)
+        if command in backend.verbs:
+            continue  # the backend's own commands: no question, no cache read (common path)
+        program = tuple(backend.program(env))
         if program not in asked:
-            asked[program] = composecli.subcommands(program, env) if program else None
+            asked[program] = backend.subcommands(env, runner)
         known = asked[program]
         if known is None or command in known:
             continue
         import difflib  # only on the error path
 
         shown = " ".join(program)
-        close = difflib.get_close_matches(command, [*known, *kompose_commands], n=1)
+        close = difflib.get_close_matches(command, [*known, *commands.BY_NAME], n=1)
         rest = " ".join(args)
         if pattern in known:
             # `kompose up web`: the command went where the pattern belongs.
@@ -64,9 +65,9 @@ def misplaced_command(args: Sequence[str]) -> str | None:
 
 
 def _common_commands() -> frozenset[str]:
-    from kompose_py.commandset import COMPOSE_COMMANDS
+    from kompose_py.backends.compose import COMPOSE_COMMANDS
 
-    return frozenset(COMPOSE_COMMANDS)
+    return COMPOSE_COMMANDS
 
 
 def _detached(args: Sequence[str]) -> bool:
@@ -94,18 +95,18 @@ def unreachable_engines(selected: Sequence[Stack], envs: Mapping[str, StackEnv],
                         out: TextIO) -> dict[str, str]:
     """Stacks whose engine does not answer → why (for their "not run" line); one line per
     engine on ``out``."""
-    by_engine: dict[composecli.Engine, list[str]] = {}
+    by_engine: dict[docker.Engine, list[str]] = {}
     for stack in selected:
         env = envs[stack.name].values
-        program = compose_program(env)
+        program = backend_for(env).program(env)
         if not program or os.path.basename(program[0]) not in ("docker", "docker-compose"):
             continue  # podman and others find their engine their own way
-        engine = composecli.engine_of(env)
+        engine = docker.engine_of(env)
         if engine is not None:
             by_engine.setdefault(engine, []).append(stack.name)
     blocked: dict[str, str] = {}
     for engine, names in by_engine.items():
-        why = composecli.unreachable(engine)
+        why = docker.unreachable(engine)
         if why is None:
             continue
         out.write(f"kompose: error: cannot reach the Docker engine at {engine}: {why}; "
@@ -118,15 +119,15 @@ def unreachable_engines(selected: Sequence[Stack], envs: Mapping[str, StackEnv],
     return blocked
 
 
-def before_compose(command: str, args: Sequence[str], pattern: str, selected: Sequence[Stack],
-                   envs: Mapping[str, StackEnv], parallel: int, dry_run: bool,
-                   kompose_commands: Sequence[str], out: TextIO) -> dict[str, str]:
-    """Every check of a compose run; returns the stacks that must not run (their engine is
-    unreachable) with the reason. Raises UsageError for an unknown subcommand."""
-    check_subcommand(command, args, pattern, selected, envs, kompose_commands)
+def before_backend(command: str, args: Sequence[str], pattern: str, selected: Sequence[Stack],
+                   envs: Mapping[str, StackEnv], parallel: int, dry_run: bool, runner: Runner,
+                   out: TextIO) -> dict[str, str]:
+    """Every check of a backend command; returns the stacks that must not run (their engine
+    is unreachable) with the reason. Raises UsageError for an unknown subcommand."""
+    check_subcommand(command, args, pattern, selected, envs, runner)
     warning = attach_warning(command, args, len(selected), parallel)
     if warning:
         out.write(f"kompose: warning: {warning}\n")
-    if dry_run or command in composecli.OFFLINE:
+    if dry_run or all(command in backend_for(envs[s.name].values).offline for s in selected):
         return {}
     return unreachable_engines(selected, envs, out)

@@ -1,4 +1,5 @@
-"""``--json``: one document on stdout at the end of a run (schema in README.md)."""
+"""``--json``: the one writer of kompose's JSON documents (schemas in README.md): a run's
+document at its end, a report's, an error's; all share one envelope."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ from typing import Any, TextIO
 
 from kompose_py import __version__
 from kompose_py.results import StackResult
-from kompose_py.runner import Supervisor, signal_name
+from kompose_py.runner.supervisor import Supervisor, signal_name
 
 SCHEMA_VERSION = 1
+
+
+def envelope(command: str | None, **body: Any) -> dict[str, Any]:
+    """What every document starts with: its schema, kompose's version and the command."""
+    return {"schema": SCHEMA_VERSION, "kompose": __version__, "command": command, **body}
+
+
+def write_report(out: TextIO, command: str, body: dict[str, Any]) -> None:
+    """A report's document (--list, --status, db:list, hooks:*, env:*)."""
+    write_document(out, envelope(command, **body))
 
 
 def as_document(results: Sequence[StackResult], command: str, dry_run: bool) -> dict[str, Any]:
@@ -19,9 +30,7 @@ def as_document(results: Sequence[StackResult], command: str, dry_run: bool) -> 
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     return {
-        "schema": SCHEMA_VERSION,
-        "kompose": __version__,
-        "command": command,
+        **envelope(command),
         "dry_run": dry_run,
         "summary": counts,
         "stacks": [
@@ -72,8 +81,7 @@ def error_document(message: str, hint: str | None, exit_code: int,
                    command: str | None = None) -> dict[str, Any]:
     """The document of a run that ended before any stack ran (usage error, no match) or in an
     internal error: the same shape, no stacks, and an ``error`` object."""
-    return {"schema": SCHEMA_VERSION, "kompose": __version__, "command": command,
-            "dry_run": None, "summary": {}, "stacks": [],
+    return {**envelope(command), "dry_run": None, "summary": {}, "stacks": [],
             "error": {"message": message, "hint": hint, "exit_code": exit_code}}
 
 

@@ -4,24 +4,24 @@ unhealthy, 1 otherwise."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from kompose_py import __version__, stacks
+from kompose_py import stacks
+from kompose_py.backends.base import HEALTH_STATES, StackStatus
 from kompose_py.cli.listing import age
 from kompose_py.cli.output import Painter, plural
+from kompose_py.cli.report import write_report
+from kompose_py.db.settings import settings_for
 from kompose_py.envfiles import EnvBuilder
-from kompose_py.status import HEALTH_STATES, StackStatus, query_all
-
-SCHEMA_VERSION = 1
+from kompose_py.runner.run import Runner
+from kompose_py.status import query_all
 
 
 def show_status(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, color: bool,
-                as_json: bool) -> int:
-    from kompose_py.database import settings_for
+                as_json: bool, runner: Runner) -> int:
 
     selected = stacks.select(stacks.discover(root), pattern, root)
     envs = {s.name: builder.for_stack(s.env_file) for s in selected}
@@ -29,10 +29,10 @@ def show_status(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
     for name, env in envs.items():
         settings = settings_for(env)
         databases[name] = settings.name if settings else None
-    found = query_all(selected, envs, databases, dict(os.environ))
+    found = query_all(selected, envs, databases, dict(os.environ), runner)
     ok = all(s.ok for s in found)
     if as_json:
-        out.write(json.dumps(document(found, ok), indent=2) + "\n")
+        write_report(out, "--status", document(found, ok))
     else:
         render(found, out, Painter(color))
     return 0 if ok else 1
@@ -49,9 +49,6 @@ def _totals(found: Sequence[StackStatus]) -> dict[str, int]:
 
 def document(found: Sequence[StackStatus], ok: bool) -> dict[str, Any]:
     return {
-        "schema": SCHEMA_VERSION,
-        "kompose": __version__,
-        "command": "--status",
         "ok": ok,
         "total": _totals(found),
         "stacks": [

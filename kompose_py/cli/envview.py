@@ -3,27 +3,19 @@ from, and which stack .env values a higher layer replaces (key names only, never
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from kompose_py import __version__
+from kompose_py.backends.choose import backend_for
 from kompose_py.cli.output import Painter, plural, relative
-from kompose_py.envfiles import (
-    STACK_ENV,
-    EnvBuilder,
-    StackEnv,
-    is_secret_key,
-    mask,
-    secret_values,
-)
-from kompose_py.errors import ConfigError
-from kompose_py.stacks import Stack
+from kompose_py.cli.report import write_report
+from kompose_py.envfiles import STACK_ENV, StackEnv
+from kompose_py.errors import ConfigError, KomposeError
+from kompose_py.masking import is_secret_key, mask, secret_values
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from kompose_py.commands import ReportRequest
 
 
 def shown_value(key: str, value: str, secrets: Sequence[str]) -> str:
@@ -44,18 +36,16 @@ def _variables(env: StackEnv) -> list[dict[str, Any]]:
             for key, value in sorted(env.values.items())]
 
 
-def show(root: Path, selected: Sequence[Stack], envs: dict[str, StackEnv], out: TextIO,
-         color: bool, as_json: bool) -> int:
-    if as_json:
-        doc = {"schema": SCHEMA_VERSION, "kompose": __version__, "command": "env:show",
-               "stacks": [{"stack": s.name,
-                           "env_files": [str(f) for f in envs[s.name].files],
-                           "compose_files": [str(f)
-                                             for f in s.compose_files(envs[s.name].values)],
-                           "variables": _variables(envs[s.name])} for s in selected]}
-        out.write(json.dumps(doc, indent=2) + "\n")
+def show(request: ReportRequest) -> int:
+    envs, root, selected, out = request.envs(), request.root, request.selected, request.out
+    if request.as_json:
+        write_report(out, request.command, {"stacks": [
+            {"stack": s.name, "env_files": [str(f) for f in envs[s.name].files],
+             "compose_files": [str(f) for f in backend_for(envs[s.name].values).files(
+                 s, envs[s.name].values)],
+             "variables": _variables(envs[s.name])} for s in selected]})
         return 0
-    paint = Painter(color)
+    paint = Painter(request.color)
     for stack in selected:
         env = envs[stack.name]
         rows = _variables(env)
@@ -73,18 +63,12 @@ def show(root: Path, selected: Sequence[Stack], envs: dict[str, StackEnv], out: 
     return 0
 
 
-def _project_name(project_dir: Path, env: StackEnv) -> str:
-    """The compose project name, as Compose derives it (lower case, [a-z0-9_-])."""
-    name = env.values.get("COMPOSE_PROJECT_NAME") or project_dir.name
-    return re.sub(r"[^a-z0-9_-]", "", name.lower())
-
-
-def check(root: Path, selected: Sequence[Stack], builder: EnvBuilder, out: TextIO,
-          color: bool, as_json: bool) -> int:
+def check(request: ReportRequest) -> int:
     """Errors: a .env that cannot be read or parsed, a compose file that COMPOSE_FILE names
     and that is not there. Warnings: stack .env values a higher layer replaces; stacks that
     end up with the same compose project name. Exit 1 on errors only."""
-    paint = Painter(color)
+    root, selected, builder, out = request.root, request.selected, request.builder, request.out
+    paint = Painter(request.color)
     found: dict[str, tuple[list[str], list[str]]] = {}
     projects: dict[str, list[str]] = {}
     for stack in selected:
@@ -102,7 +86,13 @@ def check(root: Path, selected: Sequence[Stack], builder: EnvBuilder, out: TextI
             if chosen is not None and "" in chosen.split(separator):
                 errors.append(f"COMPOSE_FILE has an empty entry ({env.sources['COMPOSE_FILE']}):"
                               " docker compose fails with it")
-            files = stack.compose_files(env.values)
+            try:
+                backend = backend_for(env.values)
+            except KomposeError as exc:
+                errors.append(exc.message)
+                found[stack.name] = (errors, warnings)
+                continue
+            files = backend.files(stack, env.values)
             for path in files:
                 if not path.is_file():
                     errors.append(f"compose file {relative(path, root)} (from COMPOSE_FILE) "
@@ -113,7 +103,7 @@ def check(root: Path, selected: Sequence[Stack], builder: EnvBuilder, out: TextI
                 warnings.append(f"Compose also reads {relative(project_dir / '.env', root)} "
                                 "(the first compose file's folder); hooks, env:show and "
                                 "database commands do not")
-            projects.setdefault(_project_name(project_dir, env), []).append(stack.name)
+            projects.setdefault(backend.project(stack, env.values), []).append(stack.name)
         found[stack.name] = (errors, warnings)
     for project, names in projects.items():
         if len(names) > 1:
@@ -122,11 +112,9 @@ def check(root: Path, selected: Sequence[Stack], builder: EnvBuilder, out: TextI
                 found[name][1].append(f"compose project name {project!r} is also {others}'s: "
                                       "compose treats them as one project")
     error_count = sum(len(e) for e, _ in found.values())
-    if as_json:
-        doc = {"schema": SCHEMA_VERSION, "kompose": __version__, "command": "env:check",
-               "stacks": [{"stack": name, "errors": e, "warnings": w}
-                          for name, (e, w) in found.items()]}
-        out.write(json.dumps(doc, indent=2) + "\n")
+    if request.as_json:
+        write_report(out, request.command, {"stacks": [
+            {"stack": name, "errors": e, "warnings": w} for name, (e, w) in found.items()]})
         return 1 if error_count else 0
     for name, (errors, warnings) in found.items():
         mark = paint("✗", "red") if errors else paint("!", "yellow") if warnings \

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from kompose_py.pipeline import internal_error
+from kompose_py.lifecycle import internal_error
 from kompose_py.results import StackResult
-from kompose_py.runner import Supervisor, signal_name
+from kompose_py.runner.supervisor import Supervisor, signal_name
 from kompose_py.stacks import Stack
 
 Job = Callable[[Stack], StackResult]

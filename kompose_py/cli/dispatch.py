@@ -1,8 +1,9 @@
 """From a parsed :class:`Invocation` to a run: validate everything, then start stacks.
 
 Order matters for "nothing half-done": every usage and configuration error (bad -e, unknown
-kompose command, no matching stack, unparsable .env of any selected stack) is found before
-the first stack starts.
+kompose command or option, no matching stack, unparsable .env of any selected stack) is found
+before the first stack starts. kompose's own commands come from the command table
+(commands.py); anything else is a subcommand of each stack's backend (backends/).
 """
 
 from __future__ import annotations
@@ -14,29 +15,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from kompose_py import commandset
+from kompose_py import commands as table
 from kompose_py import stacks as stacks_mod
 from kompose_py.cli.app import VERSION, Invocation
 from kompose_py.cli.output import HumanReporter, use_color
-from kompose_py.compose import run_compose
-from kompose_py.envfiles import (
-    EnvBuilder,
-    StackEnv,
-    mask,
-    mask_argument,
-    parse_override,
-    secret_values,
-)
+from kompose_py.envfiles import EnvBuilder, StackEnv, parse_override
 from kompose_py.errors import UsageError
+from kompose_py.fanout import run_all
 from kompose_py.hooks import check_hooks_file
-from kompose_py.orchestrator import run_all
-from kompose_py.pipeline import DEFAULT_HOOK_TIMEOUT, RunContext
+from kompose_py.lifecycle import DEFAULT_HOOK_TIMEOUT, RunContext
+from kompose_py.masking import mask, mask_argument, secret_values
 from kompose_py.results import StackResult
-from kompose_py.runner import DryRunner, Runner, Supervisor, signal_name
+from kompose_py.runner.run import DryRunner, Runner
+from kompose_py.runner.supervisor import Supervisor, signal_name
 from kompose_py.stacks import Stack
-
-KOMPOSE_COMMANDS = tuple(commandset.KOMPOSE_COMMANDS)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -114,7 +108,7 @@ def execute(inv: Invocation) -> int:
 
         pattern = inv.args[0] if inv.args else "*"
         return list_stacks(root, pattern, builder, sys.stdout, use_color(sys.stdout, inv.no_color),
-                           inv.json)
+                           inv.json, Runner(Supervisor()))
     if inv.status:
         from kompose_py.cli.statusview import show_status
 
@@ -122,39 +116,32 @@ def execute(inv: Invocation) -> int:
             raise UsageError(f"--status takes only a PATTERN, got {inv.args[1]!r} after it")
 
         return show_status(root, inv.args[0] if inv.args else "*", builder, sys.stdout,
-                           use_color(sys.stdout, inv.no_color), inv.json)
+                           use_color(sys.stdout, inv.no_color), inv.json, Runner(Supervisor()))
 
     line = split_command_line(inv.args, inv.dry_run)
-    # read-only: no hooks, no summary
-    reports = ("db:list", "hooks:list", "hooks:check", "env:show", "env:check")
-    if line.command in reports and line.args:
-        raise UsageError(f"{line.command} takes no arguments, got {line.args[0]!r}")
-    job_factory = None if line.command in reports else _job_factory(line)
+    spec = table.spec_for(line.command) if ":" in line.command else None
+    try:
+        options = spec.parse(list(line.args)) if spec is not None else None
+    except table.HelpShown:
+        return 0
     selected = stacks_mod.select(stacks_mod.discover(root), line.pattern, root)
     for hooks_file in (root / "hooks.sh", *(s.hooks_file for s in selected)):
         check_hooks_file(hooks_file)
-    if line.command == "env:check":  # reports unreadable .env files itself, stack by stack
-        from kompose_py.cli import envcommands
-
-        return envcommands.check(root, selected, builder, sys.stdout,
-                                 use_color(sys.stdout, inv.no_color), inv.json)
+    supervisor = Supervisor()
+    if spec is not None and spec.kind == "report":
+        # Read-only: no hooks, no summary. env:check reports unreadable .env files itself,
+        # stack by stack.
+        return int(table.load(spec.implementation)(table.ReportRequest(
+            spec.name, root, selected, builder, sys.stdout,
+            use_color(sys.stdout, inv.no_color), inv.json, Runner(supervisor))))
+    if spec is not None and spec.one_stack and len(selected) != 1:
+        names = ", ".join(s.name for s in selected)
+        raise UsageError(f"{spec.name} {spec.one_stack}, and the pattern selects "
+                         f"{len(selected)} ({names})", hint="name one stack")
+    if spec is not None and spec.prepare is not None:
+        table.load(spec.prepare)(options, root, selected)
     # Every selected stack's environment is read before the first one starts.
     envs = {s.name: builder.for_stack(s.env_file) for s in selected}
-    if job_factory is None:
-        from kompose_py.cli import listing
-
-        color = use_color(sys.stdout, inv.no_color)
-        if line.command == "env:show":
-            from kompose_py.cli import envcommands
-
-            return envcommands.show(root, selected, envs, sys.stdout, color, inv.json)
-        if line.command == "db:list":
-            return listing.list_db_dumps(selected, envs, sys.stdout, color, inv.json)
-        if line.command == "hooks:list":
-            return listing.list_hooks(root, selected, sys.stdout, color, inv.json)
-        return listing.check_hooks(root, selected, sys.stdout, color, inv.json)
-
-    supervisor = Supervisor()
     report_stream = sys.stderr
     parallel = min(inv.parallel, len(selected))
     reporter = HumanReporter(report_stream, use_color(report_stream, inv.no_color), root,
@@ -165,18 +152,22 @@ def execute(inv: Invocation) -> int:
     # With --json, stdout carries the report alone; children write to stderr.
     runner = runner_type(supervisor, to_stderr=inv.json, lock=reporter.lock,
                          tail_stderr=not report_stream.isatty())
+    # Read-only questions run in a dry-run too (the plan names what a real run would use);
+    # their answers are then kept for the run.
     ctx = RunContext(root, runner, reporter, timeout,
-                     interactive=parallel == 1 and sys.stdin.isatty() and not inv.json)
+                     interactive=parallel == 1 and sys.stdin.isatty() and not inv.json,
+                     query_runner=Runner(supervisor) if line.dry_run else None,
+                     cache_queries=line.dry_run)
     shown_overrides = [mask_argument(f"{k}={v}") for k, v in overrides]
     if inv.network is not None:
         shown_overrides.insert(0, f"NETWORK_NAME={inv.network}")
-    job = job_factory(ctx, envs, selected)  # checks the arguments before anything runs
+    job = _job(spec, options, line)
     blocked: dict[str, str] = {}  # stack -> why it cannot run (its engine is unreachable)
-    if ":" not in line.command:
-        from kompose_py.cli.prechecks import before_compose
+    if spec is None:
+        from kompose_py.cli.prechecks import before_backend
 
-        blocked = before_compose(line.command, line.args, line.pattern, selected, envs,
-                                 parallel, line.dry_run, KOMPOSE_COMMANDS, report_stream)
+        blocked = before_backend(line.command, line.args, line.pattern, selected, envs,
+                                 parallel, line.dry_run, Runner(supervisor), report_stream)
     done: list[StackResult] = []
 
     def run_one(stack: Stack) -> StackResult:
@@ -192,13 +183,13 @@ def execute(inv: Invocation) -> int:
                              line.dry_run)
         if env.shadowed and (line.dry_run or inv.verbose):
             # Key names only, never values: which stack .env settings do not apply.
-            from kompose_py.cli.envcommands import shadow_text
+            from kompose_py.cli.envview import shadow_text
 
             reporter.note(stack.name, "shadowed: " + ", ".join(
                 shadow_text(k, layer) for k, layer in sorted(env.shadowed.items())))
         stack_ctx = ctx if parallel == 1 else replace(
             ctx, runner=runner.labelled(stack.name.ljust(reporter.label_width)))
-        result = job(stack_ctx, stack)
+        result = job(stack_ctx, stack, env)
         reporter.stack_end(stack.name, result)
         done.append(result)
         return result
@@ -228,24 +219,15 @@ def execute(inv: Invocation) -> int:
     return 1 if failed or blocked or any(r.status == "cancelled" for r in results) else 0
 
 
-Job = Callable[[RunContext, Stack], StackResult]
-JobFactory = Callable[[RunContext, dict[str, StackEnv], Sequence[Stack]], Job]
+Job = Callable[[RunContext, Stack, StackEnv], StackResult]
 
 
-def _job_factory(line: CommandLine) -> JobFactory:
-    """The function that runs COMMAND for one stack. Unknown kompose commands and bad
-    arguments of kompose commands fail here, before any stack starts."""
-    if ":" not in line.command:
+def _job(spec: table.CommandSpec | None, options: Any, line: CommandLine) -> Job:
+    """The function that runs COMMAND for one stack."""
+    if spec is None:
+        from kompose_py.stackcmd import run_stack_command
+
         args = (line.command, *line.args)
-        return lambda ctx, envs, selected: (
-            lambda stack_ctx, stack: run_compose(stack_ctx, stack, envs[stack.name], args))
-    if line.command not in KOMPOSE_COMMANDS:
-        import difflib  # only for this message: ~1.5 ms of every start otherwise
-
-        close = difflib.get_close_matches(line.command, KOMPOSE_COMMANDS, n=1)
-        raise UsageError(f"unknown kompose command {line.command!r}",
-                         hint=f"did you mean {close[0]}?" if close
-                         else "kompose commands: " + ", ".join(KOMPOSE_COMMANDS))
-    from kompose_py.cli import dbcommands
-
-    return dbcommands.factory(line.command, line.args)
+        return lambda ctx, stack, env: run_stack_command(ctx, stack, env, args)
+    implementation = table.load(spec.implementation)
+    return lambda ctx, stack, env: implementation(ctx, stack, env, options)

@@ -7,27 +7,21 @@ read, as local time. Ordering is by the time in the name (then the same-second c
 by mtime: a copied or touched file must not become "the latest". Temporary files of an export
 in progress are hidden (``.<name>.partial``) and never match.
 
-Complete: pg_dump ends a plain dump with the trailer ``-- PostgreSQL database dump complete``
-(followed only by comment lines, blank lines and, since 13.22/15.14/17.6, an ``\\unrestrict``
-line). A file without it was cut off (a full disk, a killed pg_dump, a copy in progress) and
-must never replace a database nor count as a backup; a ``.gz`` must also decompress to its
-end without error.
+Whether a file is a complete dump is its format's business (postgres/formats.py).
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kompose_py.db.postgres.formats import SUFFIX_PATTERN, DumpFormat, format_of
+
 _DUMP = re.compile(
-    r"(?P<db>.+)_(?P<ts>\d{8}_\d{6})(?P<utc>Z)?(?:_(?P<n>\d+))?\.sql(?P<gz>\.gz)?")
-TRAILER = b"-- PostgreSQL database dump complete"
-_TAIL = 8192
+    r"(?P<db>.+)_(?P<ts>\d{8}_\d{6})(?P<utc>Z)?(?:_(?P<n>\d+))?(?:" + SUFFIX_PATTERN + ")")
 
 
 @dataclass(frozen=True, order=True)
@@ -77,55 +71,23 @@ def complete_dumps(folder: Path, db_name: str) -> list[Dump]:
     return [d for d in find_dumps(folder, db_name) if incomplete_reason(d.path) is None]
 
 
-def dump_name(db_name: str, when: datetime, counter: int, compressed: bool) -> str:
+def dump_name(db_name: str, when: datetime, counter: int, fmt: DumpFormat) -> str:
     suffix = f"_{counter}" if counter > 1 else ""
     utc = when.astimezone(timezone.utc)
-    return f"{file_stem(db_name)}_{utc:%Y%m%d_%H%M%S}Z{suffix}.sql{'.gz' if compressed else ''}"
+    return f"{file_stem(db_name)}_{utc:%Y%m%d_%H%M%S}Z{suffix}{fmt.suffix}"
 
 
-def has_trailer(tail: bytes) -> bool:
-    at = tail.rfind(TRAILER)
-    if at < 0:
-        return False
-    rest = tail[at + len(TRAILER):]
-    if not rest.startswith(b"\n"):
-        return False
-    # After the trailer line, only what pg_dump writes there: comments, blank lines and
-    # the \unrestrict of recent point releases.
-    return all(not line.strip() or line.startswith((b"--", b"\\unrestrict "))
-               for line in rest.splitlines())
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"  # pragma: no cover
 
 
-def incomplete_reason(path: Path, compressed: bool | None = None) -> str | None:
-    """None for a complete dump, else why it is not one (a short phrase). ``compressed``:
-    whether it is a gzip (default: by its name)."""
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return "empty (0 bytes)"
-        if path.name.endswith(".gz") if compressed is None else compressed:
-            return _gzip_reason(path)
-        with open(path, "rb") as handle:
-            handle.seek(max(0, size - _TAIL))
-            tail = handle.read()
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
-    return None if has_trailer(tail) else "no pg_dump completion trailer (cut off?)"
-
-
-def _gzip_reason(path: Path) -> str | None:
-    tail = b""
-    try:
-        with gzip.open(path, "rb") as source:
-            while chunk := source.read(1 << 20):
-                tail = (tail + chunk)[-_TAIL:]
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        return f"truncated or damaged gzip ({exc})"
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
-    if not tail:
-        return "empty (0 bytes of SQL)"
-    return None if has_trailer(tail) else "no pg_dump completion trailer (cut off?)"
+def incomplete_reason(path: Path) -> str | None:
+    """None for a complete dump, else why it is not one (a short phrase), by its format."""
+    return format_of(path).incomplete(path)
 
 
 def dump_size(path: Path) -> int:

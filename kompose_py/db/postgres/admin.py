@@ -14,19 +14,31 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from kompose_py.db.settings import DbSettings
 from kompose_py.errors import StepError
-from kompose_py.runner import Command, Runner
+from kompose_py.runner.command import Command, failure_line
+from kompose_py.runner.run import Runner
 
-if TYPE_CHECKING:
-    from kompose_py.pgaccess import ContainerAccess, DbSettings
+
+class ToolAccess(Protocol):
+    """What the container admin needs of an access: its settings, where it is, and the psql
+    command it would run (db/reach.py's ContainerAccess)."""
+
+    @property
+    def db(self) -> DbSettings: ...
+
+    def describe(self) -> str: ...
+
+    def tool(self, program: str, database: str, extra: Sequence[str], env: Mapping[str, str],
+             cwd: Path, *, stdin: bool = False, tty: bool = False) -> Command: ...
 
 
 def lock_timeout() -> str:
@@ -40,8 +52,8 @@ def lock_timeout() -> str:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """A library error's message in one line."""
+    return failure_line(str(exc).strip().splitlines()[:1], type(exc).__name__)
 
 
 def render(statement: sql.Composable) -> str:
@@ -81,7 +93,7 @@ class PsycopgAdmin:
 class ContainerAdmin:
     """psql in the database's container, one short session per statement."""
 
-    def __init__(self, access: ContainerAccess, runner: Runner, env: Mapping[str, str],
+    def __init__(self, access: ToolAccess, runner: Runner, env: Mapping[str, str],
                  cwd: Path, report: Callable[[str], None]) -> None:
         self.access, self.runner, self.env, self.cwd = access, runner, env, cwd
         self._report = report
@@ -102,8 +114,9 @@ class ContainerAdmin:
             echo_stderr=False, feeder=lambda sink: _write(sink, script), shielded=True,
             timeout=600, remote_stop=cmd.remote_stop))
         if not outcome.ok:
-            raise StepError(_psql_error(outcome.stderr_tail, outcome.error,
-                                        outcome.exit_code))
+            raise StepError(failure_line(outcome.stderr_tail,
+                                         outcome.error or f"psql exited {outcome.exit_code}",
+                                         strip_marker=True))
         return outcome.stdout
 
     def query(self, statement: Any) -> list[dict[str, Any]]:
@@ -127,16 +140,6 @@ class ContainerAdmin:
 
 def _write(sink: IO[bytes], data: bytes) -> None:
     sink.write(data)
-
-
-def _psql_error(tail: tuple[str, ...], error: str | None, code: int) -> str:
-    for line in tail:
-        for marker in ("ERROR:", "FATAL:", "error:"):
-            if marker in line:
-                return line[line.index(marker) + len(marker):].strip()
-    if error:
-        return error
-    return tail[-1].strip() if tail else f"psql exited {code}"
 
 
 class PlanAdmin:

@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kompose_py import hooks
-from kompose_py.envfiles import StackEnv, mask, mask_argument, read_env_file, secret_values
+from kompose_py.envfiles import StackEnv, read_env_file
 from kompose_py.errors import KomposeError
+from kompose_py.masking import display, mask, mask_argument, secret_values
 from kompose_py.results import Reporter, StackResult, StepResult
-from kompose_py.runner import Command, Outcome, Runner
+from kompose_py.runner.command import Command, Outcome, failure_line
+from kompose_py.runner.run import Runner
 from kompose_py.stacks import Stack
-
-# What shlex.quote would quote, less the * of a masked value.
-_NEEDS_QUOTES = re.compile(r"[^\w@%+=:,./*-]", re.ASCII).search
 
 DEFAULT_HOOK_TIMEOUT = 300.0
 
@@ -44,6 +41,16 @@ def _changes_bash(key: str) -> bool:
     return key in _BASH_CONTROL or key.startswith("BASH_FUNC_")
 
 
+@dataclass(frozen=True)
+class Produced:
+    """What a stack's main step made: files (a new dump: the post hooks get its path and
+    KOMPOSE_DUMP_FILE), and whether it completed what must not be left half-done (a
+    database swap: a signal after it skips the post hooks but does not cancel the stack)."""
+
+    files: tuple[str, ...] = ()
+    committed: bool = False
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class RunContext:
     """What every stack of one run shares."""
@@ -54,6 +61,15 @@ class RunContext:
     hook_timeout: float = DEFAULT_HOOK_TIMEOUT
     # Commands may keep the terminal: one stack at a time and stdin is a TTY.
     interactive: bool = False
+    # Read-only questions (which container is the database?) are asked in dry-runs too, so
+    # that the plan names what a real run would use: a real runner under the run's
+    # supervisor; ``cache_queries``: their answers are kept for the run (dry-runs).
+    query_runner: Runner | None = None
+    cache_queries: bool = False
+
+    @property
+    def queries(self) -> Runner:
+        return self.query_runner or self.runner
 
     @property
     def dry_run(self) -> bool:
@@ -69,7 +85,8 @@ class StackRun:
     """The state of one stack's operation: its environment, steps and first failure."""
 
     def __init__(self, ctx: RunContext, stack: Stack, env: StackEnv, command: str,
-                 hook_extra: Mapping[str, str] | None = None) -> None:
+                 hook_extra: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None
+                 ) -> None:
         self.ctx = ctx
         self.stack = stack
         self.command = command
@@ -77,10 +94,13 @@ class StackRun:
         self.result = StackResult(stack.name, "success")
         self.started = time.monotonic()
         self.env_file: Path | None = None
-        self.hook_extra = dict(hook_extra or {})
+        # Variables for the hooks only, from the environment as it stands at each call (a
+        # pre hook may have changed DB_HOST or DB_PASSWORD through $KOMPOSE_ENV_FILE).
+        self.hook_extra = hook_extra
         # The main step finished what it must not leave half-done (a database swap): a
         # signal after that skips the post hooks but does not call the stack cancelled.
         self.main_done = False
+        self._tentative: tuple[StepResult, str | None] | None = None
 
     # -- text ---------------------------------------------------------------------------
     def mask(self, text: str) -> str:
@@ -88,48 +108,54 @@ class StackRun:
 
     def display(self, argv: Sequence[str], env_prefix: Mapping[str, str] | None = None) -> str:
         """The shell-quoted command line, secret-masked (passwords never leave masked)."""
-        parts = [f"{k}=***" for k in (env_prefix or {})]
-        for arg in argv:
-            masked = mask_argument(arg)
-            if masked == arg:
-                # Mask before quoting: quoting a secret with a ' in it changes its text.
-                masked = self.mask(arg)
-            if masked == arg:
-                masked = shlex.quote(arg)
-            elif _NEEDS_QUOTES(masked):
-                # Still one word to the shell, the *** read as such (not as a glob).
-                masked = shlex.quote(masked)
-            parts.append(masked)
-        return self.mask(" ".join(parts))
+        return display(argv, secret_values(self.env), env_prefix)
 
     def note(self, text: str) -> None:
         self.ctx.reporter.note(self.stack.name, self.mask(text))
 
     # -- steps --------------------------------------------------------------------------
-    def record(self, step: StepResult, phase: str, reason: str | None = None) -> StepResult:
+    def record(self, step: StepResult, phase: str, reason: str | None = None,
+               message: str | None = None, decide: bool = True) -> StepResult:
         """Add a step; the first failure decides the stack's status. ``reason``: the first
-        error line the step printed, for the summary."""
+        error line the step printed, for the summary; ``message``: the summary's line in the
+        step's own words (it replaces ``exit N: reason``); ``decide=False``: a tentative
+        attempt, whose failure decides only through :meth:`settle`."""
         self.result.steps.append(step)
         self.ctx.reporter.step_end(self.stack.name, step)
-        if step.status != "success" and self.result.status == "success":
+        if step.status != "success" and message is None and not step.error and reason \
+                and step.status == "failed":
+            message = f"exit {step.exit_code}: {reason}"
+        if not decide:
+            self._tentative = (step, message)
+        elif step.status != "success" and self.result.status == "success":
             self.result.status = step.status
             self.result.failed_step = phase
             self.result.exit_code = step.exit_code or 1
-            if step.error:
-                self.result.message = step.error
-            elif reason and step.status == "failed":
-                self.result.message = f"exit {step.exit_code}: {self.mask(reason)}"
+            said = step.error or message
+            if said:
+                self.result.message = self.mask(said)
         return step
 
-    def retry(self) -> None:
-        """A failed step is being tried another way: its failure no longer decides the stack's
-        status (the attempt stays among the steps)."""
-        self.result.status, self.result.message = "success", None
-        self.result.failed_step, self.result.exit_code = "", 0
+    def settle(self) -> None:
+        """The last tentative attempt (``run_command(..., tentative=True)``) was not tried
+        another way: its failure decides the stack's status after all."""
+        if self._tentative is not None:
+            step, message = self._tentative
+            self._tentative = None
+            if step.status != "success" and self.result.status == "success":
+                self.result.status = step.status
+                self.result.failed_step = "command"
+                self.result.exit_code = step.exit_code or 1
+                said = step.error or message
+                if said:
+                    self.result.message = self.mask(said)
 
     def run_command(self, name: str, cmd: Command, env_prefix: Mapping[str, str] | None = None,
-                    suffix: str = "") -> Outcome:
-        """Run a main-step command, reporting its line (``suffix``: a shown redirection)."""
+                    suffix: str = "", explain: Callable[[Outcome], str | None] | None = None,
+                    tentative: bool = False) -> Outcome:
+        """Run a main-step command, reporting its line (``suffix``: a shown redirection).
+        ``explain``: the summary's line for a failure, from what the command printed (its
+        tool's own wording); ``tentative``: see :meth:`record`."""
         self.ctx.reporter.command_start(self.stack.name,
                                         self.display(cmd.argv, env_prefix) + suffix,
                                         self.ctx.dry_run)
@@ -141,10 +167,15 @@ class StackRun:
         error = outcome.error or outcome.warning
         if outcome.warning:
             self.note(outcome.warning)
+        message = explain(outcome) if explain is not None and not outcome.ok \
+            and not outcome.error else None
         self.record(StepResult(name, "command", outcome.status, outcome.exit_code,
                                outcome.duration, error=error and self.mask(error)),
-                    "command", first_error_line(outcome.stderr_tail))
+                    "command", self._reason(outcome.stderr_tail), message, decide=not tentative)
         return outcome
+
+    def _reason(self, tail: Sequence[str]) -> str | None:
+        return self.mask(failure_line(tail)) if tail else None
 
     def fail(self, message: str, phase: str = "command") -> None:
         """A failure that is not a process exit (unreachable server, bad input)."""
@@ -160,7 +191,8 @@ class StackRun:
 
     def hook_env(self, function: str, phase: str) -> dict[str, str]:
         env = {k: v for k, v in self.env.items() if not _changes_bash(k)}
-        env.update(self.hook_extra)
+        if self.hook_extra is not None:
+            env.update(self.hook_extra(self.env))
         env.update(
             SCRIPT_DIR=str(self.ctx.root),
             stack=self.stack.name,
@@ -204,7 +236,7 @@ class StackRun:
             outcome = self.ctx.runner.run(cmd)
             self.record(StepResult(short, "hook", outcome.status, outcome.exit_code,
                                    outcome.duration, hook.scope, outcome.error), phase,
-                        first_error_line(outcome.stderr_tail))
+                        self._reason(outcome.stderr_tail))
             if phase == "pre" and outcome.ok and not self.ctx.dry_run:
                 try:
                     self._absorb_env_file()
@@ -242,15 +274,6 @@ class StackRun:
         self.env.update(read_env_file(self.env_file, self.env))
 
 
-def first_error_line(tail: Sequence[str]) -> str | None:
-    """The line that best says why a program failed: the first that mentions an error, else
-    its last line."""
-    for line in tail:
-        if "error" in line.lower() or "denied" in line.lower():
-            return line.strip()
-    return tail[-1].strip() if tail else None
-
-
 def internal_error(exc: BaseException) -> str:
     """``internal error: <message>`` for an exception nobody expected (not yet masked);
     with KOMPOSE_DEBUG=1 its traceback goes to stderr too."""
@@ -274,12 +297,13 @@ def contained(run: StackRun, phase: str) -> Iterator[None]:
 
 
 def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
-                   main: Callable[[StackRun], None],
+                   main: Callable[[StackRun], Produced | None],
                    hook_args: Callable[[StackRun, str], Sequence[str]],
-                   hook_env: Mapping[str, str] | None = None,
+                   hook_env: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
                    files: Sequence[str] = ()) -> StackResult:
-    """One stack's pipeline; ``main`` runs the command steps through ``run.run_command``.
-    ``hook_env``: extra variables for the hooks only (libpq's PG* for db commands);
+    """One stack's pipeline; ``main`` runs the command steps through ``run.run_command`` and
+    returns what it produced. ``hook_env``: extra variables for the hooks only, from the
+    stack's environment as it stands at each call (libpq's PG* for db commands);
     ``files``: what the command works on from the start (the dump an import loads), so
     that every hook sees it as KOMPOSE_DUMP_FILE and the report lists it."""
     run = StackRun(ctx, stack, env, command, hook_env)
@@ -296,7 +320,10 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
             if run.run_hooks("pre", hook_args(run, "pre")) and not run.interrupted():
                 with contained(run, "command"):
                     try:
-                        main(run)
+                        produced = main(run)
+                        if produced is not None:
+                            run.result.files.extend(produced.files)
+                            run.main_done = produced.committed
                     except KomposeError as exc:
                         run.fail(exc.message if not exc.hint else f"{exc.message} ({exc.hint})")
                 if run.result.status == "success" and not run.interrupted():

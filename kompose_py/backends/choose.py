@@ -1,0 +1,28 @@
+"""Which backend runs a stack: the table of backends and :func:`backend_for`, from the stack's
+merged environment (``KOMPOSE_ORCHESTRATOR`` in a stack .env, the root .env or ``-e``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from kompose_py.backends.base import Backend
+from kompose_py.errors import ConfigError
+
+ORCHESTRATOR_KEY = "KOMPOSE_ORCHESTRATOR"
+# name -> "module:object", imported when a stack uses it.
+BACKENDS = {"compose": "kompose_py.backends.compose:COMPOSE"}
+
+
+def backend_for(env: Mapping[str, str]) -> Backend:
+    """The stack's backend (default: Compose); a name kompose does not know is a
+    configuration error."""
+    chosen = (env.get(ORCHESTRATOR_KEY) or "compose").strip().lower()
+    target = BACKENDS.get(chosen)
+    if target is None:
+        raise ConfigError(f"{ORCHESTRATOR_KEY}={env.get(ORCHESTRATOR_KEY)!r}: not one of "
+                          f"{', '.join(BACKENDS)}")
+    import importlib
+
+    module, _, name = target.partition(":")
+    backend: Backend = getattr(importlib.import_module(module), name)
+    return backend

@@ -1,0 +1,219 @@
+"""THE table of kompose's own commands (they contain a colon: ``db:export``, ``hooks:check``).
+
+Each command is declared once, here: its name, its one-line help, its options (for a real
+parser: ``kompose web db:export --help`` answers), whether its hooks run
+(``hook_pre_db_export`` …), whether it takes one stack only, and where its implementation
+lives. Dispatch, ``--help``, ``hooks:check``, shell completion and the JSON ``command`` field
+read this table; adding a command touches this table and its own module, nothing else.
+
+Kept light on purpose (completion and ``--help`` read it on every call): implementations are
+named as ``module:function`` and imported only when the command runs, and argparse is
+imported only when a command's options are parsed.
+
+Two kinds of commands:
+
+- ``stacks``: runs per selected stack between its hooks, with a summary (``db:export``);
+  the implementation is ``function(ctx, stack, env, options) -> StackResult``;
+- ``report``: reads and prints, no hooks, no summary (``db:list``); the implementation is
+  ``function(request) -> exit code`` (see cli/dispatch.py's ``ReportRequest``).
+
+Compose's own subcommands (``up``, ``ps``, …) are not here: the stack's backend knows them
+(backends/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from kompose_py.errors import UsageError
+
+if TYPE_CHECKING:
+    from argparse import ArgumentParser, Namespace
+    from collections.abc import Sequence
+    from pathlib import Path
+    from typing import TextIO
+
+    from kompose_py.envfiles import EnvBuilder, StackEnv
+    from kompose_py.runner.run import Runner
+    from kompose_py.stacks import Stack
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    help: str
+    kind: Literal["stacks", "report"]
+    implementation: str  # "module:function", imported when the command runs
+    # Adds the command's options and arguments to its parser.
+    arguments: Callable[[ArgumentParser], None] | None = None
+    # Its hook points (hook_pre_<name>, …) run; the hooks' $1.. are its own.
+    hooked: bool = False
+    # The pattern must select exactly one stack; the words that say why ("opens one
+    # database").
+    one_stack: str = ""
+    # Checked once before any stack starts, with the selection ("module:function",
+    # ``function(options, root, selected)``); raises UsageError.
+    prepare: str | None = None
+    # Shell completion offers the stack's dump files as its argument.
+    completes_dump: bool = False
+    # Everything after the command goes to a program untouched (psql for db:shell).
+    passthrough: bool = False
+    epilog: str = ""
+
+    @property
+    def hook_name(self) -> str:
+        """The part of a hook function's name that stands for this command."""
+        return self.name.replace("-", "_").replace(":", "_")
+
+    def parse(self, args: list[str]) -> Namespace:
+        """The command's options; ``--help`` prints its help and raises :class:`HelpShown`."""
+        import argparse
+
+        if self.passthrough:
+            if args[:1] in (["--help"], ["-h"]):
+                parser = self._parser(argparse)
+                parser.print_help()
+                raise HelpShown
+            return argparse.Namespace(args=list(args[1:] if args[:1] == ["--"] else args))
+        parser = self._parser(argparse)
+        return parser.parse_args(args)
+
+    def _parser(self, argparse: Any) -> ArgumentParser:
+        parser: ArgumentParser = _Parser(prog=f"kompose PATTERN {self.name}",
+                                         description=self.help, epilog=self.epilog or None,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.command = self.name  # type: ignore[attr-defined]
+        if self.passthrough:
+            parser.add_argument("args", nargs="*", metavar="ARGS",
+                                help="passed to the program untouched (-- ends kompose's "
+                                     "reading: db:shell -- --help shows psql's help)")
+        elif self.arguments is not None:
+            self.arguments(parser)
+        return parser
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ReportRequest:
+    """What a report command (``kind="report"`` in the table) reads and where it writes."""
+
+    command: str
+    root: Path
+    selected: Sequence[Stack]
+    builder: EnvBuilder
+    out: TextIO
+    color: bool
+    as_json: bool
+    runner: Runner  # for read-only questions (bash -n, docker ps), under the run's supervisor
+
+    def envs(self) -> dict[str, StackEnv]:
+        return {s.name: self.builder.for_stack(s.env_file) for s in self.selected}
+
+
+class HelpShown(Exception):
+    """A command's ``--help`` was printed: nothing runs, exit 0."""
+
+
+def _parser_class() -> type:
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        """argparse that reports a usage error as kompose does (one line, exit 2), and
+        whose --help ends the run without running anything."""
+
+        def error(self, message: str) -> Any:
+            raise UsageError(f"{getattr(self, 'command', self.prog)}: {message}",
+                             hint=f"kompose PATTERN {getattr(self, 'command', '')} --help")
+
+        def exit(self, status: int = 0, message: str | None = None) -> Any:
+            if status:
+                raise UsageError(message or f"{self.prog}: error")
+            raise HelpShown
+
+    return Parser
+
+
+def _Parser(**kwargs: Any) -> ArgumentParser:
+    return _parser_class()(**kwargs)  # type: ignore[no-any-return]
+
+
+# -- the options of each command ------------------------------------------------------------
+def _export_arguments(p: ArgumentParser) -> None:
+    p.add_argument("--compress", action="store_true",
+                   help="write <db>_<time>Z.sql.gz (gzip, made by kompose)")
+
+
+def _import_arguments(p: ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", metavar="FILE",
+                   help="the dump to load (one stack only); default: each stack's newest "
+                        "complete dump")
+    p.add_argument("--force", action="store_true",
+                   help="load an incomplete dump, or one with psql meta-commands (they are "
+                        "left out), still through a scratch database")
+
+
+def _cleanup_arguments(p: ArgumentParser) -> None:
+    p.add_argument("--keep", type=_at_least_one, default=1, metavar="N",
+                   help="keep the N newest complete dumps (default 1)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"db:cleanup --keep {text!r}: not a whole number") from None
+    if value < 1:
+        raise UsageError("db:cleanup --keep must be at least 1: the newest dump is never "
+                         "deleted")
+    return value
+
+
+TABLE: tuple[CommandSpec, ...] = (
+    CommandSpec("db:export", "dump each database stack's database", "stacks",
+                "kompose_py.db.export:export_command", _export_arguments, hooked=True),
+    CommandSpec("db:import", "load a dump into a stack's database, safely", "stacks",
+                "kompose_py.db.restore:import_command", _import_arguments, hooked=True,
+                prepare="kompose_py.db.restore:prepare_import", completes_dump=True),
+    CommandSpec("db:cleanup", "keep the newest dumps only", "stacks",
+                "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True),
+    CommandSpec("db:list", "list each stack's dumps", "report",
+                "kompose_py.cli.listing:list_db_dumps"),
+    CommandSpec("db:shell", "an interactive psql on one stack's database, wherever it lives",
+                "stacks", "kompose_py.db.upkeep:shell_command", hooked=True,
+                one_stack="opens one database", passthrough=True,
+                epilog="Arguments go to psql: kompose web db:shell -c 'SELECT 1'"),
+    CommandSpec("db:recover", "put right an import that was interrupted half-way", "stacks",
+                "kompose_py.db.recovery:recover_command", hooked=True),
+    CommandSpec("hooks:list", "list the hooks that apply to each stack", "report",
+                "kompose_py.cli.listing:list_hooks"),
+    CommandSpec("hooks:check", "check hooks files: syntax, misspelt names, permissions",
+                "report", "kompose_py.cli.listing:check_hooks"),
+    CommandSpec("env:show", "show each stack's environment and where each value comes from",
+                "report", "kompose_py.cli.envview:show"),
+    CommandSpec("env:check", "check each stack's environment", "report",
+                "kompose_py.cli.envview:check"),
+)
+BY_NAME = {spec.name: spec for spec in TABLE}
+
+
+def spec_for(command: str) -> CommandSpec:
+    """The kompose command named ``command``; a usage error (with the closest name) when
+    there is none."""
+    spec = BY_NAME.get(command)
+    if spec is not None:
+        return spec
+    import difflib  # only for this message
+
+    close = difflib.get_close_matches(command, BY_NAME, n=1)
+    raise UsageError(f"unknown kompose command {command!r}",
+                     hint=f"did you mean {close[0]}?" if close
+                     else "kompose commands: " + ", ".join(BY_NAME))
+
+
+def load(target: str) -> Any:
+    """The function a ``module:function`` entry names."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)

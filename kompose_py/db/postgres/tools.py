@@ -1,0 +1,76 @@
+"""PostgreSQL's client tools: their connection options, the database argument, the libpq
+variables db hooks get, and the one line that says what went wrong in their output."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from kompose_py.db.settings import DbSettings
+from kompose_py.runner.command import failure_line
+
+CONNECT_TIMEOUT = "10"
+
+
+_CONNINFO_SPECIAL = re.compile(r"=|^postgres(ql)?://")
+
+
+def pg_hook_env(values: Mapping[str, str]) -> dict[str, str]:
+    """db hooks get libpq's variables, so `pg_dump "$DB_NAME"` in a hook reaches the same
+    server as kompose does from the host, with no password on its command line."""
+    env = {"PGHOST": values.get("DB_HOST") or "localhost",
+           "PGPORT": values.get("DB_PORT") or "5432", "PGDATABASE": values.get("DB_NAME", "")}
+    if values.get("DB_USER"):
+        env["PGUSER"] = values["DB_USER"]
+    if values.get("DB_PASSWORD"):
+        env["PGPASSWORD"] = values["DB_PASSWORD"]
+    return env
+
+
+def db_argument(name: str) -> str:
+    """-d for pg_dump/psql: a name containing '=' or a URI prefix would be read as a
+    connection string, so such names are passed as a quoted ``dbname='...'`` instead."""
+    if not _CONNINFO_SPECIAL.search(name):
+        return name
+    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
+    return f"dbname='{escaped}'"
+
+
+def pg_options(db: DbSettings, host: str, port: str) -> list[str]:
+    args = ["--no-password", "-h", host, "-p", port]
+    if db.user:
+        args += ["-U", db.user]
+    return args
+
+
+
+_MISMATCH = re.compile(r"server version: ([^;]+); pg_dump version: (.+)")
+
+
+_CONNECTION_FAILED = re.compile(r'connection to server .*? failed: (?:FATAL:\s*)?(.*)')
+
+
+def pg_error(tail: Sequence[str], db: DbSettings, mode: str, described: str) -> str:
+    """The one line of pg_dump/psql's stderr that says what went wrong, in kompose's words
+    when it is about the connection, the container or the versions. ``mode``: "host" or
+    "container"; ``described``: where the tools ran, as the access describes itself."""
+    text = "\n".join(tail)
+    mismatch = _MISMATCH.search(text)
+    if mismatch:
+        server, tool = mismatch[1].strip(), mismatch[2].strip()
+        hint = ("set DB_CONTAINER to the server's container (or DB_ACCESS=container), or "
+                "install a newer pg_dump on the host") if mode == "host" else \
+            "the container's pg_dump is older than the server it talks to"
+        return f"server is PostgreSQL {server}, pg_dump is {tool}: {hint}"
+    line = failure_line(tail)
+    match = _CONNECTION_FAILED.search(line)
+    if match:
+        where = db.where if mode == "host" else \
+            f"{db.user or 'the server'} in {described}"
+        return f"cannot connect to {where}: {match[1].strip()}"
+    if mode == "container" and "executable file not found" in line:
+        return f"{described} has no PostgreSQL client tools: {line}"
+    if mode == "container" and ("No such container" in line or "is not running" in line):
+        return f"{described}: {line}"
+    return line
+

@@ -1,0 +1,260 @@
+"""``db:import``: choose the dump, load it into a scratch database, give it the target's own
+settings, then swap it in for the target under a journal, between the stack's hooks.
+
+The promise: an import refuses an incomplete dump before anything is touched, and never
+touches the target before the dump has loaded completely into a scratch database in one
+transaction with ON_ERROR_STOP, every psql meta-command checked on the way (postgres/scan.py);
+only then is the target swapped out, with a journal of each step in the stack folder, so that
+a crash or SIGKILL half-way is put right by the next kompose command for that stack
+(recovery.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from argparse import Namespace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from kompose_py.db import journal as journal_mod
+from kompose_py.db.dumpfiles import complete_dumps, find_dumps, incomplete_reason
+from kompose_py.db.lock import locked
+from kompose_py.db.postgres import catalog
+from kompose_py.db.postgres.catalog import Admin
+from kompose_py.db.postgres.formats import format_of
+from kompose_py.db.postgres.tools import pg_error
+from kompose_py.db.reach import AccessKind, access_for, open_admin
+from kompose_py.db.recovery import with_recovery
+from kompose_py.db.settings import is_database_stack, skipped
+from kompose_py.envfiles import StackEnv
+from kompose_py.errors import StepError, UsageError
+from kompose_py.lifecycle import Produced, RunContext, StackRun
+from kompose_py.results import StackResult
+from kompose_py.runner.command import Outcome
+from kompose_py.stacks import Stack
+
+Journal = journal_mod.Journal
+
+# -- import -------------------------------------------------------------------------------
+def resolve_dump(given: str, cwd: Path, root: Path, stack: Stack) -> Path:
+    """An explicit dump path: as typed (from the current directory), else under the root,
+    else in the stack folder."""
+    for base in (cwd, root, stack.path):
+        candidate = (base / given).resolve()
+        if candidate.is_file():
+            return candidate
+    raise StepError(f"dump file {given!r} not found",
+                    hint=f"looked in {cwd}, {root} and {stack.path}")
+
+
+def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
+                  ) -> Callable[[IO[bytes]], None]:
+    """psql's stdin: the dump (decompressed when .gz), every line checked for psql
+    meta-commands before it is written (postgres/scan.py)."""
+    from kompose_py.db.postgres.scan import MetaCommandGuard
+
+    def feed(sink: IO[bytes]) -> None:
+        guard = MetaCommandGuard(force)
+        with format_of(path).open_sql(path) as source:
+            while chunk := source.read(1 << 20):
+                sink.write(guard.feed(chunk))
+            sink.write(guard.finish())
+        removed.extend(guard.removed)
+
+    return feed
+
+
+def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
+            force: bool = False) -> StackResult:
+    if not is_database_stack(env):
+        return skipped(stack)
+
+    def body() -> StackResult:
+        db_name = env.values["DB_NAME"]
+        chosen = dump
+        if chosen is None:
+            # Chosen under the lock: an export that was running has finished by now.
+            dumps = complete_dumps(stack.path, db_name)
+            if not dumps:
+                others = len(find_dumps(stack.path, db_name))
+                return StackResult(stack.name, "failed", exit_code=1,
+                                   message=f"no complete dump of {db_name} in {stack.path}"
+                                   + (f" ({others} incomplete, see db:list)" if others else ""))
+            chosen = dumps[-1].path
+        reason = incomplete_reason(chosen)
+        if reason is not None and not force:
+            return StackResult(
+                stack.name, "failed", exit_code=1,
+                message=f"refusing {chosen.name}: {reason}; nothing was touched (--force "
+                        f"imports it anyway, still through a scratch database)",
+                files=[str(chosen)])
+        source = chosen
+        return with_recovery(ctx, stack, env, "db:import",
+                              lambda run: _replace(run, source, force),
+                              lambda run, phase: [str(source)], files=[str(source)])
+
+    return locked(ctx, stack, "db:import", body)
+
+
+def _replace(run: StackRun, dump: Path, force: bool) -> Produced | None:
+    """Load ``dump`` into a scratch database, give it the target's settings, then swap it in
+    for the target, journaling each step."""
+    ctx = run.ctx
+    access = access_for(ctx, run.stack, run.env)
+    db = access.db
+    run.note(f"database {db.name} via {access.describe()}")
+    scratch, aside = catalog.scratch_names(db.name, secrets.token_hex(4))
+    admin = open_admin(ctx, access, run)
+    journal = Journal(run.stack, dry_run=ctx.dry_run)
+    swapped = False
+    try:
+        # A dry-run asks the server nothing: its plan is the whole swap, as for a target that
+        # exists.
+        target = {"datname": db.name, "datallowconn": True} if ctx.dry_run \
+            else catalog.target_info(admin, db.name)
+        journal.write(target=db.name, scratch=scratch, aside=aside, phase="load",
+                      allow_connections=target["datallowconn"] if target else True)
+        from psycopg import sql
+
+        admin.execute(catalog.create_like(sql.Identifier(scratch),
+                                          None if ctx.dry_run else target))
+        if ctx.dry_run:
+            run.note("(a real run adds the target's ENCODING, LC_COLLATE, LC_CTYPE and locale "
+                     "provider, read from the server)")
+        try:
+            removed: list[tuple[int, str]] = []
+            if _load(run, access, scratch, dump, force, removed) and not run.interrupted():
+                for line, command in removed:
+                    run.note(f"--force: left out line {line} of {dump.name} (psql "
+                             f"\\{command})")
+                if target and ctx.dry_run:
+                    run.note(f"would give {scratch} {db.name}'s owner, privileges, settings, "
+                             f"connection limit and comment")
+                elif target:
+                    catalog.copy_settings(admin, target, scratch)
+                if not run.interrupted():
+                    # From here on the swap runs to its end, signals or not: each step is a
+                    # fact in the journal, and stopping half-way is what would lose data.
+                    swapped = _swap(admin, journal, db.name, scratch, aside, target, run)
+        finally:
+            if not swapped:  # (a dry-run's plan admin knows of no scratch database)
+                _drop_quietly(admin, scratch, run, journal)
+        if not journal.pending:
+            journal.clear()
+    finally:
+        admin.close()
+    if swapped and not ctx.dry_run:
+        run.note(f"{db.name} replaced by {dump.name}")
+    return Produced(committed=swapped)
+
+
+def _load(run: StackRun, access: AccessKind, scratch: str, dump: Path, force: bool,
+          removed: list[tuple[int, str]]) -> bool:
+    cmd = access.tool("psql", scratch,
+                      ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
+                      run.env, run.stack.path, stdin=True)
+    cmd = replace(cmd, stdout="null", capture_stderr=True,
+                  feeder=_guarded_feed(dump, force, removed))
+
+    def explain(outcome: Outcome) -> str | None:
+        if not outcome.stderr_tail:
+            return None
+        return "the dump did not load: " + pg_error(outcome.stderr_tail, access.db, access.mode,
+                                                    access.describe())
+
+    outcome = run.run_command("psql", cmd, {"PGPASSWORD": ""} if access.db.password else None,
+                              suffix=f" < {dump.name} (fed by kompose, psql meta-commands "
+                                     f"checked)", explain=explain)
+    return outcome.ok
+
+
+def _swap(admin: Admin, journal: Journal, target: str, scratch: str, aside: str,
+          info: dict[str, Any] | None, run: StackRun) -> bool:
+    """Replace ``target`` by the loaded ``scratch``; on any failure ``target`` is restored.
+    True when the scratch database now is the target."""
+    if info is None:
+        journal.write(phase="rename-in")
+        catalog.rename(admin, scratch, target)
+        return True
+    # No new sessions, then end the current ones; a client that reconnects in between is
+    # ended again, for at most SWAP_WAIT_SECONDS.
+    journal.write(phase="connections-off")
+    try:
+        catalog.refuse_connections(admin, target)
+    except StepError:
+        # Refused (a lock timeout): the target is as it was, nothing is in flight. Said in
+        # the journal only when the server confirms it, so that a lost connection still
+        # leaves the step for recover().
+        with contextlib.suppress(StepError):
+            if catalog.allows_connections(admin, target) == bool(info["datallowconn"]):
+                journal.write(phase="load")
+        raise
+    try:
+        journal.write(phase="rename-aside")
+        catalog.rename(admin, target, aside)
+    except StepError:
+        with contextlib.suppress(StepError):
+            catalog.allow(admin, target, info)
+            journal.write(phase="load")
+        raise
+    try:
+        journal.write(phase="rename-in")
+        catalog.rename(admin, scratch, target)
+    except StepError:
+        with contextlib.suppress(StepError):
+            catalog.rename(admin, aside, target, retry=False)
+            catalog.allow(admin, target, info)
+            journal.write(phase="load")
+        raise
+    journal.write(phase="drop-old")
+    if not info["datallowconn"]:
+        catalog.refuse_connections(admin, target)
+    try:
+        catalog.drop(admin, aside)
+    except StepError as exc:
+        journal.pending = True
+        run.note(f"the replaced copy {aside} could not be dropped yet ({exc.message}); "
+                 f"the next db command for this stack drops it")
+    return True
+
+
+def _drop_quietly(admin: Admin, database: str, run: StackRun, journal: Journal) -> None:
+    try:
+        if catalog.exists(admin, database):
+            # Whatever happened, no scratch database outlives the import.
+            catalog.drop(admin, database)
+    except StepError as exc:
+        run.note(f"could not drop the scratch database {database} ({exc.message}); the next "
+                 f"db command for this stack drops it")
+        journal.pending = True
+        return
+    if journal.data.get("phase") == "load" and not journal.pending:
+        # The target was never touched (or was put back) and the scratch is gone: nothing
+        # is in flight, even when the import ends with an error.
+        journal.clear()
+
+
+def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack]) -> None:
+    """db:import FILE: one stack only, and the file must be there (before anything runs)."""
+    options.dump = None
+    if options.file is None:
+        return
+    if len(selected) != 1:
+        names = ", ".join(s.name for s in selected)
+        raise UsageError(
+            f"db:import {options.file}: a dump file can go to one stack only, and the "
+            f"pattern selects {len(selected)} ({names})",
+            hint="name one stack, or leave out the file to load each stack's newest dump")
+    try:
+        options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0])
+    except StepError as exc:
+        raise UsageError(exc.message, exc.hint) from None
+
+
+def import_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace
+                   ) -> StackResult:
+    """db:import (commands.py)."""
+    return import_(ctx, stack, env, options.dump, options.force)

@@ -293,7 +293,7 @@ def snapshot(server: Server, db: str) -> dict[str, Any]:
     with server.su(db) as conn:
         extensions = [tuple(r) for r in conn.execute(EXTENSIONS_QUERY).fetchall()]
     assert row is not None, f"no database {db}"
-    catalog = dict(zip(columns, row))
+    catalog = dict(zip(columns, row, strict=True))
     return {"dump": dump, "database": json.loads(json.dumps(catalog, default=str)),
             "extensions": extensions}
 
@@ -353,3 +353,57 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
                      container=started.container, tool_port="5432")
     finally:
         conftest.stop_pg_container(started)
+
+
+# -- administrative SQL as the importing role, both ways kompose runs it ------------------------
+class SqlError(Exception):
+    pass
+
+
+class Admin:
+    """Like kompose's two admin paths: psycopg from the host (one autocommit connection),
+    or psql inside the server's container (one session per statement, read from stdin
+    with ON_ERROR_STOP)."""
+
+    def __init__(self, server: Server, user: str, password: str) -> None:
+        self.server, self.user, self.password = server, user, password
+        self.conn: Any = None
+        if not server.container:
+            from psycopg.rows import dict_row
+
+            self.conn = psycopg.connect(host=server.host, port=server.port, user=user,
+                                        password=password, dbname="postgres", autocommit=True,
+                                        row_factory=dict_row)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def _psql(self, text: str) -> str:
+        done = self.server.tool("psql", self.user, self.password,
+                                ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d",
+                                 "postgres"], stdin=(text + ";\n").encode())
+        if done.returncode != 0:
+            raise SqlError(done.stderr.decode().strip())
+        return done.stdout.decode()
+
+    def query(self, text: str) -> list[dict[str, Any]]:
+        if self.conn is None:
+            out = self._psql(f"SELECT coalesce(jsonb_agg(to_jsonb(q)), '[]') FROM ({text}) q")
+            return list(json.loads(out.strip().splitlines()[-1]))
+        try:
+            return list(self.conn.execute(text).fetchall())
+        except psycopg.Error as exc:
+            raise SqlError(str(exc).strip()) from None
+
+    def execute(self, text: str) -> None:
+        if self.conn is None:
+            self._psql(text)
+            return
+        try:
+            self.conn.execute(text)
+        except psycopg.Error as exc:
+            # An explicit BEGIN in the text leaves the session in the failed transaction.
+            if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                self.conn.execute("ROLLBACK")
+            raise SqlError(str(exc).strip()) from None

@@ -190,8 +190,17 @@ GRANT SELECT ON LARGE OBJECT :lo TO {reader};
 
 def create_rich(server: Server, *, empowered: bool = False, stem: str = "kt_fid") -> Rich:
     rich = names(stem)
+    try:
+        _fill(server, rich, empowered)
+    except BaseException:
+        drop_rich(server, rich)
+        raise
+    return rich
+
+
+def _fill(server: Server, rich: Rich, empowered: bool) -> None:
     create_roles(server, rich, empowered=empowered)
-    owner, app, reader = (f'"{r}"' for r in rich.roles)
+    owner, app, reader = (f'"{r}"' for r in rich.roles[:3])
     db = f'"{rich.db}"'
     with server.su() as conn:
         conn.execute(f"CREATE DATABASE {db} OWNER {owner} TEMPLATE template0 ENCODING 'UTF8' "
@@ -222,7 +231,6 @@ def create_rich(server: Server, *, empowered: bool = False, stem: str = "kt_fid"
                 f"ALTER DATABASE {db} CONNECTION LIMIT 50",
                 f"COMMENT ON DATABASE {db} IS 'rich test database: it''s got everything'"):
             conn.execute(statement)
-    return rich
 
 
 def drop_rich(server: Server, rich: Rich) -> None:
@@ -231,8 +239,11 @@ def drop_rich(server: Server, rich: Rich) -> None:
         for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname = %s OR "
                                     "datname LIKE %s", (rich.db, rich.db + "\\_%")).fetchall():
             drop_database(conn, name)
-        quoted = ", ".join(f'"{r}"' for r in rich.roles)
-        conn.execute(f"DROP OWNED BY {quoted}")  # the parameter grants
+        existing = [r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = "
+                                               "ANY(%s)", (list(rich.roles),)).fetchall()]
+        if existing:
+            quoted = ", ".join(f'"{r}"' for r in existing)
+            conn.execute(f"DROP OWNED BY {quoted}")  # the parameter grants
         for role in rich.roles:
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 

@@ -390,6 +390,12 @@ class Admin:
         if self.conn is not None:
             self.conn.close()
 
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _psql(self, text: str) -> str:
         done = self.server.tool("psql", self.user, self.password,
                                 ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d",

@@ -117,7 +117,11 @@ def test_round_trip_as_a_non_superuser_owner_is_identical(server: Server,
 
 
 def test_round_trip_as_a_superuser_is_identical(server: Server, plain: Rich) -> None:
+    """Of a template database, too (its copy is one; the replaced one can still be dropped)."""
+    with server.su() as conn:
+        conn.execute(f'ALTER DATABASE "{plain.db}" WITH IS_TEMPLATE true')
     before = snapshot(server, plain.db)
+    assert before["database"]["datistemplate"] is True
     found, dropped = restore(server, plain, server.su_user, server.su_password)
     assert (found, dropped) == ([], [])
     after = snapshot(server, plain.db)

@@ -470,8 +470,7 @@ def recovery(target: str, scratch: str, aside: str, existing: set[str], phase: s
                   for s in drop_steps(aside)]
     if scratch in existing:
         steps += [Step(s, f"dropping the scratch copy {scratch}") for s in drop_steps(scratch)]
-    if not swapped and phase in ("connections-off", "swap") and connections_were_allowed \
-            and target in existing:
+    if not swapped and phase != "load" and connections_were_allowed and target in existing:
         steps.append(Step(allow_connections(target),
                           f"{target} refused connections for the swap: allowing them again"))
     return steps

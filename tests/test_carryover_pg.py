@@ -265,3 +265,22 @@ def test_swap_killed_at_any_point_leaves_the_target_name_answering(
     with server.connect(owner, pw, target) as check:
         swapped = check.execute("SELECT to_regclass('marker') IS NOT NULL").fetchone()
     assert swapped == ((cut == "after-commit"),)
+
+
+def test_a_failed_set_role_group_leaves_the_session_as_it_was(server: Server,
+                                                              plain: Rich) -> None:
+    """A Step run as another role and failing: psycopg's one connection (simple query, one
+    implicit transaction) is back to the connecting role and not in a failed transaction;
+    psql's session has ended. A failed BEGIN … COMMIT text needs a ROLLBACK on psycopg's
+    connection (richdb.Admin sends it)."""
+    with Admin(server, plain.owner, plain.password) as admin:
+        with pytest.raises(SqlError, match="does not exist"):
+            admin.execute(f'SET ROLE "{plain.owner}"; GRANT CONNECT ON DATABASE '
+                          f'"{plain.db}" TO "no_such_role_{uuid.uuid4().hex[:6]}"; RESET ROLE')
+        if admin.conn is not None:
+            assert admin.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert admin.query("SELECT current_user AS me") == [{"me": plain.owner}]
+        with pytest.raises(SqlError, match="does not exist"):
+            admin.execute(carryover.swap_script(plain.db, "no_such_db", "never"))
+        assert admin.query("SELECT count(*) AS n FROM pg_database WHERE datname = "
+                           + carryover.literal(plain.db)) == [{"n": 1}]

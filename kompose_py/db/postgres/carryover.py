@@ -173,6 +173,9 @@ class Blocker:
     role: str
     item: str
     allow: str
+    # False: no import can go on without it (the scratch copy cannot be created as needed),
+    # not even one that carries only what it can.
+    waivable: bool = True
 
     @property
     def line(self) -> str:
@@ -257,16 +260,18 @@ def blockers(facts: Facts) -> list[Blocker]:
     found: list[Blocker] = []
     if not facts.get("me_createdb"):
         found.append(Blocker(me, "cannot create databases (the scratch copy)",
-                             f"ALTER ROLE {ident(me)} CREATEDB, or connect as a superuser"))
+                             f"ALTER ROLE {ident(me)} CREATEDB, or connect as a superuser",
+                             waivable=False))
     if not rights.can_set_role(owner):
         found.append(Blocker(owner, f"owns database {db}, and {me} may not create a database "
                                     f"owned by it", f"connect as {owner} or a superuser, or "
-                                                    f"{rights.set_role_hint(owner)}"))
+                                                    f"{rights.set_role_hint(owner)}",
+                             waivable=False))
     if facts.get("tablespace") not in (None, "pg_default") and not facts.get("tablespace_ok"):
         found.append(Blocker(me, f"may not create databases in tablespace "
                                  f"{facts['tablespace']}",
                              f"GRANT CREATE ON TABLESPACE {ident(str(facts['tablespace']))} "
-                             f"TO {ident(me)}, or connect as a superuser"))
+                             f"TO {ident(me)}, or connect as a superuser", waivable=False))
     for entry in facts.get("settings") or []:
         role = entry.get("role")
         for item in entry.get("config") or []:
@@ -350,8 +355,9 @@ def load_prelude(facts: Facts) -> str:
 
 def carry_over(facts: Facts, scratch: str) -> tuple[list[Step], list[str]]:
     """Statements that give the loaded ``scratch`` every database-level property of the
-    target, in order, and what had to be left out or changed (empty when
-    :func:`blockers` is). Run them as the connecting role after the load, before the swap."""
+    target, in order, and what had to be left out or changed (empty when :func:`blockers`
+    is; with blockers, only when all of them are ``waivable``). Run them as the connecting
+    role after the load, before the swap."""
     rights = _Rights(facts)
     db, owner, new = str(facts["name"]), str(facts["owner"]), ident(scratch)
     owner_actor = None if rights.superuser else rights.owner_actor()

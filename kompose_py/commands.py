@@ -151,6 +151,11 @@ def _import_arguments(p: ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="load an incomplete dump, or one with psql meta-commands (they are "
                         "left out), still through a scratch database")
+    p.add_argument("--skip-unrestorable", action="store_true",
+                   help="import even when the connecting role cannot put back some of the "
+                        "database's own settings or grants (another role's setting, a "
+                        "superuser-only parameter, a grantor it may not act for); each one "
+                        "left out is listed")
 
 
 def _cleanup_arguments(p: ArgumentParser) -> None:

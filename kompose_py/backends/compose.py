@@ -38,6 +38,9 @@ COMPOSE_COMMANDS = frozenset({
 OFFLINE = frozenset({"config", "version", "help", "convert"})
 # Subcommands that talk to the user; they keep the terminal when stacks run one at a time.
 INTERACTIVE = frozenset({"exec", "run", "logs", "attach", "up", "watch"})
+# `up` options that take a value (Compose v2): the words after them are not services.
+_UP_VALUE_OPTIONS = frozenset({"--attach", "--exit-code-from", "--no-attach", "--pull",
+                               "--scale", "-t", "--timeout", "--wait-timeout"})
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
@@ -331,6 +334,41 @@ def compose_status(stack: Stack, env: Mapping[str, str], runner: Runner) -> Stac
     return replace(base, expected=expected, containers=containers, health=health)
 
 
+def attached_up_services(args: Sequence[str]) -> list[str] | None:
+    """The services an attached ``up`` names (empty: all of them); None when ``args`` is not
+    an attached ``up`` (``-d``, ``--detach`` and ``--wait`` return once started)."""
+    if not args or args[0] != "up":
+        return None
+    services: list[str] = []
+    words = iter(args[1:])
+    for word in words:
+        if word == "--":
+            services.extend(words)
+            break
+        if word in ("-d", "--detach", "--wait") or word.startswith("--wait="):
+            return None
+        if word.startswith("-"):
+            if word in _UP_VALUE_OPTIONS:
+                next(words, None)
+            elif not word.startswith("--") and len(word) > 2 and "d" in word[1:]:
+                return None  # -dV: bundled short flags with -d
+            continue
+        services.append(word)
+    return services
+
+
+def _kill_on_abort(program: Sequence[str], args: Sequence[str], stack: Stack,
+                   env: Mapping[str, str]) -> Command | None:
+    """For an attached ``up``: what a second signal runs before kompose ends. Compose alone
+    ignores a second SIGINT/SIGTERM (its graceful stop goes on for the whole grace period),
+    and SIGKILLed it would leave the containers running: they are killed, the services the
+    ``up`` named only (all of them when it named none)."""
+    services = attached_up_services(args)
+    if services is None:
+        return None
+    return Command((*program, "kill", *services), stack.path, env, stdin="null", timeout=30)
+
+
 class Compose:
     """The Compose backend (see :class:`kompose_py.backends.base.Backend`)."""
 
@@ -351,8 +389,16 @@ class Compose:
                 interactive: bool) -> Command:
         # No -f: compose chooses the files itself in the stack folder, as a user typing
         # `docker compose` there gets (override file, COMPOSE_FILE, COMPOSE_PROFILES).
-        return Command((*compose_program(env), *args), stack.path, env,
-                       foreground=interactive and bool(args) and args[0] in INTERACTIVE)
+        foreground = interactive and bool(args) and args[0] in INTERACTIVE
+        shown_env = env
+        if foreground and attached_up_services(args) is not None and "COMPOSE_MENU" not in env:
+            # Compose's navigation menu puts the terminal in raw mode: a typed Ctrl-C is then
+            # a key for Compose alone (it stops and exits 0), never a SIGINT, and kompose
+            # would call the run a success and run the post hooks.
+            shown_env = {**env, "COMPOSE_MENU": "false"}
+        return Command((*compose_program(env), *args), stack.path, shown_env,
+                       foreground=foreground,
+                       on_abort=_kill_on_abort(compose_program(env), args, stack, env))
 
     def subcommands(self, env: Mapping[str, str], runner: Runner) -> frozenset[str] | None:
         program = compose_program(env)

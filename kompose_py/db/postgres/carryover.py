@@ -343,16 +343,6 @@ def create_scratch(facts: Facts, scratch: str) -> str:
     return " ".join(parts)
 
 
-def load_prelude(facts: Facts) -> str:
-    """What goes before the dump on psql's stdin: a member of the owner loads as the owner,
-    so that what the dump creates without an OWNER TO (an extension) is the owner's, as it
-    was; a superuser and the owner itself load as themselves."""
-    actor = _Rights(facts).owner_actor()
-    if actor is None or facts.get("me_superuser"):
-        return ""
-    return f"SET ROLE {ident(actor)};\n"
-
-
 def carry_over(facts: Facts, scratch: str) -> tuple[list[Step], list[str]]:
     """Statements that give the loaded ``scratch`` every database-level property of the
     target, in order, and what had to be left out or changed (empty when :func:`blockers`

@@ -183,7 +183,7 @@ def _history() -> list[datetime]:
         when += timedelta(minutes=rng.choice([7, 50, 61, 300, 1440, 1500, 4000, 20000,
                                               45000]), seconds=rng.randrange(1, 59))
         times.append(when)
-    for edge in ("2022-12-31 23:59", "2023-01-01 00:01", "2023-01-02 00:00",
+    for edge in ("2021-12-20 09:00", "2022-12-31 23:59", "2023-01-01 00:01", "2023-01-02 00:00",
                  "2023-02-28 23:00", "2023-03-31 22:00"):
         times.append(utc(edge) + timedelta(seconds=len(times)))
     return sorted(set(times))

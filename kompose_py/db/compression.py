@@ -172,13 +172,18 @@ def decompressed(path: Path, method: Method | None = None, chunk: int = CHUNK
         reason = zstd_reason(path) if method == "zstd" else lz4_reason(path)
         if reason:
             raise ValueError(reason)
+    elif method == "gzip" and os.path.getsize(path) == 0:
+        raise ValueError("empty gzip file")
     try:
         with _plain_reader(path, method) as reader:
             while block := reader.read(chunk):
                 yield block
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"truncated or damaged {method} stream ({exc})") from None
-    except RuntimeError as exc:  # python-lz4 and zstandard report damage so
+    except Exception as exc:
+        # zstandard.ZstdError and python-lz4's RuntimeError: checksum or data damage
+        if method not in ("zstd", "lz4") or isinstance(exc, (OSError, GeneratorExit)):
+            raise
         raise ValueError(f"damaged {method} stream ({exc})") from None
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from kompose_py.db.compression import (
-    Compression,
     CompressingWriter,
+    Compression,
     compress_stream,
     decompressed,
     incomplete_reason,

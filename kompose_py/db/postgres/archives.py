@@ -7,9 +7,9 @@ and exits 0. The layout (pg_dump's ``pg_backup_archiver.c`` / ``pg_backup_custom
 ``pg_backup_directory.c``, archive versions 1.12 to 1.16: pg_dump 11 to 17):
 
 - header: ``PGDMP``, version bytes (major, minor, revision), int size, offset size, format
-  (1 custom, 5 directory), compression (1.15+: one byte, 0 none 1 gzip 2 lz4 3 zstd; before:
-  an int level, 0 none else gzip), seven ints of creation time, then strings: database name,
-  server version, pg_dump version.
+  (1 custom; a directory's toc.dat says 3), compression (1.15+: one byte, 0 none 1 gzip
+  2 lz4 3 zstd; before: an int level, 0 none else gzip), seven ints of creation time, then
+  strings: database name, server version, pg_dump version.
 - an int is a sign byte and ``int size`` little-endian bytes; a string an int length (-1: NULL)
   and that many bytes.
 - TOC: an int count, then per entry: dump id, had-dumper, table oid, oid, tag, desc, section,
@@ -30,7 +30,7 @@ A complete custom archive: the header and TOC parse, every entry that has data h
 block, each block's chunk run ends with its 0, a set offset points at its block, and the file
 ends right after the last block. A complete directory: toc.dat parses to its last byte, every
 data file it names exists and its compression stream ends properly (an uncompressed table file
-cannot say where it ends; it must at least end with a whole line).
+ends with COPY's ``\\.`` line and two blank lines, as pg_dump writes it).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ SUFFIX: dict[Method, str] = {"none": "", "gzip": ".gz", "lz4": ".lz4", "zstd": "
 OLDEST, NEWEST = (1, 12), (1, 16)  # the archive versions of pg_dump 11 .. 17
 _BLK_DATA, _BLK_BLOBS = 1, 3
 _NOT_SET, _SET, _NO_DATA = 1, 2, 3
+_COPY_END = b"\n\\.\n\n\n"
 
 
 class Incomplete(ValueError):
@@ -64,6 +65,7 @@ class Entry:
     offset_flag: int = _NO_DATA  # custom
     offset: int = 0  # custom
     filename: str = ""  # directory
+    copy: bool = False  # its data is COPY text (ends with the \\. line)
 
     @property
     def name(self) -> str:
@@ -140,7 +142,9 @@ def _read_head(r: _Reader, expect: int) -> Archive:
     if not 1 <= r.int_size <= 8 or not 1 <= r.off_size <= 8:
         raise Incomplete(f"damaged header (int size {r.int_size}, offset size {r.off_size})")
     fmt = r.byte("the header")
-    if FORMATS.get(fmt) != FORMATS[expect]:
+    # a directory's toc.dat says 3 (measured: pg_dump 15 and 17), the number tar archives
+    # also carry; pg_restore tells them apart by the folder
+    if fmt != expect and not (expect == 5 and fmt == 3):
         raise Incomplete(f"a {FORMATS.get(fmt, f'format {fmt}')} archive where a "
                          f"{FORMATS[expect]} one was expected")
     if version[:2] >= (1, 15):
@@ -171,10 +175,11 @@ def _read_toc(r: _Reader, archive: Archive) -> None:
         r.read_str(part)  # oid
         tag, desc = r.read_str(part) or "", r.read_str(part) or ""
         r.read_int(part)  # section
-        for _field in ("definition", "drop", "copy", "namespace", "tablespace"):
-            value = r.read_str(part)
-            if _field == "namespace":
-                namespace = value or ""
+        r.read_str(part)  # definition
+        r.read_str(part)  # drop
+        copy = bool(r.read_str(part))
+        namespace = r.read_str(part) or ""
+        r.read_str(part)  # tablespace
         if archive.version[:2] >= (1, 14):
             r.read_str(part)  # table access method
         if archive.version[:2] >= (1, 16):
@@ -183,7 +188,7 @@ def _read_toc(r: _Reader, archive: Archive) -> None:
         r.read_str(part)  # "false": WITH OIDS
         while r.read_str(part) is not None:  # dependencies
             pass
-        entry = Entry(dump_id, desc, tag, namespace)
+        entry = Entry(dump_id, desc, tag, namespace, copy=copy)
         if archive.format == "custom":
             entry.offset_flag, entry.offset = r.offset(part)
             if entry.offset_flag not in (_NOT_SET, _SET, _NO_DATA):
@@ -257,24 +262,29 @@ def _custom_blocks(path: Path, archive: Archive) -> None:
         raise Incomplete(f"no data for {missing[0].name}{more} (cut off after byte {size}?)")
 
 
-def _data_file_reason(folder: Path, name: str, method: Method) -> str | None:
+def _data_file_reason(folder: Path, name: str, method: Method, copy: bool = False
+                      ) -> str | None:
     path = folder / (name + SUFFIX[method])
     try:
         if not path.is_file():
             return f"data file {path.name} is missing"
-        reason = stream_reason(path, method) if method != "none" else _ends_with_line(path)
+        reason = stream_reason(path, method) if method != "none" else \
+            _ends_as_copy(path) if copy else None
     except OSError as exc:
         return f"{path.name} unreadable: {exc.strerror or exc}"
     return f"data file {path.name}: {reason}" if reason else None
 
 
-def _ends_with_line(path: Path) -> str | None:
+def _ends_as_copy(path: Path) -> str | None:
+    """pg_dump 15 and 17 end every COPY data file with the end-of-data line and two blank
+    lines (an empty table's file is just that)."""
     size = path.stat().st_size
-    if size == 0:
-        return None  # an empty table
     with open(path, "rb") as handle:
-        handle.seek(size - 1)
-        return None if handle.read(1) == b"\n" else "ends in the middle of a line (cut off?)"
+        handle.seek(max(0, size - len(_COPY_END) - 1))
+        tail = handle.read()
+    if tail == _COPY_END[1:] or tail.endswith(_COPY_END):
+        return None
+    return "does not end with COPY's end-of-data line (cut off?)"
 
 
 def _directory_files(folder: Path, archive: Archive) -> None:
@@ -301,7 +311,7 @@ def _directory_files(folder: Path, archive: Archive) -> None:
                 if reason:
                     raise Incomplete(reason)
             continue
-        reason = _data_file_reason(folder, entry.filename, archive.compression)
+        reason = _data_file_reason(folder, entry.filename, archive.compression, entry.copy)
         if reason:
             raise Incomplete(f"{reason} ({entry.name})")
 

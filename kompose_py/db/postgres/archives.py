@@ -49,6 +49,7 @@ SUFFIX: dict[Method, str] = {"none": "", "gzip": ".gz", "lz4": ".lz4", "zstd": "
 OLDEST, NEWEST = (1, 12), (1, 16)  # the archive versions of pg_dump 11 .. 17
 _BLK_DATA, _BLK_BLOBS = 1, 3
 _NOT_SET, _SET, _NO_DATA = 1, 2, 3
+_WINDOW = 1 << 20
 _COPY_END = b"\n\\.\n\n\n"
 
 
@@ -222,13 +223,31 @@ def read_archive(path: Path) -> Archive:
 
 
 def _skip_chunks(r: _Reader, what: str) -> None:
+    """Walk one run of chunks to its 0 length. pg_dump without compression writes a chunk
+    per row (a million rows, a million chunks), so this parses lengths out of large reads
+    instead of one small read per chunk."""
+    handle, head = r.handle, 1 + r.int_size
+    base = handle.tell()
+    buf = handle.read(_WINDOW)
+    pos = 0
     while True:
-        length = r.read_int(f"the data of {what}")
+        if pos + head > len(buf):
+            base += pos
+            handle.seek(base)
+            buf, pos = handle.read(_WINDOW), 0
+            if len(buf) < head:
+                raise Incomplete(f"cut off in the data of {what} (at byte {base} of {r.size})")
+        length = int.from_bytes(buf[pos + 1:pos + head], "little")
+        if buf[pos] and length:
+            raise Incomplete(f"damaged data of {what} (chunk length -{length})")
+        pos += head
         if length == 0:
+            handle.seek(base + pos)
             return
-        if length < 0:
-            raise Incomplete(f"damaged data of {what} (chunk length {length})")
-        r.skip(length, f"the data of {what}")
+        pos += length
+        if base + pos > r.size:
+            raise Incomplete(f"cut off in the data of {what} (at byte {base + pos - length} "
+                             f"of {r.size})")
 
 
 def _custom_blocks(path: Path, archive: Archive) -> None:

@@ -238,3 +238,39 @@ def test_matches_debian_restic(tmp_path: Path) -> None:
         differs_without_oldest_rule += newer != set(ours)
     # restic 0.16+'s extra "oldest" keep (the default here) is what Debian 12's 0.14 lacks
     assert "restic 0.14" not in version or differs_without_oldest_rule > 0
+
+
+def test_restic_edge_cases(tmp_path: Path) -> None:
+    """Month ends in --keep-within (Go's AddDate: 31 March minus a month is 2 March in a leap
+    year), and restic 0.14's --keep-last=-1, which forgets everything (0.16+ and kompose:
+    -1 keeps all)."""
+    restic = _restic()
+    env = {**os.environ, "RESTIC_REPOSITORY": str(tmp_path / "repo"),
+           "RESTIC_PASSWORD": "kompose-retention-test", "TZ": "UTC",
+           "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([restic, "init"], env=env, capture_output=True, check=True)
+    (tmp_path / "dump.sql").write_text("SELECT 1;\n")
+    times = [datetime(2024, 3, 1, 12, tzinfo=timezone.utc),
+             datetime(2024, 3, 1, 23, 59, 59, tzinfo=timezone.utc),
+             datetime(2024, 3, 2, 0, 0, 30, tzinfo=timezone.utc),
+             datetime(2024, 3, 31, tzinfo=timezone.utc)]
+    for when in times:
+        subprocess.run([restic, "backup", "--quiet", "--host", "kompose", "--time",
+                        f"{when:%Y-%m-%d %H:%M:%S}", "dump.sql"],
+                       cwd=tmp_path, env=env, capture_output=True, check=True)
+
+    def restic_keeps(*flags: str) -> set[datetime]:
+        out = subprocess.run([restic, "forget", "--dry-run", "--json", *flags], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        (group,) = json.loads(out)
+        return {datetime.fromisoformat(s["time"].replace("Z", "+00:00"))
+                for s in group["keep"] or []}
+
+    ours = {d.time for d in apply_policy([(t, t) for t in times],
+                                         Policy(within=Duration(months=1)), False) if d.keep}
+    assert restic_keeps("--keep-within=1m") == ours == set(times[2:])
+    version = subprocess.run([restic, "version"], env=env, capture_output=True, text=True,
+                             check=True).stdout
+    if version.startswith("restic 0.14"):
+        assert restic_keeps("--keep-last=-1") == set()
+    assert all(d.keep for d in apply_policy([(t, t) for t in times], Policy(last=-1)))

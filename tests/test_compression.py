@@ -22,6 +22,7 @@ from kompose_py.db.compression import (
     parse_compress,
 )
 from kompose_py.errors import UsageError
+from tests.conftest import _missing
 
 WITH_STREAM = ["gzip", "lz4", "zstd"]
 
@@ -55,7 +56,26 @@ def test_names_and_pg_dump_support() -> None:
     assert method_of(Path("db_20240101_000000Z.sql")) == "none"
     assert not Compression("zstd").pg_dump_can(15) and Compression("zstd").pg_dump_can(16)
     assert Compression("gzip", 5).pg_dump_can(15)
-    assert Compression("zstd", 5).pg_dump_option() == "--compress=zstd:5"
+    assert Compression("zstd", 5).pg_dump_option(17) == "--compress=zstd:5"
+    assert Compression("gzip").pg_dump_option(15) == "--compress=6"
+    assert Compression("none").pg_dump_option(15) == "--compress=0"
+    assert Compression("gzip", 9).pg_dump_option(16) == "--compress=gzip:9"
+    with pytest.raises(ValueError):
+        Compression("lz4").pg_dump_option(15)
+
+
+@pytest.mark.parametrize("spec", ["gzip", "gzip:1", "none"])
+def test_pg_dump_15_takes_the_option(spec: str) -> None:
+    """The real pg_dump 15 accepts what pg_dump_option(15) gives: it gets past its options
+    to the connection (to a port where nothing listens), where a bad value stops it before."""
+    if shutil.which("pg_dump") is None:
+        _missing("pg_dump on the host")
+    option = parse_compress(spec).pg_dump_option(15)
+    for given, accepted in ((option, True), ("--compress=gzip", False)):
+        done = subprocess.run(["pg_dump", given, "-w", "-s", "-h", "127.0.0.1", "-p", "1",
+                               "-U", "nobody", "nodb"], capture_output=True, text=True)
+        assert done.returncode != 0
+        assert ("invalid value" not in done.stderr) is accepted, done.stderr
 
 
 def _sample(size: int) -> bytes:

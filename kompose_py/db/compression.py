@@ -56,9 +56,16 @@ class Compression:
     def suffix(self) -> str:
         return SUFFIX[self.method]
 
-    def pg_dump_option(self) -> str:
-        """The option for a pg_dump 16+ that compresses itself."""
-        return f"--compress={self}" if self.method != "none" else "--compress=none"
+    def pg_dump_option(self, major: int) -> str:
+        """The option for pg_dump ``major``: 16+ takes ``method[:level]``; 15 and older
+        only a gzip level (``--compress=gzip`` there is "invalid value")."""
+        if major >= 16:
+            return f"--compress={self}"
+        if self.method == "none":
+            return "--compress=0"
+        if self.method != "gzip":
+            raise ValueError(f"pg_dump {major} cannot compress with {self.method}")
+        return f"--compress={self.level if self.level is not None else LEVELS['gzip'][2]}"
 
     def pg_dump_can(self, major: int) -> bool:
         """Whether pg_dump ``major`` writes this itself (lz4/zstd came with 16)."""

@@ -199,13 +199,14 @@ def sweep_leftovers(folder: Path, db_name: str) -> list[str]:
     removed: list[str] = []
     if not folder.is_dir():
         return removed
+    stem = file_stem(db_name)
     for path in folder.iterdir():
         name = path.name
-        if name.startswith(".") and name.endswith(_DELETING) and path.is_dir() \
+        if name.startswith(f".{stem}_") and name.endswith(_DELETING) and path.is_dir() \
                 and not path.is_symlink():
-            parts = name[1:-len(_DELETING)].rsplit(".", 1)
-            if len(parts) == 2 and parts[1].isdigit() and \
-                    parse_dump_name(folder / parts[0], db_name) is not None:
+            # Only remove_dump makes these names: .<dump name>.<pid>.deleting
+            pid = name[:-len(_DELETING)].rsplit(".", 1)[-1]
+            if pid.isdigit():
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(name)
         elif name.endswith(".json") and path.is_file():

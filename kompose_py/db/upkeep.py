@@ -116,8 +116,10 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
                 try:
                     remove_dump(dump.path)
                 except OSError as exc:
-                    failed.append(f"{dump.path.name}: {exc.strerror or exc}")
-                    run.note(f"could not delete {dump.path.name}: {exc.strerror or exc}")
+                    why = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename
+                                                      else "")
+                    failed.append(f"{dump.path.name}: {why}")
+                    run.note(f"could not delete {dump.path.name}: {why}")
                     continue
                 run.note(f"deleted {dump.path.name}{also}")
         kept = sum(d.keep for d in decisions)

@@ -6,7 +6,6 @@ rules themselves, case by case and against the real restic, are in tests/test_re
 from __future__ import annotations
 
 import gzip
-import os
 import re
 from pathlib import Path
 
@@ -110,8 +109,8 @@ def test_options_replace_the_variables_whole(tmp_path: Path) -> None:
 
 
 def test_variables_from_every_layer_and_the_default(tmp_path: Path) -> None:
-    root, folder = stack_root(tmp_path, "DB_KEEP_DAILY=2\n", EXAMPLE,
-                              root_env="DB_KEEP_MONTHLY=1\n")
+    root, _ = stack_root(tmp_path, "DB_KEEP_DAILY=2\n", EXAMPLE,
+                         root_env="DB_KEEP_MONTHLY=1\n")
     r = cleanup(root, "--dry-run", env={"DB_KEEP_LAST": "3"})
     assert r.code == 0, r.err
     assert ("policy: keep 3 last, 2 daily, 1 monthly (from DB_KEEP_LAST (environment); "

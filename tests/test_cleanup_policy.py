@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kompose_py.db.dumpfiles import remove_dump, sweep_leftovers
-from tests.conftest import COMPOSE, REPO, dump_text, make_stacks, run_kompose
+from tests.conftest import COMPOSE, REPO, Result, dump_text, make_stacks, run_kompose
 
 COMPLETE = gzip.compress(dump_text().encode())
 # The README's worked example: nightly at 02:00 UTC, one more by hand, one cut off.
@@ -42,7 +42,7 @@ def dumps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("shop_"))
 
 
-def cleanup(root: Path, *args: str, env: dict[str, str] | None = None):
+def cleanup(root: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     return run_kompose("--root", str(root), "shop", "db:cleanup", *args, env=env)
 
 

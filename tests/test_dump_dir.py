@@ -130,7 +130,8 @@ def test_a_missing_db_dump_dir_fails_that_stack_before_pg_dump(tmp_path: Path,
     assert not share.exists()  # nothing above created it
 
     # The check comes after the pre hooks: one that mounts the share is in time.
-    (root / "shop" / "hooks.sh").write_text(HOOKS + f"hook_pre_db_export() {{ mkdir '{share}'; }}\n")
+    (root / "shop" / "hooks.sh").write_text(
+        HOOKS + f"hook_pre_db_export() {{ mkdir '{share}'; }}\n")
     r = run_kompose("--root", str(root), "shop", "db:export")
     assert r.code == 0, r.err
     assert len(dumps_in(share / "shop")) == 1

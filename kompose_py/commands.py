@@ -201,7 +201,12 @@ TABLE: tuple[CommandSpec, ...] = (
                 "kompose_py.db.restore:import_command", _import_arguments, hooked=True,
                 prepare="kompose_py.db.restore:prepare_import", completes_dump=True),
     CommandSpec("db:cleanup", "delete the dumps a retention policy does not keep", "stacks",
-                "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True),
+                "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True,
+                epilog="A dump is kept when any rule keeps it; N=-1 keeps every bucket.\n"
+                       "Without any --keep-* option the policy is DB_KEEP_LAST, "
+                       "DB_KEEP_HOURLY, DB_KEEP_DAILY,\nDB_KEEP_WEEKLY, DB_KEEP_MONTHLY, "
+                       "DB_KEEP_YEARLY, DB_KEEP_WITHIN from the stack's\nenvironment; with "
+                       "neither, the newest dump only. --dry-run shows each dump's fate."),
     CommandSpec("db:list", "list each stack's dumps", "report",
                 "kompose_py.cli.listing:list_db_dumps"),
     CommandSpec("db:shell", "an interactive psql on one stack's database, wherever it lives",

@@ -258,3 +258,10 @@ def test_cleanup_sweeps_leftovers_and_says_so(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     assert f"removed {left.name}, left by a cleanup that was cut short" in r.err
     assert not left.exists()
+
+
+def test_the_options_are_the_rules() -> None:
+    from kompose_py.db.retention import COUNT_RULES
+    from kompose_py.db.upkeep import RULES
+
+    assert (*COUNT_RULES, "within") == RULES

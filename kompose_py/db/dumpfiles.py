@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kompose_py.db.manifest import manifest_path
 from kompose_py.db.postgres.formats import SUFFIX_PATTERN, DumpFormat, format_of
 from kompose_py.errors import StepError
 from kompose_py.files import fsync_dir
@@ -187,7 +186,9 @@ def remove_dump(path: Path) -> None:
     else:
         path.unlink(missing_ok=True)
     # After the dump: a manifest without its dump is harmless, a dump without its manifest
-    # would lose its checksum.
+    # would lose its checksum. (Imported here: hashlib is no start-up cost of every command.)
+    from kompose_py.db.manifest import manifest_path
+
     manifest_path(path).unlink(missing_ok=True)
     fsync_dir(path.parent)
 

@@ -8,6 +8,7 @@ from argparse import Namespace
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from kompose_py.db.dumpfiles import (
     Dump,
@@ -19,16 +20,21 @@ from kompose_py.db.dumpfiles import (
     sweep_leftovers,
 )
 from kompose_py.db.lock import locked
-from kompose_py.db.manifest import manifest_path
 from kompose_py.db.postgres.tools import pg_hook_env
 from kompose_py.db.reach import access_for
-from kompose_py.db.retention import COUNT_RULES, ENV_NAMES, Policy, apply_policy, parse_policy
 from kompose_py.db.settings import DbSettings, is_database_stack, settings_for, skipped
 from kompose_py.envfiles import StackEnv
 from kompose_py.errors import KomposeError
 from kompose_py.lifecycle import RunContext, StackRun, run_with_hooks
 from kompose_py.results import StackResult
 from kompose_py.stacks import Stack
+
+if TYPE_CHECKING:
+    from kompose_py.db.retention import Policy
+
+# db:cleanup's options, as retention.py names its rules (a copy: db:list and db:shell load
+# this module and need not load the rules).
+RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within")
 
 # -- cleanup, list, shell ------------------------------------------------------------------
 # restic 0.16 and later (today's restic): while a calendar or ``last`` rule has counts left,
@@ -43,6 +49,8 @@ def cleanup_policy(flags: Mapping[str, int | str | None], env: StackEnv
     options replace the ``DB_KEEP_*`` variables as a whole (see retention.parse_policy);
     neither: keep the newest dump, as kompose always did. Raises ConfigError for a variable
     that does not read."""
+    from kompose_py.db.retention import ENV_NAMES, Policy, parse_policy
+
     policy = parse_policy(flags, env.values)
     if any(v is not None for v in flags.values()):
         return policy, "from the command line"
@@ -88,6 +96,9 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
 
     def main(run: StackRun) -> None:
+        from kompose_py.db.manifest import manifest_path
+        from kompose_py.db.retention import apply_policy
+
         folder = readable_dump_folder(stack, run.env)
         if not ctx.dry_run:
             for name in sweep_leftovers(folder, db_name):
@@ -175,7 +186,7 @@ def shell(ctx: RunContext, stack: Stack, env: StackEnv, args: Sequence[str]) -> 
 def cleanup_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace
                     ) -> StackResult:
     """db:cleanup (commands.py)."""
-    flags = {rule: getattr(options, f"keep_{rule}") for rule in (*COUNT_RULES, "within")}
+    flags = {rule: getattr(options, f"keep_{rule}") for rule in RULES}
     return cleanup(ctx, stack, env, flags)
 
 

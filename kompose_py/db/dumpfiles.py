@@ -193,10 +193,10 @@ def remove_dump(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def sweep_leftovers(folder: Path, db_name: str) -> list[str]:
+def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[str]:
     """What a cut-short cleanup left in ``folder`` (call under the stack's lock): hidden
     ``.deleting`` trees of a directory dump, and manifests of this database's dumps whose dump
-    is gone. Returns the names removed."""
+    is gone. Returns their names, removed unless ``remove`` is false (a dry-run)."""
     removed: list[str] = []
     if not folder.is_dir():
         return removed
@@ -208,11 +208,13 @@ def sweep_leftovers(folder: Path, db_name: str) -> list[str]:
             # Only remove_dump makes these names: .<dump name>.<pid>.deleting
             pid = name[:-len(_DELETING)].rsplit(".", 1)[-1]
             if pid.isdigit():
-                shutil.rmtree(path, ignore_errors=True)
+                if remove:
+                    shutil.rmtree(path, ignore_errors=True)
                 removed.append(name)
         elif name.endswith(".json") and path.is_file():
             dump = folder / name.removesuffix(".json")
             if parse_dump_name(dump, db_name) is not None and not os.path.lexists(dump):
-                path.unlink(missing_ok=True)
+                if remove:
+                    path.unlink(missing_ok=True)
                 removed.append(name)
     return removed

@@ -100,9 +100,9 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         from kompose_py.db.retention import apply_policy
 
         folder = readable_dump_folder(stack, run.env)
-        if not ctx.dry_run:
-            for name in sweep_leftovers(folder, db_name):
-                run.note(f"removed {name}, left by a cleanup that was cut short")
+        for name in sweep_leftovers(folder, db_name, remove=not ctx.dry_run):
+            run.note(f"{'would remove' if ctx.dry_run else 'removed'} {name}, left by a "
+                     f"cleanup that was cut short")
         found = find_dumps(folder, db_name)
         problems = {d.path: incomplete_reason(d.path) for d in found}
         dumps = [d for d in found if problems[d.path] is None]

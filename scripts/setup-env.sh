@@ -182,6 +182,10 @@ for tool in ssh ssh-keygen; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool, for the ssh:// engine tests (apt-get install openssh-client)")
 done
 
+# --- restic (retention is checked against its `forget`; the README's off-site hook runs it) --
+command -v restic >/dev/null 2>&1 || apt_install restic || true
+command -v restic >/dev/null 2>&1 || missing+=("restic, for the retention and off-site hook tests (apt-get install restic)")
+
 [ -e /dev/fd/3 ] && printf 'export KOMPOSE_HAVE_DOCKER=%s KOMPOSE_HAVE_POSTGRES=%s\n' "$docker_ok" "$pg_ok" >&3
 if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do say "MISSING: $m"; done

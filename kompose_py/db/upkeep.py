@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from kompose_py.db.dumpfiles import Dump, complete_dumps, find_dumps, incomplete_reason
+from kompose_py.db.dumpfiles import (
+    Dump,
+    complete_dumps,
+    dump_size,
+    find_dumps,
+    incomplete_reason,
+    remove_dump,
+)
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres.tools import pg_hook_env
 from kompose_py.db.reach import access_for
@@ -34,7 +41,7 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv, keep: int) -> StackRes
             if ctx.dry_run:
                 run.note(f"would delete {dump.path.name}")
             else:
-                dump.path.unlink(missing_ok=True)
+                remove_dump(dump.path)
                 run.note(f"deleted {dump.path.name}")
         kept = len(dumps) - len(doomed)
         run.note(f"kept {kept} of {len(dumps)} complete dumps of {db_name}"
@@ -60,7 +67,7 @@ def list_dumps(stack: Stack, env: StackEnv) -> tuple[DbSettings | None, list[Dum
     if db is None:
         return None, []
     now = datetime.now(timezone.utc)
-    return db, [DumpInfo(d, d.path.stat().st_size, (now - d.timestamp).total_seconds(),
+    return db, [DumpInfo(d, dump_size(d.path), (now - d.timestamp).total_seconds(),
                          incomplete_reason(d.path))
                 for d in find_dumps(stack.path, db.name)]
 

@@ -183,8 +183,8 @@ def _env_kind(env: dict[str, str]) -> Kind | None:
 def _plan(run: StackRun, access: AccessKind, kind: Kind, spec: Compression | None,
           jobs: int) -> ExportPlan | None:
     """What this pg_dump writes; None (recorded) when it cannot write what was asked."""
-    major = transfer.pg_dump_major(run, access) if spec is not None and \
-        spec.method != "none" else None
+    # pg_dump's option spelling changed with 16: asked whenever an option is given.
+    major = transfer.pg_dump_major(run, access) if spec is not None else None
     where = "the host's pg_dump" if access.mode == "host" else \
         f"pg_dump in {access.describe()}"
     try:

@@ -171,11 +171,6 @@ class ExportPlan:
         return ""
 
 
-def needs_version(kind: Kind, spec: Compression | None) -> bool:
-    """Whether choosing pg_dump's options needs its major version (asked once per export)."""
-    return spec is not None and spec.method != "none"
-
-
 def plan_export(kind: Kind, spec: Compression | None, major: int | None, jobs: int,
                 where: str = "pg_dump") -> ExportPlan:
     """The plan for ``kind`` compressed as ``spec`` (None: pg_dump's default, i.e. none for

@@ -149,8 +149,7 @@ def test_every_format_round_trips(tmp_path: Path, where: Postgres) -> None:
         assert result.returncode == 0, (options, result.stderr)
         assert state(pg, name) == (300, 500, True), options
         loader = "pg_restore" if path.suffix in (".dump", ".dir") else "psql"
-        assert f"$ PGPASSWORD=*** {loader}" in result.stderr or \
-            f"PGPASSWORD=*** docker exec" in result.stderr, result.stderr
+        assert f" {loader} --no-password" in result.stderr, result.stderr
         assert container_temp(pg) == []
     # The newest complete dump is chosen whatever its format.
     result = kompose(root, "shop", "db:import")

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     from kompose_py.stacks import Stack
 
 
-@dataclass(frozen=True)
+# Not frozen, no eq or repr: every kompose start builds this table, and a frozen dataclass
+# costs three times as much to define (start-up time; the rows are constants by convention).
+@dataclass(eq=False, repr=False)
 class CommandSpec:
     name: str
     help: str
@@ -94,7 +96,7 @@ class CommandSpec:
         return parser
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(eq=False, repr=False)  # (start-up time, as CommandSpec)
 class ReportRequest:
     """What a report command (``kind="report"`` in the table) reads and where it writes."""
 

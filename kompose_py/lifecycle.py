@@ -41,7 +41,7 @@ def _changes_bash(key: str) -> bool:
     return key in _BASH_CONTROL or key.startswith("BASH_FUNC_")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)  # not frozen: defined on every start (start-up time)
 class Produced:
     """What a stack's main step made: files (a new dump: the post hooks get its path and
     KOMPOSE_DUMP_FILE), and whether it completed what must not be left half-done (a

@@ -18,15 +18,16 @@ import shlex
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kompose_py.backends.base import HEALTH_STATES, ServiceState, StackStatus
-from kompose_py.backends.docker import Container, _docker_config, _remembered
 from kompose_py.runner.command import Command
-from kompose_py.runner.run import Runner
 from kompose_py.stacks import OVERRIDE_FILE_NAMES, Stack
+
+if TYPE_CHECKING:  # a plain `up` or `ps` needs none of them: they load when used
+    from kompose_py.backends.base import ServiceState, StackStatus
+    from kompose_py.backends.docker import Container
+    from kompose_py.runner.run import Runner
 
 # Docker Compose v2 subcommands.
 COMPOSE_COMMANDS = frozenset({
@@ -67,6 +68,8 @@ def _identity(path: str) -> list[object]:
 def fingerprint(program: Sequence[str], env: Mapping[str, str]) -> str | None:
     """Which Compose this is, from file metadata alone (None: the program is not there)."""
     import json  # here: the common path (a dry-run of up, ps, …) never needs it
+
+    from kompose_py.backends.docker import _docker_config
 
     exe = shutil.which(program[0], path=env.get("PATH"))
     if exe is None:
@@ -236,6 +239,8 @@ def declared_networks(stack: Stack, values: Mapping[str, str], runner: Runner,
     compose config`` resolves them (``<project>_default``, an external network's own name);
     or why Compose could not say (``cached``: once per stack and kompose run, for listings
     and dry-runs)."""
+    from kompose_py.backends.docker import _remembered
+
     return _remembered(_networks_cache, (str(stack.path),), cached,
                        lambda: _ask_compose(stack, values, runner))
 
@@ -278,6 +283,8 @@ def parse_ps(text: str) -> list[ServiceState]:
     (older Compose)."""
     import json  # only for --status
 
+    from kompose_py.backends.base import ServiceState
+
     text = text.strip()
     if not text:
         return []
@@ -308,7 +315,9 @@ def _capture(runner: Runner, argv: Sequence[str], stack: Stack, env: Mapping[str
 def compose_status(stack: Stack, env: Mapping[str, str], runner: Runner) -> StackStatus:
     """Services the stack's compose files declare and its containers as ``ps`` lists them."""
     import tempfile  # only for --status
+    from dataclasses import replace
 
+    from kompose_py.backends.base import HEALTH_STATES, StackStatus
     from kompose_py.masking import mask, secret_values
 
     program = compose_program(env)

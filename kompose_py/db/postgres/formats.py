@@ -66,7 +66,9 @@ def _compressed_reason(method: Method) -> Callable[[Path], str | None]:
                 return "empty (0 bytes)"
             for chunk in compression.decompressed(path, method):
                 tail = (tail + chunk)[-_TAIL:]
-        except (EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
+        except ValueError as exc:  # compression.decompressed's words: cut or damaged
+            return str(exc)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             return f"truncated or damaged {method} ({exc})"
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"

@@ -82,6 +82,7 @@ def age(seconds: float) -> str:
 def list_db_dumps(request: ReportRequest) -> int:
     """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
     from kompose_py.db.dumpfiles import human_size
+    from kompose_py.db.postgres.formats import dump_kind
     from kompose_py.db.recovery import interrupted_import
     from kompose_py.db.upkeep import list_dumps
 
@@ -93,6 +94,7 @@ def list_db_dumps(request: ReportRequest) -> int:
             db, dumps = list_dumps(stack, envs[stack.name])
             items.append({"stack": stack.name, "database": db.name if db else None,
                           "dumps": [{"file": str(i.dump.path), "size": i.size,
+                                     **dump_kind(i.dump.path),
                                      "age_seconds": round(i.age_seconds),
                                      "complete": i.problem is None, "problem": i.problem}
                                     for i in dumps],

@@ -156,6 +156,19 @@ def format_of(path: Path) -> DumpFormat:
     return next((f for f in FORMATS if path.name.endswith(f.suffix)), PLAIN)
 
 
+def dump_kind(path: Path) -> dict[str, str | None]:
+    """For listings: the dump's format (plain, custom, directory) and compression (for an
+    archive as its header says; None when unreadable)."""
+    fmt = format_of(path)
+    if not fmt.archive:
+        return {"format": fmt.kind, "compression": fmt.method}
+    try:
+        method: str | None = archives.read_archive(path).compression
+    except (archives.Incomplete, OSError):
+        method = None
+    return {"format": fmt.kind, "compression": method}
+
+
 @dataclass(frozen=True)
 class ExportPlan:
     """What one export writes and how: the file's row, pg_dump's own options, and the

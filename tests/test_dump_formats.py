@@ -297,3 +297,44 @@ def stopped_directory_export(tmp_path: Path, pg: Postgres, sig: str) -> None:
         assert left == [], left
         wait_for("the container's temporary folder removed", lambda: container_temp(pg) == [],
                  limit=30)
+
+
+def test_container_admin_runs_one_session_and_keeps_errors_and_lock_timeout(
+        tmp_path: Path, pg17: ContainerPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every statement of one command goes through one psql session in the container (one
+    backend); a failed statement is a StepError with psql's error line, and the next one
+    opens a new session that still has the lock_timeout."""
+    from psycopg import sql
+
+    from kompose_py.db.postgres.admin import ContainerAdmin
+    from kompose_py.db.reach import ContainerAccess
+    from kompose_py.db.settings import settings_from
+    from kompose_py.errors import StepError
+    from kompose_py.runner.run import Runner
+
+    monkeypatch.setenv("KOMPOSE_DB_LOCK_TIMEOUT", "3")
+    values = {"DB_NAME": "postgres", "DB_USER": pg17.user, "DB_PASSWORD": pg17.password,
+              "PATH": os.environ["PATH"]}
+    access = ContainerAccess(settings_from(values), pg17.container, "5432", "")
+    said: list[str] = []
+    admin = ContainerAdmin(access, Runner(), values, tmp_path, said.append)
+    try:
+        def backend() -> int:
+            return int(admin.query(sql.SQL("SELECT pg_backend_pid() AS pid"))[0]["pid"])
+
+        first = backend()
+        admin.execute(sql.SQL("SELECT 1"))
+        assert backend() == first
+        assert admin.query(sql.SQL("SELECT current_setting('lock_timeout') AS t")) == \
+            [{"t": "3s"}]
+        with pytest.raises(StepError) as failed:
+            admin.execute(sql.SQL("BEGIN; SELECT 1; SELECT 1/0; COMMIT"))
+        assert "division by zero" in failed.value.message
+        again = backend()
+        assert again != first
+        assert admin.query(sql.SQL("SELECT current_setting('lock_timeout') AS t")) == \
+            [{"t": "3s"}]
+        assert said == ["SQL: SELECT 1", "SQL: BEGIN; SELECT 1; SELECT 1/0; COMMIT"]
+    finally:
+        admin.close()
+    assert pg17.password not in " ".join(said)

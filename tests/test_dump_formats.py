@@ -204,11 +204,15 @@ def test_cut_archives_are_refused_before_anything_is_touched(tmp_path: Path,
                                                              where: Postgres) -> None:
     pg = where
     root, folder, name = setup(tmp_path, pg)
+    made = []
     for options in (("--format", "custom", "--compress", "none"),
                     ("--format", "directory", "--compress", "none"),
                     ("--format", "directory")):
+        before = {d.path for d in find_dumps(folder, name)}
         assert kompose(root, "shop", "db:export", *options).returncode == 0
-    custom, plain_dir, packed_dir = (d.path for d in find_dumps(folder, name))
+        (new,) = {d.path for d in find_dumps(folder, name)} - before
+        made.append(new)
+    custom, plain_dir, packed_dir = made
     _cut(custom)
     tables = sorted(plain_dir.glob("[0-9]*.dat"), key=lambda p: p.stat().st_size)
     _cut(tables[-1])  # the biggest table's COPY data, cut

@@ -33,6 +33,7 @@ from kompose_py.db.compression import Compression, parse_compress
 from kompose_py.db.dumpfiles import dump_name, dump_size, human_size
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres.formats import (
+    FORMATS,
     KINDS,
     DumpFormat,
     ExportPlan,
@@ -103,6 +104,12 @@ def _publish(tmp: Path, db_name: str, folder: Path, when: datetime, fmt: DumpFor
     counter = 1
     while True:
         final = folder / dump_name(db_name, when, counter, fmt)
+        if any((folder / dump_name(db_name, when, counter, other)).exists()
+               for other in FORMATS if other is not fmt):
+            # A dump of another format took this second: _2 keeps "the newest" the one
+            # made last (exports of a stack hold its lock, one at a time).
+            counter += 1
+            continue
         try:
             if fmt.kind == "directory":
                 transfer.rename_noreplace(tmp, final)

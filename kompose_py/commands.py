@@ -142,8 +142,17 @@ def _Parser(**kwargs: Any) -> ArgumentParser:
 
 # -- the options of each command ------------------------------------------------------------
 def _export_arguments(p: ArgumentParser) -> None:
-    p.add_argument("--compress", action="store_true",
-                   help="write <db>_<time>Z.sql.gz (gzip, made by kompose)")
+    p.add_argument("--format", choices=("plain", "custom", "directory"), default=None,
+                   help="plain SQL <db>_<time>Z.sql (default, or DB_DUMP_FORMAT), pg_dump's "
+                        "custom archive <db>_<time>Z.dump, or its directory archive "
+                        "<db>_<time>Z.dir/ (both restore in parallel)")
+    p.add_argument("--compress", nargs="?", const="gzip", default=None, type=_compress,
+                   metavar="METHOD[:LEVEL]",
+                   help="gzip (the default METHOD), lz4 or zstd, optionally :LEVEL; done by "
+                        "pg_dump where it can (16+ for lz4/zstd), else by kompose for plain "
+                        "dumps (.sql.gz, .sql.lz4, .sql.zst)")
+    p.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                   help="pg_dump processes for a directory archive (default 1)")
 
 
 def _import_arguments(p: ArgumentParser) -> None:
@@ -158,6 +167,27 @@ def _import_arguments(p: ArgumentParser) -> None:
                         "database's own settings or grants (another role's setting, a "
                         "superuser-only parameter, a grantor it may not act for); each one "
                         "left out is listed")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help="pg_restore processes for a custom or directory archive (default: "
+                        "the number of CPUs, at most 4)")
+
+
+def _compress(text: str) -> str:
+    """Checked when the options are read (one clear line before anything runs)."""
+    from kompose_py.db.compression import parse_compress
+
+    parse_compress(text)
+    return text
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"--jobs {text!r}: not a whole number") from None
+    if not 1 <= value <= 64:
+        raise UsageError(f"--jobs {value}: expected 1 to 64")
+    return value
 
 
 def _cleanup_arguments(p: ArgumentParser) -> None:

@@ -86,6 +86,7 @@ def age(seconds: float) -> str:
 def list_db_dumps(request: ReportRequest) -> int:
     """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
     from kompose_py.db.dumpfiles import human_size
+    from kompose_py.db.postgres.formats import dump_kind
     from kompose_py.db.recovery import interrupted_import
     from kompose_py.db.settings import is_database_stack
     from kompose_py.db.upkeep import list_dumps
@@ -105,6 +106,7 @@ def list_db_dumps(request: ReportRequest) -> int:
                           if db else None,
                           "error": problems[stack.name],
                           "dumps": [{"file": str(i.dump.path), "size": i.size,
+                                     **dump_kind(i.dump.path),
                                      "age_seconds": round(i.age_seconds),
                                      "complete": i.problem is None, "problem": i.problem}
                                     for i in dumps],

@@ -1,11 +1,14 @@
 """Dump files: their names, their order, and whether one is a complete dump.
 
-Names: ``<DB_NAME>_<YYYYMMDD_HHMMSS>Z[_N].sql[.gz]`` in the stack folder, the time in UTC
+Names: ``<DB_NAME>_<YYYYMMDD_HHMMSS>Z[_N]`` then ``.sql``, ``.sql.gz``, ``.sql.zst``,
+``.sql.lz4``, ``.dump`` (a custom archive) or ``.dir`` (a directory archive, a folder) in the
+stack folder, the time in UTC
 (``Z``) so that "newest" and cleanup stay right across time zones and daylight-saving
 changes. Names without ``Z`` (kompose.sh and kompose before 0.2 wrote local time) still
 read, as local time. Ordering is by the time in the name (then the same-second counter), never
 by mtime: a copied or touched file must not become "the latest". Temporary files of an export
-in progress are hidden (``.<name>.partial``) and never match.
+in progress are hidden (``.<name>.partial``, a folder for a directory archive) and never
+match.
 
 Whether a file is a complete dump is its format's business (postgres/formats.py).
 
@@ -76,7 +79,10 @@ def find_dumps(folder: Path, db_name: str) -> list[Dump]:
         if path.name.startswith("."):
             continue
         dump = parse_dump_name(path, db_name)
-        if dump is not None and path.is_file() and not path.is_symlink():
+        if dump is None or path.is_symlink():
+            continue
+        # A directory archive is a folder; every other format a file.
+        if path.is_dir() if format_of(path).kind == "directory" else path.is_file():
             found.append(dump)
     found.sort()
     return found
@@ -107,7 +113,11 @@ def incomplete_reason(path: Path) -> str | None:
 
 
 def dump_size(path: Path) -> int:
+    """Bytes of a dump file, or of every file of a directory archive."""
     try:
+        if path.is_dir() and not path.is_symlink():
+            return sum(entry.stat(follow_symlinks=False).st_size
+                       for entry in os.scandir(path) if entry.is_file(follow_symlinks=False))
         return os.stat(path).st_size
     except OSError:
         return 0

@@ -2,16 +2,18 @@
 settings, then swap it in for the target under a journal, between the stack's hooks.
 
 The promise: an import refuses an incomplete dump before anything is touched, and never
-touches the target before the dump has loaded completely into a scratch database in one
-transaction with ON_ERROR_STOP, every psql meta-command checked on the way (postgres/scan.py);
-only then is the target swapped out, with a journal of each step in the stack folder, so that
-a crash or SIGKILL half-way is put right by the next kompose command for that stack
-(recovery.py).
+touches the target before the dump has loaded completely into a scratch database: a plain dump
+by psql in one transaction with ON_ERROR_STOP, every psql meta-command checked on the way
+(postgres/scan.py); a custom or directory archive by ``pg_restore -j N --exit-on-error`` (no
+single transaction needed: nobody but the import sees the scratch database). Only then is
+the target swapped out, with a journal of each step in the stack folder, so that a crash
+or SIGKILL half-way is put right by the next kompose command for that stack (recovery.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from argparse import Namespace
 from collections.abc import Callable, Mapping, Sequence
@@ -20,13 +22,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from kompose_py.db import journal as journal_mod
+from kompose_py.db import transfer
 from kompose_py.db.dumpfiles import dump_folder, find_dumps, incomplete_reason, readable_dump_folder
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.postgres.formats import format_of
 from kompose_py.db.postgres.tools import pg_error
-from kompose_py.db.reach import AccessKind, access_for, open_admin
+from kompose_py.db.reach import AccessKind, ContainerAccess, access_for, open_admin
 from kompose_py.db.recovery import with_recovery
 from kompose_py.db.settings import is_database_stack, skipped
 from kompose_py.envfiles import StackEnv
@@ -47,7 +50,8 @@ def resolve_dump(given: str, cwd: Path, root: Path, stack: Stack,
         [cwd, root, *([dumps] if dumps else []), stack.path]))
     for base in bases:
         candidate = (base / given).resolve()
-        if candidate.is_file():
+        if candidate.is_file() or (candidate.is_dir()
+                                   and format_of(candidate).kind == "directory"):
             return candidate
     raise StepError(f"dump file {given!r} not found",
                     hint=f"looked in {', '.join(map(str, bases[:-1]))} and {bases[-1]}")
@@ -61,7 +65,9 @@ def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
 
     def feed(sink: IO[bytes]) -> None:
         guard = MetaCommandGuard(force)
-        with format_of(path).open_sql(path) as source:
+        opener = format_of(path).open_sql
+        assert opener is not None  # a plain dump
+        with opener(path) as source:
             while chunk := source.read(1 << 20):
                 sink.write(guard.feed(chunk))
             sink.write(guard.finish())
@@ -71,7 +77,8 @@ def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
 
 
 def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
-            force: bool = False, skip_unrestorable: bool = False) -> StackResult:
+            force: bool = False, skip_unrestorable: bool = False,
+            jobs: int | None = None) -> StackResult:
     if not is_database_stack(env):
         return skipped(stack)
 
@@ -109,7 +116,7 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
         def main(run: StackRun) -> Produced | None:
             for line in passed_over:
                 run.warn(line)
-            return _replace(run, source, force, skip_unrestorable)
+            return _replace(run, source, force, skip_unrestorable, jobs or default_jobs())
 
         return with_recovery(ctx, stack, env, "db:import", main,
                              lambda run, phase: [str(source)], files=[str(source)])
@@ -117,8 +124,14 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
     return locked(ctx, stack, "db:import", body)
 
 
-def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool
-             ) -> Produced | None:
+def default_jobs() -> int:
+    """pg_restore's processes when --jobs is not given: the CPUs, at most 4 (more rarely
+    helps one server, and each is a connection)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool,
+             jobs: int = 1) -> Produced | None:
     """Load ``dump`` into a scratch database created like the target (its owner, encoding,
     locale), give it every database-level property of the target, then swap it in for the
     target in one transaction, journaling each step."""
@@ -145,7 +158,9 @@ def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool
                            f"CREATE DATABASE {carryover.ident(scratch)} TEMPLATE template0"))
         try:
             removed: list[tuple[int, str]] = []
-            if _load(run, access, scratch, dump, force, removed) and not run.interrupted():
+            loaded = _restore(run, access, scratch, dump, jobs) if format_of(dump).archive \
+                else _load(run, access, scratch, dump, force, removed)
+            if loaded and not run.interrupted():
                 for line, command in removed:
                     run.note(f"--force: left out line {line} of {dump.name} (psql "
                              f"\\{command})")
@@ -239,6 +254,58 @@ def _load(run: StackRun, access: AccessKind, scratch: str, dump: Path, force: bo
     return outcome.ok
 
 
+def _restore(run: StackRun, access: AccessKind, scratch: str, dump: Path, jobs: int) -> bool:
+    """pg_restore of a custom or directory archive into ``scratch``. In a container: a custom
+    archive streams in on stdin with one job; a directory (or more jobs, which need a
+    seekable file) is copied into a private temporary folder there first."""
+    fmt = format_of(dump)
+    options = ["--exit-on-error", f"--jobs={jobs}"]
+    prefix = {"PGPASSWORD": ""} if access.db.password else None
+
+    def explain(outcome: Outcome) -> str | None:
+        if not outcome.stderr_tail:
+            return None
+        return "the dump did not load: " + pg_error(outcome.stderr_tail, access.db, access.mode,
+                                                    access.describe())
+
+    def pg_restore(path: str | None) -> bool:
+        cmd = access.tool("pg_restore", scratch, options if path is not None
+                          else ["--exit-on-error"], run.env, run.stack.path,
+                          stdin=path is None)
+        cmd = replace(cmd, argv=cmd.argv + ((path,) if path is not None else ()),
+                      stdout="null", capture_stderr=True,
+                      feeder=None if path is not None else _copy_feed(dump))
+        shown = "" if path is not None else f" < {dump.name}"
+        return run.run_command("pg_restore", cmd, prefix, suffix=shown, explain=explain).ok
+
+    if not isinstance(access, ContainerAccess):
+        return pg_restore(str(dump))
+    if fmt.kind == "custom" and jobs == 1:
+        return pg_restore(None)
+    with transfer.container_folder(run, access) as folder:
+        copied = run.run_command("copy", transfer.tar_in(access, run, dump, folder, "dump"),
+                                 suffix=f" < {dump.name}", explain=_copy_error)
+        if not copied.ok or run.interrupted():
+            return False
+        return pg_restore(f"{folder}/dump")
+
+
+def _copy_feed(path: Path) -> Callable[[IO[bytes]], None]:
+    def feed(sink: IO[bytes]) -> None:
+        with open(path, "rb") as source:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+    return feed
+
+
+def _copy_error(outcome: Outcome) -> str | None:
+    from kompose_py.runner.command import failure_line
+
+    return "cannot copy the dump into the container: " + failure_line(
+        outcome.stderr_tail, outcome.error or f"tar exited {outcome.exit_code}",
+        strip_marker=True)
+
+
 def _swap(admin: Admin, journal: Journal, target: str, scratch: str, aside: str,
           facts: dict[str, Any] | None, run: StackRun) -> bool:
     """Replace ``target`` by the loaded ``scratch``: both renames in one transaction, so the
@@ -319,4 +386,5 @@ def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack],
 def import_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace
                    ) -> StackResult:
     """db:import (commands.py)."""
-    return import_(ctx, stack, env, options.dump, options.force, options.skip_unrestorable)
+    return import_(ctx, stack, env, options.dump, options.force, options.skip_unrestorable,
+                   options.jobs)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from kompose_py.db.dumpfiles import (
     Dump,
     dump_folder,
+    dump_size,
     find_dumps,
     incomplete_reason,
     readable_dump_folder,
@@ -160,7 +161,7 @@ def list_dumps(stack: Stack, env: StackEnv) -> tuple[DbSettings | None, list[Dum
     if db is None:
         return None, []
     now = datetime.now(timezone.utc)
-    return db, [DumpInfo(d, d.path.stat().st_size, (now - d.timestamp).total_seconds(),
+    return db, [DumpInfo(d, dump_size(d.path), (now - d.timestamp).total_seconds(),
                          incomplete_reason(d.path))
                 for d in find_dumps(dump_folder(stack, env.values), db.name)]
 

@@ -46,13 +46,41 @@ class Rendered:
 
 
 # Keys `docker stack deploy` turns into the service spec unchanged (checked one by one).
-PASS_THROUGH = frozenset({
-    "image", "command", "entrypoint", "environment", "labels", "ports", "volumes", "networks",
-    "deploy", "healthcheck", "user", "working_dir", "hostname", "read_only", "stop_signal",
-    "stop_grace_period", "init", "tty", "stdin_open", "dns", "dns_search", "extra_hosts",
-    "secrets", "configs", "logging", "ulimits", "sysctls", "cap_add", "cap_drop",
-    "credential_spec", "isolation",
-})
+PASS_THROUGH = frozenset(
+    {
+        "image",
+        "command",
+        "entrypoint",
+        "environment",
+        "labels",
+        "ports",
+        "volumes",
+        "networks",
+        "deploy",
+        "healthcheck",
+        "user",
+        "working_dir",
+        "hostname",
+        "read_only",
+        "stop_signal",
+        "stop_grace_period",
+        "init",
+        "tty",
+        "stdin_open",
+        "dns",
+        "dns_search",
+        "extra_hosts",
+        "secrets",
+        "configs",
+        "logging",
+        "ulimits",
+        "sysctls",
+        "cap_add",
+        "cap_drop",
+        "credential_spec",
+        "isolation",
+    }
+)
 
 # key -> why dropping it is harmless on a swarm (or only loses a tuning knob)
 DROP: dict[str, str] = {
@@ -93,7 +121,7 @@ REFUSE: dict[str, str] = {
     "devices": "Swarm services cannot get host devices (docker stack deploy ignores it)",
     "device_cgroup_rules": "not accepted by docker stack deploy",
     "gpus": "not accepted by docker stack deploy",
-    "security_opt": "docker stack deploy ignores it; the container would run with other security options",
+    "security_opt": "docker stack deploy ignores it; other security options would apply",
     "userns_mode": "docker stack deploy ignores it",
     "ipc": "docker stack deploy ignores it; shared IPC would be lost",
     "pid": "docker stack deploy ignores it; the PID namespace would differ",
@@ -111,10 +139,20 @@ REFUSE: dict[str, str] = {
 }
 
 # Keys handled by code below (rewritten, not passed or removed as they are).
-MAPPED = frozenset({
-    "restart", "tmpfs", "shm_size", "mem_limit", "mem_reservation", "cpus", "pids_limit",
-    "scale", "network_mode", "profiles",
-})
+MAPPED = frozenset(
+    {
+        "restart",
+        "tmpfs",
+        "shm_size",
+        "mem_limit",
+        "mem_reservation",
+        "cpus",
+        "pids_limit",
+        "scale",
+        "network_mode",
+        "profiles",
+    }
+)
 
 # Healthcheck fields this engine (API 1.41) does not know: the CLI accepts and loses them.
 _HEALTH_DROP = ("start_interval",)
@@ -127,7 +165,10 @@ def _bytes(text: str) -> int:
     m = _SIZE.match(text.strip())
     if not m:
         raise ValueError(text)
-    return int(m.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    return (
+        int(m.group(1))
+        * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    )
 
 
 def _restart_policy(value: str) -> dict[str, Any] | None:
@@ -159,7 +200,9 @@ def _tmpfs_mount(entry: str) -> dict[str, Any] | None:
 
 
 class _Service:
-    def __init__(self, name: str, spec: dict[str, Any], findings: list[Finding], dnsrr: bool) -> None:
+    def __init__(
+        self, name: str, spec: dict[str, Any], findings: list[Finding], dnsrr: bool
+    ) -> None:
         self.name, self.src, self.findings, self.dnsrr = name, spec, findings, dnsrr
         self.out: dict[str, Any] = {}
         self.host_network = False
@@ -178,7 +221,8 @@ class _Service:
     def render(self) -> dict[str, Any]:
         for key, value in self.src.items():
             if key in ("command", "entrypoint") and value is None:
-                continue  # Compose writes null for "image default"; the stack schema wants a string or list
+                # Compose writes null for "image default"; the stack schema wants a string or list
+                continue
             if key.startswith("x-") or key in PASS_THROUGH:
                 self.out[key] = copy.deepcopy(value)
             elif key in DROP:
@@ -222,12 +266,15 @@ class _Service:
                 self.note("tmpfs", "refuse", f"tmpfs option in {entry!r} has no swarm equivalent")
                 return
             self.out.setdefault("volumes", []).append(mount)
-        self.note("tmpfs", "map", "volumes entries of type tmpfs (docker stack deploy drops tmpfs:)")
+        self.note(
+            "tmpfs", "map", "volumes entries of type tmpfs (docker stack deploy drops tmpfs:)"
+        )
 
     def _map_shm_size(self, value: Any) -> None:
         size = _bytes(str(value))
         self.out.setdefault("volumes", []).append(
-            {"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": size}})
+            {"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": size}}
+        )
         self.note("shm_size", "map", f"a tmpfs mount on /dev/shm of {size} bytes")
 
     def _map_mem_limit(self, value: Any) -> None:
@@ -274,11 +321,16 @@ class _Service:
         fixed = []
         for p in ports:
             if "host_ip" in p:
-                self.note("ports", "refuse", f"host_ip {p['host_ip']}: Swarm publishes on every address")
+                self.note(
+                    "ports", "refuse", f"host_ip {p['host_ip']}: Swarm publishes on every address"
+                )
             if self.dnsrr and p.get("mode", "ingress") == "ingress":
-                self.note("ports", "refuse",
-                          f"published port {p.get('published')} needs the ingress routing mesh, "
-                          "which needs IPVS (absent here); use mode: host")
+                self.note(
+                    "ports",
+                    "refuse",
+                    f"published port {p.get('published')} needs the ingress routing mesh, "
+                    "which needs IPVS (absent here); use mode: host",
+                )
             q = {k: p[k] for k in _PORT_KEYS if k in p}
             if "published" in q:
                 # the stack schema wants an integer; Compose writes a string
@@ -288,10 +340,18 @@ class _Service:
 
     def _fix_volumes(self) -> None:
         for v in self.out.get("volumes", []):
-            if isinstance(v, dict) and v.get("type") == "bind" and v.get("bind", {}).pop("create_host_path", None):
+            if (
+                isinstance(v, dict)
+                and v.get("type") == "bind"
+                and v.get("bind", {}).pop("create_host_path", None)
+            ):
                 # a missing source fails the task instead of being created
-                self.note("volumes", "drop", f"bind.create_host_path for {v.get('source')}: "
-                          "Swarm never creates a bind source")
+                self.note(
+                    "volumes",
+                    "drop",
+                    f"bind.create_host_path for {v.get('source')}: "
+                    "Swarm never creates a bind source",
+                )
                 if not v["bind"]:
                     del v["bind"]
 
@@ -300,26 +360,42 @@ class _Service:
         for k in _HEALTH_DROP:
             if isinstance(hc, dict) and k in hc:
                 del hc[k]
-                self.note(f"healthcheck.{k}", "drop", "accepted by the CLI, unknown to this engine (API 1.41)")
+                self.note(
+                    f"healthcheck.{k}",
+                    "drop",
+                    "accepted by the CLI, unknown to this engine (API 1.41)",
+                )
 
     def _fix_extra_hosts(self) -> None:
         hosts = self.out.get("extra_hosts")
         if isinstance(hosts, dict):
-            hosts = [f"{h}={ip}" for h, ips in hosts.items() for ip in ([ips] if isinstance(ips, str) else ips)]
+            hosts = [
+                f"{h}={ip}"
+                for h, ips in hosts.items()
+                for ip in ([ips] if isinstance(ips, str) else ips)
+            ]
         if hosts is not None:
             # Compose writes host=ip; the stack CLI splits host:ip on the first colon
             self.out["extra_hosts"] = [h.replace("=", ":", 1) if "=" in h else h for h in hosts]
 
 
-def _top(kind: str, items: dict[str, Any], findings: list[Finding], attachable: bool) -> dict[str, Any]:
+def _top(
+    kind: str, items: dict[str, Any], findings: list[Finding], attachable: bool
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, spec in (items or {}).items():
-        spec = dict(spec or {})
+    for name, given in (items or {}).items():
+        spec = dict(given or {})
         if kind in ("secrets", "configs"):
             for k in ("content", "environment"):
                 if k in spec:
-                    findings.append(Finding("", f"{kind}.{name}.{k}", "refuse",
-                                            "docker stack deploy takes only file or external"))
+                    findings.append(
+                        Finding(
+                            "",
+                            f"{kind}.{name}.{k}",
+                            "refuse",
+                            "docker stack deploy takes only file or external",
+                        )
+                    )
         if kind == "networks" and attachable and not spec.get("external"):
             # lets a one-off container join, e.g. a database client run from the manager
             spec["attachable"] = True
@@ -327,8 +403,9 @@ def _top(kind: str, items: dict[str, Any], findings: list[Finding], attachable: 
     return out
 
 
-def render(config: dict[str, Any], project: str, *, dnsrr: bool = False,
-           attachable: bool = True) -> Rendered:
+def render(
+    config: dict[str, Any], project: str, *, dnsrr: bool = False, attachable: bool = True
+) -> Rendered:
     """`config`: `docker compose config --format json`; `project`: the Compose project name,
     used as the stack name. `dnsrr`: the cluster has no IPVS, so services get
     `endpoint_mode: dnsrr` and ingress ports are refused."""

@@ -139,19 +139,17 @@ REFUSE: dict[str, str] = {
 }
 
 # Keys handled by code below (rewritten, not passed or removed as they are).
-MAPPED = frozenset(
-    {
-        "restart",
-        "tmpfs",
-        "shm_size",
-        "mem_limit",
-        "mem_reservation",
-        "cpus",
-        "pids_limit",
-        "scale",
-        "network_mode",
-        "profiles",
-    }
+MAPPED = (
+    "restart",
+    "tmpfs",
+    "shm_size",
+    "mem_limit",
+    "mem_reservation",
+    "cpus",
+    "pids_limit",
+    "scale",
+    "network_mode",
+    "profiles",
 )
 
 # Healthcheck fields this engine (API 1.41) does not know: the CLI accepts and loses them.

@@ -62,7 +62,7 @@ def task_error(task: dict[str, Any]) -> str:
 
 
 # Fields the manager fills with defaults in `service inspect` but leaves out of a task's spec.
-_DEFAULTED = frozenset({"StopGracePeriod", "RestartPolicy", "Runtime"})
+_DEFAULTED = frozenset({"StopGracePeriod", "RestartPolicy", "Delay", "Runtime"})
 
 
 def _same(task: Any, template: Any) -> bool:

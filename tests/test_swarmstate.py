@@ -210,7 +210,8 @@ def test_a_first_deploy_that_crashes_is_pending_then_failed(
     tells a crash loop (pending below `failures`, failed from there)."""
     deploy(swarm_cluster, stack, {"command": ["sh", "-c", "exit 1"], "deploy": {"replicas": 2}})
     [st] = poll(swarm_cluster, stack, {"failed"})
-    assert (st.verdict, st.reason, st.running) == ("failed", "tasks failing: task exited 1", 0)
+    # a crashing task may be "running" for a moment, so `running` is not asserted
+    assert (st.verdict, st.reason) == ("failed", "tasks failing: task exited 1")
 
 
 @pytest.mark.docker

@@ -580,7 +580,7 @@ def test_rendered_stack_deploys_and_equals_compose_config(
     while True:
         svcs = c.inspect("service", "inspect", "shop_web", "shop_db")
         ids = c.docker("service", "ps", "-q", "--no-trunc", "shop_web", "shop_db").stdout.split()
-        states = decide_all(svcs, c.inspect("inspect", *ids) if ids else [])  # type: ignore[arg-type]
+        states = decide_all(svcs, c.inspect("inspect", *ids) if ids else [])
         if overall(states) != "pending" or time.monotonic() > deadline:
             break
         time.sleep(0.5)

@@ -162,7 +162,7 @@ def poll(c: SwarmCluster, stack: str, until: set[str], limit: float = 90) -> lis
         services = c.inspect("service", "inspect", *names)
         ids = c.docker("service", "ps", "-q", "--no-trunc", *names).stdout.split()
         tasks = c.inspect("inspect", *ids) if ids else []
-        states = ss.decide_all(services, tasks)  # type: ignore[arg-type]
+        states = ss.decide_all(services, tasks)
         if ss.overall(states) in until or time.monotonic() > deadline:
             return states
         time.sleep(0.3)

@@ -46,7 +46,8 @@ def _when(stamp: str | None) -> datetime | None:
     m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", stamp)
     if not m:
         return None
-    frac = (m.group(2) or ".0")[:7]
+    # Python 3.10 takes exactly 3 or 6 fraction digits
+    frac = "." + (m.group(2) or ".")[1:7].ljust(6, "0")
     zone = "+00:00" if m.group(3) == "Z" else m.group(3)
     return datetime.fromisoformat(m.group(1) + frac + zone)
 

@@ -10,7 +10,8 @@ from kompose_py.errors import ConfigError
 
 ORCHESTRATOR_KEY = "KOMPOSE_ORCHESTRATOR"
 # name -> "module:object", imported when a stack uses it.
-BACKENDS = {"compose": "kompose_py.backends.compose:COMPOSE"}
+BACKENDS = {"compose": "kompose_py.backends.compose:COMPOSE",
+            "swarm": "kompose_py.backends.swarm:SWARM"}
 
 
 def backend_for(env: Mapping[str, str]) -> Backend:

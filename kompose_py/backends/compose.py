@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kompose_py.backends.base import HEALTH_STATES, ServiceState, StackStatus
+from kompose_py.backends.base import HEALTH_STATES, ServiceState, StackStatus, Steps
 from kompose_py.backends.docker import Container, _docker_config, _remembered
 from kompose_py.runner.command import Command
 from kompose_py.runner.run import Runner
@@ -353,6 +353,18 @@ class Compose:
         # `docker compose` there gets (override file, COMPOSE_FILE, COMPOSE_PROFILES).
         return Command((*compose_program(env), *args), stack.path, env,
                        foreground=interactive and bool(args) and args[0] in INTERACTIVE)
+
+    def perform(self, steps: Steps, stack: Stack, args: Sequence[str],
+                interactive: bool) -> None:
+        steps.run_command(f"{self.name} {args[0]}",
+                          self.command(stack, steps.env, args, interactive))
+
+    def refusal(self, verb: str) -> str | None:
+        return None
+
+    def refused(self, stack: Stack, env: Mapping[str, str], verb: str,
+                runner: Runner) -> list[str]:
+        return []
 
     def subcommands(self, env: Mapping[str, str], runner: Runner) -> frozenset[str] | None:
         program = compose_program(env)

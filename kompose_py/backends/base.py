@@ -155,6 +155,12 @@ class Backend(Protocol):
         each (checked before the first stack starts)."""
         ...
 
+    def findings(self, stack: Stack, env: Mapping[str, str],
+                 runner: Runner) -> tuple[list[str], list[str]]:
+        """For env:check: what in the stack's definition this backend refuses (errors) and
+        what it drops or rewrites (warnings), one line each."""
+        ...
+
     def subcommands(self, env: Mapping[str, str], runner: Runner) -> frozenset[str] | None:
         """Every subcommand the installed program accepts (None: cannot tell)."""
         ...

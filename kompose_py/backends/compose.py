@@ -366,6 +366,10 @@ class Compose:
                 runner: Runner) -> list[str]:
         return []
 
+    def findings(self, stack: Stack, env: Mapping[str, str],
+                 runner: Runner) -> tuple[list[str], list[str]]:
+        return [], []
+
     def subcommands(self, env: Mapping[str, str], runner: Runner) -> frozenset[str] | None:
         program = compose_program(env)
         return subcommands(program, env, runner) if program else None

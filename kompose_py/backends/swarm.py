@@ -107,6 +107,14 @@ class Swarm:
         # A compose config that fails is the deploy step's to report, with its own words.
         return [] if isinstance(rendered, str) else [f.line() for f in rendered.refused]
 
+    def findings(self, stack: Stack, env: Mapping[str, str],
+                 runner: Runner) -> tuple[list[str], list[str]]:
+        rendered = self.render(stack, env, runner)
+        if isinstance(rendered, str):
+            return [f"docker compose config: {rendered}"], []
+        return ([f"swarm: {f.line()}" for f in rendered.refused],
+                [f"swarm: {f.line()}" for f in rendered.findings if f.action == "drop"])
+
     def subcommands(self, env: Mapping[str, str], runner: Runner) -> frozenset[str] | None:
         return VERBS
 
@@ -130,6 +138,8 @@ class Swarm:
                 steps.fail(f"docker compose config: {rendered}")
                 return
             for finding in rendered.findings:
+                if finding.key == "name" and not finding.service:
+                    continue  # the stack name is the project name: nothing to say
                 if finding.action == "refuse":
                     steps.note(f"error: {finding.line()}")
                 else:

@@ -34,7 +34,8 @@ def check_subcommand(command: str, args: Sequence[str], pattern: str,
         backend = backend_for(env)
         why = backend.refusal(command)
         if why:
-            raise UsageError(f"{stack.name}: {why}")
+            raise UsageError(f"{stack.name}: {why}",
+                             hint=f"{stack.name} runs on {backend.name} (KOMPOSE_ORCHESTRATOR)")
         if command in backend.verbs:
             continue  # the backend's own commands: no question, no cache read (common path)
         program = tuple(backend.program(env))

@@ -20,8 +20,6 @@ from kompose_py.backends.swarmstate import decide_all, overall
 if TYPE_CHECKING:
     from tests.swarmfixture import SwarmCluster
 
-# until the root conftest registers it
-pytest_plugins = ["tests.swarmfixture"]
 
 BASE = {"image": "busybox:latest", "command": ["sleep", "1000"]}
 

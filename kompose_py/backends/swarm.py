@@ -152,7 +152,11 @@ class Swarm:
                 steps.fail(f"{len(rendered.refused)} key(s) refused on swarm: "
                            + "; ".join(f.line() for f in rendered.refused))
             else:
-                self._up(steps, stack, project, rendered)
+                limit = _up_limit(rest, engine.wait_limit(steps.env))
+                if isinstance(limit, str):
+                    steps.fail(limit)
+                else:
+                    self._up(steps, stack, project, rendered, limit)
         elif verb == "down":
             if steps.run_command("swarm rm", self.command(stack, steps.env, args,
                                                           interactive)).ok:
@@ -186,7 +190,8 @@ class Swarm:
         dnsrr = (env.get(ENDPOINT_KEY) or "vip").strip().lower() == "dnsrr"
         return render(config, self.project(stack, env), dnsrr=dnsrr)
 
-    def _up(self, steps: Steps, stack: Stack, project: str, rendered: Rendered) -> None:
+    def _up(self, steps: Steps, stack: Stack, project: str, rendered: Rendered,
+            limit: float) -> None:
         before: dict[str, dict[str, object]] = {}
         if not steps.dry_run:
             try:
@@ -202,12 +207,13 @@ class Swarm:
         if not steps.run_command("swarm deploy", _stdin_json(argv, stack, steps.env,
                                                              rendered)).ok:
             return
-        self._wait(steps, stack, lambda: engine.converge(
-            steps, stack.path, project, before, engine.wait_limit(steps.env)))
+        self._wait(steps, stack, lambda: engine.converge(steps, stack.path, project, before,
+                                                         limit), limit)
 
-    def _wait(self, steps: Steps, stack: Stack, wait: Callable[[], None]) -> None:
+    def _wait(self, steps: Steps, stack: Stack, wait: Callable[[], None],
+              limit: float | None = None) -> None:
         if steps.dry_run:
-            steps.note(f"would wait up to {engine.wait_limit(steps.env):g}s "
+            steps.note(f"would wait up to {limit or engine.wait_limit(steps.env):g}s "
                        f"({engine.WAIT_KEY}) for every service at once")
             return
         wait()
@@ -356,6 +362,35 @@ def _stdin_json(argv: Sequence[str], stack: Stack, env: Mapping[str, str],
         sink.write(data)
 
     return Command(tuple(argv), stack.path, env, feeder=feed)
+
+
+_UP_IGNORED = frozenset({"-d", "--detach", "--wait", "--remove-orphans", "--quiet-pull",
+                         "--no-build", "--no-color", "--yes", "-y"})
+
+
+def _up_limit(rest: Sequence[str], default: float) -> float | str:
+    """The wait's limit from ``up``'s options (``--wait-timeout N``), or why an option has no
+    meaning on a swarm. Detached or not, ``up`` waits for convergence: a deploy is done when
+    the cluster says so."""
+    limit = default
+    items = list(rest)
+    while items:
+        arg = items.pop(0)
+        key, eq, value = arg.partition("=")
+        if key == "--wait-timeout":
+            text = value if eq else (items.pop(0) if items else "")
+            try:
+                limit = float(text)
+            except ValueError:
+                return f"--wait-timeout takes seconds, not {text!r}"
+        elif arg in _UP_IGNORED:
+            continue
+        elif arg.startswith("-"):
+            return f"up {arg}: no meaning on a swarm stack (docker stack deploy takes none)"
+        else:
+            return (f"up {arg}: a swarm stack is deployed whole; use `scale` or `restart "
+                    f"{arg}` for one service")
+    return limit
 
 
 def _ps_argv(rest: Sequence[str], project: str) -> tuple[str, ...]:

@@ -90,23 +90,23 @@ def _update_started(service: Mapping[str, Any]) -> str:
 def verdicts(now: Sequence[dict[str, Any]], found_tasks: list[dict[str, Any]],
              before: Mapping[str, dict[str, Any]]) -> list[swarmstate.ServiceState]:
     """One verdict per service. ``before``: the services as they were before this deploy
-    (by name). A service whose task template did not change got no update, so an update
-    state left by an earlier deploy (a rollback) says nothing about this one; one whose
-    template changed but whose update has not started yet is still pending."""
+    (by name). An update state that was already there before (same start time) belongs to
+    an earlier deploy: when the task template is still the one from before, this deploy
+    changed nothing to update and that state says nothing; when the template changed, the
+    update has not started yet. An update started since (a rollback included: it reverts
+    the template to the old one) is judged as it stands."""
     judged: list[dict[str, Any]] = []
     waiting: list[swarmstate.ServiceState] = []
     for service in now:
         name = str((service.get("Spec") or {}).get("Name") or "")
         old = before.get(name)
-        if old is not None and _template(old) == _template(service):
+        if old is None or _update_started(old) != _update_started(service):
+            judged.append(service)
+        elif _template(old) == _template(service):
             judged.append({k: v for k, v in service.items() if k != "UpdateStatus"})
-            continue
-        if old is not None and _update_started(old) == _update_started(service) \
-                and "PreviousSpec" in service:
+        else:
             waiting.append(swarmstate.ServiceState(name, "pending", "update not started yet",
                                                    0, 0))
-            continue
-        judged.append(service)
     return [*swarmstate.decide_all(judged, found_tasks), *waiting]
 
 

@@ -22,8 +22,8 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                 as_json: bool, runner: Runner) -> int:
     paint = Painter(color)
     selected = stacks.select(stacks.discover(root), pattern, root)
-    rows = [("STACK", "ORCHESTRATOR", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "DB VIA",
-             "HOOKS")]
+    rows: list[tuple[str, ...]] = [("STACK", "ORCHESTRATOR", "COMPOSE FILE", ".ENV", "DUMPS",
+                                     "DATABASE", "DB VIA", "HOOKS")]
     from kompose_py.db.reach import describe_access
     from kompose_py.db.recovery import interrupted_import
     from kompose_py.db.settings import settings_for
@@ -62,6 +62,8 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
         write_report(out, "--list", {"root": str(root), "root_hooks": sorted(root_hooks),
                                        "stacks": items})
         return 0
+    if all(item["orchestrator"] == "compose" for item in items):
+        rows = [(r[0], *r[2:]) for r in rows]  # Compose only: the column says nothing
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for n, row in enumerate(rows):
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]

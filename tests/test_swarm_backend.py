@@ -220,6 +220,29 @@ def test_ps_logs_scale_and_exec(tmp_path: Path, swarm_cluster: SwarmCluster,
     assert status["stacks"][0]["services"][0]["running"] == 2
 
 
+@pytest.mark.docker
+def test_a_drained_node_fails_a_pinned_service_until_it_is_active_again(
+        tmp_path: Path, swarm_cluster: SwarmCluster, stack_names: list[str]) -> None:
+    name = new_name(stack_names, "drn")
+    node = swarm_cluster.workers[0].hostname
+    placement = f"      placement: {{constraints: [node.hostname=={node}]}}\n"
+    pinned = SERVICE.replace("    deploy:\n", "    deploy:\n" + placement)
+    root = make_stacks(tmp_path / "root", {".env": root_env(swarm_cluster), "hooks.sh": HOOKS,
+                                           name: {"compose.yaml": pinned}})
+    swarm_cluster.docker("node", "update", "--availability", "drain", node)
+    try:
+        r = run_kompose(name, "up", "-d", cwd=root)
+        assert r.code == 1, r.all
+        assert "app: no suitable node" in r.err and "not available for new tasks" in r.err
+        assert "hook_post_up" not in " ".join(hook_log(root))
+        status = run_kompose("--status", name, cwd=root)
+        assert status.code == 1 and "app: 0/1 running" in status.out, status.all
+    finally:
+        swarm_cluster.docker("node", "update", "--availability", "active", node)
+    again = run_kompose(name, "up", "-d", cwd=root)
+    assert again.code == 0, again.all
+
+
 # -- checks before any hook (no cluster) --------------------------------------------------------
 def plain_root(tmp_path: Path, compose: str) -> Path:
     return make_stacks(tmp_path / "root", {
@@ -247,6 +270,15 @@ def test_refused_keys_and_verbs_stop_the_run_before_any_hook(tmp_path: Path) -> 
     assert "hook_pre_build never runs" in hooks.out, hooks.all
     bad = run_kompose("-e", "KOMPOSE_ORCHESTRATOR=nomad", "web", "ps", cwd=root)
     assert bad.code == 2 and "KOMPOSE_ORCHESTRATOR='nomad'" in bad.err
+
+
+@pytest.mark.docker
+def test_an_unreachable_manager_is_one_line_and_nothing_runs(tmp_path: Path) -> None:
+    root = plain_root(tmp_path, "services:\n  app:\n    image: busybox:latest\n")
+    r = run_kompose("web", "up", "-d", cwd=root)
+    assert r.code == 1, r.all
+    assert "cannot reach the Docker engine at unix:///nonexistent.sock" in r.err
+    assert "not run" in r.err and not hook_log(root)
 
 
 @pytest.mark.docker

@@ -150,7 +150,9 @@ def before_backend(command: str, args: Sequence[str], pattern: str, selected: Se
     is unreachable) with the reason. Raises UsageError for an unknown subcommand."""
     check_subcommand(command, args, pattern, selected, envs, runner)
     check_definitions(command, selected, envs, runner, out)
-    warning = attach_warning(command, args, len(selected), parallel)
+    # Only Compose attaches: a swarm `up` returns once its services have converged.
+    attaching = [s for s in selected if backend_for(envs[s.name].values).name == "compose"]
+    warning = attach_warning(command, args, len(attaching), parallel)
     if warning:
         out.write(f"kompose: warning: {warning}\n")
     if dry_run or all(command in backend_for(envs[s.name].values).offline for s in selected):

@@ -111,6 +111,16 @@ def test_up_converges_with_hooks_in_order_and_environment_as_for_compose(
     assert stack["services"][0]["nodes"]
     listed = json.loads(run_kompose("--list", "--json", name, cwd=root).out)
     assert listed["stacks"][0]["orchestrator"] == "swarm"
+    # A service no longer in the compose file is removed by the next up.
+    compose = root / name / "compose.yaml"
+    compose.write_text(SERVICE + "  extra:\n    image: busybox:latest\n"
+                                 "    command: [sleep, '3600']\n")
+    assert run_kompose(name, "up", "-d", cwd=root).code == 0
+    compose.write_text(SERVICE)
+    assert run_kompose(name, "up", "-d", cwd=root).code == 0
+    names = swarm_cluster.docker("service", "ls", "--format", "{{.Name}}", "--filter",
+                                 f"label=com.docker.stack.namespace={name}").stdout.split()
+    assert names == [f"{name}_app"]
 
 
 @pytest.mark.docker
@@ -302,7 +312,7 @@ def test_compose_options_in_docker_service_spelling() -> None:
     assert sw._logs_options(["-f", "--tail", "3", "db", "-t"]) == (
         ["--follow", "--tail", "3", "--timestamps"], ["db"])
     assert sw._logs_options(["--tail=1", "--no-log-prefix"]) == (
-        ["--tail", "1", "--no-task-ids"], [])
+        ["--tail", "1", "--raw"], [])
     assert sw._exec_options(["-T", "-e", "A=1", "--index", "2", "db", "psql", "-c", "x"]) == (
         ["-T", "-e", "A=1"], 2, "db", ["psql", "-c", "x"])
     with pytest.raises(ValueError):

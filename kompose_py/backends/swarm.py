@@ -407,7 +407,7 @@ def _ps_argv(rest: Sequence[str], project: str) -> tuple[str, ...]:
 
 _LOG_VALUE = {"--tail": "--tail", "-n": "--tail", "--since": "--since", "--until": "--until"}
 _LOG_FLAG = {"-f": "--follow", "--follow": "--follow", "-t": "--timestamps",
-             "--timestamps": "--timestamps", "--no-log-prefix": "--no-task-ids"}
+             "--timestamps": "--timestamps", "--no-log-prefix": "--raw"}
 
 
 def _logs_options(rest: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kompose_py.db import journal as journal_mod
+from kompose_py.db.dblock import locked_import
 from kompose_py.db.dumpfiles import complete_dumps, find_dumps, incomplete_reason
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import catalog
@@ -93,7 +94,7 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
                 files=[str(chosen)])
         source = chosen
         return with_recovery(ctx, stack, env, "db:import",
-                              lambda run: _replace(run, source, force),
+                              lambda run: locked_import(run, lambda: _replace(run, source, force)),
                               lambda run, phase: [str(source)], files=[str(source)])
 
     return locked(ctx, stack, "db:import", body)

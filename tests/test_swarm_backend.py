@@ -8,6 +8,8 @@ afterwards; waits are the backend's own polling, bounded by KOMPOSE_SWARM_WAIT_T
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,6 +194,32 @@ def test_down_then_up_at_once_and_several_stacks_side_by_side(
     for n in names:
         assert not swarm_cluster.docker("service", "ls", "-q", "--filter",
                                         f"label=com.docker.stack.namespace={n}").stdout.split()
+
+
+@pytest.mark.docker
+def test_compose_and_swarm_stacks_mix_in_one_run(
+        tmp_path: Path, swarm_cluster: SwarmCluster, stack_names: list[str]) -> None:
+    on_swarm = new_name(stack_names, "mixs")
+    on_compose = f"mixc{uuid.uuid4().hex[:6]}"
+    swarm_env = root_env(swarm_cluster).replace("GREETING=from-root\n", "")
+    root = make_stacks(tmp_path / "root", {
+        ".env": "GREETING=from-root\n",
+        on_swarm: {"compose.yaml": SERVICE, ".env": swarm_env},
+        on_compose: {"compose.yaml": SERVICE.replace("    deploy:\n      update_config: "
+                                                     "{failure_action: rollback, monitor: 3s}\n",
+                                                     "    pull_policy: never\n")}})
+    try:
+        r = run_kompose("-j", "2", "*", "up", "-d", cwd=root)
+        assert r.code == 0, r.all
+        assert "swarm wait ✓" in r.err and "compose up ✓" in r.err
+        status = json.loads(run_kompose("--status", "--json", cwd=root).out)
+        kinds = {s["stack"]: (s["orchestrator"], s["ok"]) for s in status["stacks"]}
+        assert kinds == {on_swarm: ("swarm", True), on_compose: ("compose", True)}
+        assert run_kompose("-j", "2", "*", "down", cwd=root).code == 0
+    finally:
+        subprocess.run(["docker", "compose", "-p", on_compose, "down", "-t", "1"],
+                       capture_output=True, env={k: v for k, v in os.environ.items()
+                                                 if not k.startswith("DOCKER_")})
 
 
 @pytest.mark.docker

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     from kompose_py.stacks import Stack
 
 
-@dataclass(frozen=True)
+# Not frozen, no eq or repr: every kompose start builds this table, and a frozen dataclass
+# costs three times as much to define (start-up time; the rows are constants by convention).
+@dataclass(eq=False, repr=False)
 class CommandSpec:
     name: str
     help: str
@@ -94,7 +96,7 @@ class CommandSpec:
         return parser
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@dataclass(eq=False, repr=False)  # (start-up time, as CommandSpec)
 class ReportRequest:
     """What a report command (``kind="report"`` in the table) reads and where it writes."""
 
@@ -151,6 +153,11 @@ def _import_arguments(p: ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="load an incomplete dump, or one with psql meta-commands (they are "
                         "left out), still through a scratch database")
+    p.add_argument("--skip-unrestorable", action="store_true",
+                   help="import even when the connecting role cannot put back some of the "
+                        "database's own settings or grants (another role's setting, a "
+                        "superuser-only parameter, a grantor it may not act for); each one "
+                        "left out is listed")
 
 
 def _cleanup_arguments(p: ArgumentParser) -> None:

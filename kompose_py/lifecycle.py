@@ -41,7 +41,7 @@ def _changes_bash(key: str) -> bool:
     return key in _BASH_CONTROL or key.startswith("BASH_FUNC_")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)  # not frozen: defined on every start (start-up time)
 class Produced:
     """What a stack's main step made: files (a new dump: the post hooks get its path and
     KOMPOSE_DUMP_FILE), and whether it completed what must not be left half-done (a
@@ -112,6 +112,13 @@ class StackRun:
 
     def note(self, text: str) -> None:
         self.ctx.reporter.note(self.stack.name, self.mask(text))
+
+    def warn(self, text: str) -> None:
+        """A line the user must see although nothing failed; it also goes into the report
+        (--json ``warnings``)."""
+        text = self.mask(text)
+        self.ctx.reporter.note(self.stack.name, "warning: " + text)
+        self.result.warnings.append(text)
 
     # -- steps --------------------------------------------------------------------------
     def record(self, step: StepResult, phase: str, reason: str | None = None,
@@ -315,6 +322,18 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
         fd, name = tempfile.mkstemp(prefix="kompose-env-", suffix=".env")
         os.close(fd)
         run.env_file = Path(name)
+    # A second signal ends kompose at once, past the finally below: it removes the file too.
+    with contextlib.ExitStack() as keep:
+        if run.env_file is not None:
+            keep.enter_context(ctx.runner.supervisor.temporary(run.env_file))
+        _phases(run, ctx, main, hook_args)
+    run.result.duration = time.monotonic() - run.started
+    return run.result
+
+
+def _phases(run: StackRun, ctx: RunContext, main: Callable[[StackRun], Produced | None],
+            hook_args: Callable[[StackRun, str], Sequence[str]]) -> None:
+    """pre -> main -> post -> error -> finally of one stack run, and the env file's removal."""
     try:
         with contained(run, "pre"):
             if run.run_hooks("pre", hook_args(run, "pre")) and not run.interrupted():
@@ -346,5 +365,3 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
                 shutil.rmtree(run.env_file, ignore_errors=True)
             with contextlib.suppress(OSError):
                 run.env_file.unlink(missing_ok=True)
-    run.result.duration = time.monotonic() - run.started
-    return run.result

@@ -41,6 +41,9 @@ class StackResult:
     duration: float = 0.0
     message: str | None = None
     files: list[str] = field(default_factory=list)
+    # What the user must know although the stack succeeded (a newer dump passed over, a
+    # setting left out), one line each.
+    warnings: list[str] = field(default_factory=list)
 
 
 class Reporter(Protocol):

@@ -573,8 +573,11 @@ def test_dry_run_touches_neither_files_nor_databases(tmp_path: Path, server: Pos
     assert f"PGPASSWORD=*** {via}psql --no-password" in r.err, r.err
     assert "ON_ERROR_STOP=1 --single-transaction" in r.err
     assert f'SQL: CREATE DATABASE "{name}_kompose_new_' in r.err
-    assert "a real run adds the target's ENCODING, LC_COLLATE, LC_CTYPE" in r.err
-    assert f'SQL: ALTER DATABASE "{name}" RENAME TO "{name}_kompose_old_' in r.err
+    assert f"a real run reads {name}'s owner, locale, privileges and settings first" in r.err
+    # Both renames in one transaction.
+    assert re.search(rf'SQL: BEGIN; ALTER DATABASE "{name}" RENAME TO "{name}_kompose_old_'
+                     rf'\w+"; ALTER DATABASE "{name}_kompose_new_\w+" RENAME TO "{name}"; '
+                     rf'COMMIT;', r.err), r.err
     r = kompose(root, "-n", "shop", "db:export")
     assert f"PGPASSWORD=*** {via.replace('-i ', '')}pg_dump --no-password" in r.err, r.err
     # The post hook is listed with the argument it would get: the planned dump path.

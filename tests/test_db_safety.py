@@ -236,20 +236,24 @@ def summary_line(text: str, stack: str) -> str:
 WAIT_LONG = {"KOMPOSE_DB_LOCK_TIMEOUT": "300"}
 
 
-# -- 12.1: the swap survives SIGKILL at each phase ------------------------------------------
-# (phase, what the orphaned statement of the killed kompose does afterwards: "done" it
-# completes once the lock is released, "cut" its session is ended before that)
-KILL_CASES = [("load", ""), ("connections-off", "done"), ("rename-aside", "done"),
-              ("rename-aside", "cut"), ("rename-in", "done"), ("rename-in", "cut"),
-              ("drop-old", "cut")]
+# -- 12.1 / issue 17.8: the swap survives SIGKILL at each point ------------------------------
+# (point, what the orphaned statement of the killed kompose does afterwards: "done" it
+# completes once the lock is released, "cut" its session is ended before that). Both renames
+# run in one transaction ("swap"): killed while it waits at the first rename ("swap") or at
+# the second ("swap-second"), the target's name still names one complete database, the old
+# or the new one, and never goes missing. (A kill at "drop-old", the swap committed and the
+# replaced copy still there, is the forged state of the test after this one.)
+KILL_CASES = [("load", ""), ("connections-off", "done"), ("swap", "done"), ("swap", "cut"),
+              ("swap-second", "done"), ("swap-second", "cut")]
 NEXT = ("db:recover", "db:export", "db:import")
 
 
-@pytest.mark.parametrize(("phase", "orphan"), KILL_CASES,
+@pytest.mark.parametrize(("point", "orphan"), KILL_CASES,
                          ids=[f"{p}-{o}" if o else p for p, o in KILL_CASES])
 def test_sigkill_during_the_swap_is_put_right_by_the_next_command(
-        tmp_path: Path, server: Postgres, phase: str, orphan: str) -> None:
+        tmp_path: Path, server: Postgres, point: str, orphan: str) -> None:
     pg = server
+    phase = "swap" if point == "swap-second" else point  # what the journal says
     name = pg.new_name()
     pg.create(name, rows=30)
     root = stack_root(tmp_path, pg, shop=name)
@@ -258,7 +262,7 @@ def test_sigkill_during_the_swap_is_put_right_by_the_next_command(
     with pg.connect(name) as conn:
         conn.execute("DELETE FROM items WHERE id > 10")  # the live data: 10 rows, dump: 30
     args = ["shop", "db:import"]
-    if phase == "load":
+    if point == "load":
         # A dump that is still loading when kompose dies (its psql sleeps in the scratch DB).
         (dump,) = dump_files(folder)
         text = (folder / dump).read_text()
@@ -267,32 +271,32 @@ def test_sigkill_during_the_swap_is_put_right_by_the_next_command(
                                            + text[cut - 4:])
         args.append(str(folder / "sleepy.sql"))
     held: list[Holder] = []
-    if phase in ("connections-off", "rename-in", "drop-old"):
+    if point in ("connections-off", "swap-second"):
         held.append(row_lock(pg, name))  # kompose waits at "connections off"
-    if phase == "rename-aside":
-        held.append(object_lock(pg, name))  # connections go off, the rename waits
+    if point == "swap":
+        held.append(object_lock(pg, name))  # connections go off, the first rename waits
     proc, logs = start(root, *args, env=WAIT_LONG)
     try:
-        if phase == "load":
+        if point == "load":
             data = wait_for("psql sleeping in the scratch DB", lambda: (
                 (j := phase_is(folder, proc, "load")()) and _sleeping(pg, j["scratch"]) and j))
         else:
             data = wait_for("kompose at connections-off or later",
-                            phase_is(folder, proc, "connections-off", "rename-aside"))
-            if phase in ("rename-in", "drop-old"):
-                # Hold the scratch DB's rename, then let the swap go on until it waits there.
+                            phase_is(folder, proc, "connections-off", "swap"))
+            waits_on = name
+            if point == "swap-second":
+                # Hold the scratch DB's rename, then let the swap go on until it waits there,
+                # its first rename done inside the transaction.
                 held.append(object_lock(pg, data["scratch"]))
                 held.pop(0).release()
-                data = wait_for("kompose at rename-in", phase_is(folder, proc, "rename-in"))
-                if phase == "drop-old":
-                    wait_for("the aside copy", lambda: data["aside"] in pg.databases())
-                    held.append(object_lock(pg, data["aside"]))
-                    held.pop(0).release()
-                    data = wait_for("kompose at drop-old", phase_is(folder, proc, "drop-old"))
+                data = wait_for("kompose at swap", phase_is(folder, proc, "swap"))
+                waits_on = data["scratch"]
             else:
                 data = wait_for(f"kompose at {phase}", phase_is(folder, proc, phase))
             pids = wait_for("kompose's statement waiting for the lock",
-                            lambda: blocked(pg, name))
+                            lambda: blocked(pg, waits_on))
+            # Killed while it waits: whatever point, the target's name answers now.
+            assert name in pg.databases()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         if orphan == "cut":
@@ -300,27 +304,23 @@ def test_sigkill_during_the_swap_is_put_right_by_the_next_command(
     finally:
         for holder in held:
             holder.release()
-    if phase != "load":
+    if point != "load":
         settle(pg, name)
 
     # The state the kill left, as forced.
     there = pg.databases()
     scratch, aside = data["scratch"], data["aside"]
+    completed = f"the import had completed; dropping the replaced copy {aside}"
+    refused = "is in place with new connections refused"
     expected_state = {
         ("load", ""): f"state: dropping the scratch database {scratch}",
-        ("connections-off", "done"): "is in place with new connections refused",
-        ("rename-aside", "done"): f"{name} is missing, its previous copy is {aside}",
-        ("rename-aside", "cut"): "is in place with new connections refused",
-        ("rename-in", "done"): f"the import had completed; dropping the replaced copy {aside}",
-        ("rename-in", "cut"): f"{name} is missing, its previous copy is {aside}",
-        ("drop-old", "cut"): f"the import had completed; dropping the replaced copy {aside}",
-    }[(phase, orphan)]
-    if "is missing" in expected_state:
-        assert name not in there and aside in there
-    else:
-        assert name in there
-    if phase in ("connections-off", "rename-aside") and orphan:
-        assert catalog(pg, name if name in there else aside)["datallowconn"] is False
+        ("connections-off", "done"): refused,
+        ("swap", "done"): completed, ("swap", "cut"): refused,
+        ("swap-second", "done"): completed, ("swap-second", "cut"): refused,
+    }[(point, orphan)]
+    assert name in there  # never missing, whatever was killed when
+    if expected_state == refused:
+        assert catalog(pg, name)["datallowconn"] is False
     assert journal(folder) is not None, output(logs)
 
     # Listings say so, from the journal, before anything is put right.
@@ -331,7 +331,7 @@ def test_sigkill_during_the_swap_is_put_right_by_the_next_command(
     assert "db:recover" in dbl.out
 
     # The next command for the stack puts it right, says what it found, then does its job.
-    next_command = NEXT[(KILL_CASES.index((phase, orphan)) + isinstance(pg, ContainerPostgres))
+    next_command = NEXT[(KILL_CASES.index((point, orphan)) + isinstance(pg, ContainerPostgres))
                         % len(NEXT)]
     r = kompose(root, "shop", next_command)
     assert r.code == 0, r.all
@@ -351,15 +351,18 @@ def test_sigkill_during_the_swap_is_put_right_by_the_next_command(
     with pg.connect(name) as conn:  # it accepts connections
         conn.execute("SELECT 1")
     if next_command == "db:export":
-        assert len(dump_files(folder)) == 2 + (phase == "load")
+        assert len(dump_files(folder)) == 2 + (point == "load")
     assert "INTERRUPTED" not in kompose(root, "--list").out
 
 
+@pytest.mark.parametrize("phase", ["drop-old", "rename-in"])
 def test_a_kill_right_after_the_swap_leaves_connections_refused_as_they_were(
-        tmp_path: Path, server: Postgres) -> None:
+        tmp_path: Path, server: Postgres, phase: str) -> None:
     """The target refused new connections before the import; kompose was killed after the
-    new copy took its name and before it refused them again. The state, as that kill leaves
-    it: the new copy open, the replaced copy aside, the journal at rename-in."""
+    new copy took its name (the swap committed: "drop-old"; "rename-in" is the journal of a
+    kompose before the one-transaction swap), its replaced copy still there. The new copy
+    is open here, as a kompose before the settings were carried over to the scratch copy
+    left it: recovery drops the replaced copy and refuses connections again."""
     from psycopg import sql
 
     pg = server
@@ -372,7 +375,7 @@ def test_a_kill_right_after_the_swap_leaves_connections_refused_as_they_were(
             sql.Identifier(aside)))
     root = stack_root(tmp_path, pg, shop=name)
     (root / "shop" / JOURNAL_NAME).write_text(json.dumps({
-        "target": name, "scratch": f"{name}_gone", "aside": aside, "phase": "rename-in",
+        "target": name, "scratch": f"{name}_gone", "aside": aside, "phase": phase,
         "allow_connections": False}))
 
     def allowed() -> bool:
@@ -514,7 +517,7 @@ def test_signal_during_the_swap_does_not_report_cancelled(tmp_path: Path, server
         data = wait_for("connections-off", phase_is(folder, proc, "connections-off"))
         held.append(object_lock(pg, data["scratch"]))
         held.pop(0).release()
-        wait_for("rename-in", phase_is(folder, proc, "rename-in"))
+        wait_for("swap", phase_is(folder, proc, "swap"))
         wait_for("kompose waiting on the rename", lambda: blocked(pg, data["scratch"]))
         os.killpg(proc.pid, sig)  # Ctrl-C on a terminal goes to the whole group
         # The signal is taken while the rename still waits for the lock.

@@ -4,9 +4,12 @@ merged environment (``KOMPOSE_ORCHESTRATOR`` in a stack .env, the root .env or `
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from kompose_py.backends.base import Backend
 from kompose_py.errors import ConfigError
+
+if TYPE_CHECKING:  # the protocol is for the type checker: no import on the start-up path
+    from kompose_py.backends.base import Backend
 
 ORCHESTRATOR_KEY = "KOMPOSE_ORCHESTRATOR"
 # name -> "module:object", imported when a stack uses it.

@@ -18,15 +18,16 @@ import shlex
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kompose_py.backends.base import HEALTH_STATES, ServiceState, StackStatus, Steps
-from kompose_py.backends.docker import Container, _docker_config, _remembered
 from kompose_py.runner.command import Command
-from kompose_py.runner.run import Runner
 from kompose_py.stacks import OVERRIDE_FILE_NAMES, Stack
+
+if TYPE_CHECKING:  # a plain `up` or `ps` needs none of them: they load when used
+    from kompose_py.backends.base import ServiceState, StackStatus, Steps
+    from kompose_py.backends.docker import Container
+    from kompose_py.runner.run import Runner
 
 # Docker Compose v2 subcommands.
 COMPOSE_COMMANDS = frozenset({
@@ -38,6 +39,9 @@ COMPOSE_COMMANDS = frozenset({
 OFFLINE = frozenset({"config", "version", "help", "convert"})
 # Subcommands that talk to the user; they keep the terminal when stacks run one at a time.
 INTERACTIVE = frozenset({"exec", "run", "logs", "attach", "up", "watch"})
+# `up` options that take a value (Compose v2): the words after them are not services.
+_UP_VALUE_OPTIONS = frozenset({"--attach", "--exit-code-from", "--no-attach", "--pull",
+                               "--scale", "-t", "--timeout", "--wait-timeout"})
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
@@ -64,6 +68,8 @@ def _identity(path: str) -> list[object]:
 def fingerprint(program: Sequence[str], env: Mapping[str, str]) -> str | None:
     """Which Compose this is, from file metadata alone (None: the program is not there)."""
     import json  # here: the common path (a dry-run of up, ps, …) never needs it
+
+    from kompose_py.backends.docker import _docker_config
 
     exe = shutil.which(program[0], path=env.get("PATH"))
     if exe is None:
@@ -233,6 +239,8 @@ def declared_networks(stack: Stack, values: Mapping[str, str], runner: Runner,
     compose config`` resolves them (``<project>_default``, an external network's own name);
     or why Compose could not say (``cached``: once per stack and kompose run, for listings
     and dry-runs)."""
+    from kompose_py.backends.docker import _remembered
+
     return _remembered(_networks_cache, (str(stack.path),), cached,
                        lambda: _ask_compose(stack, values, runner))
 
@@ -275,6 +283,8 @@ def parse_ps(text: str) -> list[ServiceState]:
     (older Compose)."""
     import json  # only for --status
 
+    from kompose_py.backends.base import ServiceState
+
     text = text.strip()
     if not text:
         return []
@@ -305,7 +315,9 @@ def _capture(runner: Runner, argv: Sequence[str], stack: Stack, env: Mapping[str
 def compose_status(stack: Stack, env: Mapping[str, str], runner: Runner) -> StackStatus:
     """Services the stack's compose files declare and its containers as ``ps`` lists them."""
     import tempfile  # only for --status
+    from dataclasses import replace
 
+    from kompose_py.backends.base import HEALTH_STATES, StackStatus
     from kompose_py.masking import mask, secret_values
 
     program = compose_program(env)
@@ -331,6 +343,41 @@ def compose_status(stack: Stack, env: Mapping[str, str], runner: Runner) -> Stac
     return replace(base, expected=expected, containers=containers, health=health)
 
 
+def attached_up_services(args: Sequence[str]) -> list[str] | None:
+    """The services an attached ``up`` names (empty: all of them); None when ``args`` is not
+    an attached ``up`` (``-d``, ``--detach`` and ``--wait`` return once started)."""
+    if not args or args[0] != "up":
+        return None
+    services: list[str] = []
+    words = iter(args[1:])
+    for word in words:
+        if word == "--":
+            services.extend(words)
+            break
+        if word in ("-d", "--detach", "--wait") or word.startswith("--wait="):
+            return None
+        if word.startswith("-"):
+            if word in _UP_VALUE_OPTIONS:
+                next(words, None)
+            elif not word.startswith("--") and len(word) > 2 and "d" in word[1:]:
+                return None  # -dV: bundled short flags with -d
+            continue
+        services.append(word)
+    return services
+
+
+def _kill_on_abort(program: Sequence[str], args: Sequence[str], stack: Stack,
+                   env: Mapping[str, str]) -> Command | None:
+    """For an attached ``up``: what a second signal runs before kompose ends. Compose alone
+    ignores a second SIGINT/SIGTERM (its graceful stop goes on for the whole grace period),
+    and SIGKILLed it would leave the containers running: they are killed, the services the
+    ``up`` named only (all of them when it named none)."""
+    services = attached_up_services(args)
+    if services is None:
+        return None
+    return Command((*program, "kill", *services), stack.path, env, stdin="null", timeout=30)
+
+
 class Compose:
     """The Compose backend (see :class:`kompose_py.backends.base.Backend`)."""
 
@@ -351,8 +398,16 @@ class Compose:
                 interactive: bool) -> Command:
         # No -f: compose chooses the files itself in the stack folder, as a user typing
         # `docker compose` there gets (override file, COMPOSE_FILE, COMPOSE_PROFILES).
-        return Command((*compose_program(env), *args), stack.path, env,
-                       foreground=interactive and bool(args) and args[0] in INTERACTIVE)
+        foreground = interactive and bool(args) and args[0] in INTERACTIVE
+        shown_env = env
+        if foreground and attached_up_services(args) is not None and "COMPOSE_MENU" not in env:
+            # Compose's navigation menu puts the terminal in raw mode: a typed Ctrl-C is then
+            # a key for Compose alone (it stops and exits 0), never a SIGINT, and kompose
+            # would call the run a success and run the post hooks.
+            shown_env = {**env, "COMPOSE_MENU": "false"}
+        return Command((*compose_program(env), *args), stack.path, shown_env,
+                       foreground=foreground,
+                       on_abort=_kill_on_abort(compose_program(env), args, stack, env))
 
     def perform(self, steps: Steps, stack: Stack, args: Sequence[str],
                 interactive: bool) -> None:

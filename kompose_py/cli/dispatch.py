@@ -219,10 +219,12 @@ def execute(inv: Invocation) -> int:
     return 1 if failed or blocked or any(r.status == "cancelled" for r in results) else 0
 
 
-Job = Callable[[RunContext, Stack, StackEnv], StackResult]
+# What a command does for one stack, given its run context and environment (fanout.Job is
+# the same closed over both).
+StackCommand = Callable[[RunContext, Stack, StackEnv], StackResult]
 
 
-def _job(spec: table.CommandSpec | None, options: Any, line: CommandLine) -> Job:
+def _job(spec: table.CommandSpec | None, options: Any, line: CommandLine) -> StackCommand:
     """The function that runs COMMAND for one stack."""
     if spec is None:
         from kompose_py.stackcmd import run_stack_command

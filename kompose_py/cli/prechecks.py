@@ -7,15 +7,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kompose_py import commands
-from kompose_py.backends import docker
 from kompose_py.backends.choose import backend_for
 from kompose_py.envfiles import StackEnv
 from kompose_py.errors import ConfigError, UsageError
-from kompose_py.runner.run import Runner
 from kompose_py.stacks import Stack
+
+if TYPE_CHECKING:
+    from kompose_py.backends.docker import Engine
+    from kompose_py.runner.run import Runner
 
 
 def _quote(pattern: str) -> str:
@@ -119,7 +121,9 @@ def unreachable_engines(selected: Sequence[Stack], envs: Mapping[str, StackEnv],
                         out: TextIO) -> dict[str, str]:
     """Stacks whose engine does not answer → why (for their "not run" line); one line per
     engine on ``out``."""
-    by_engine: dict[docker.Engine, list[str]] = {}
+    from kompose_py.backends import docker  # only when a stack will talk to its engine
+
+    by_engine: dict[Engine, list[str]] = {}
     for stack in selected:
         env = envs[stack.name].values
         program = backend_for(env).program(env)

@@ -42,6 +42,7 @@ def as_document(results: Sequence[StackResult], command: str, dry_run: bool) -> 
                 "duration_ms": round(r.duration * 1000),
                 "message": r.message,
                 "files": r.files,
+                "warnings": r.warnings,
                 "steps": [
                     {"name": s.name, "kind": s.kind, "scope": s.scope, "status": s.status,
                      "exit_code": s.exit_code, "duration_ms": round(s.duration * 1000),

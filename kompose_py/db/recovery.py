@@ -66,14 +66,18 @@ def recover(run: StackRun) -> None:
             target_exists = True
             catalog.allow(admin, target, journal_data and
                           {"datallowconn": journal_data.get("allow_connections", True)})
-        elif target_exists and phase in ("connections-off", "rename-aside"):
+        # The atomic swap (phase "swap") committed exactly when its aside copy exists.
+        committed = target_exists and (phase in ("rename-in", "drop-old")
+                                       or (phase == "swap" and bool(olds)))
+        if not committed and target_exists and phase in ("connections-off", "rename-aside",
+                                                         "swap"):
             run.note(f"state: {target} is in place with new connections refused: allowing "
                      f"them again")
             catalog.allow(admin, target,
                           {"datallowconn": journal_data.get("allow_connections", True)}
                           if journal_data else None)
         for old in olds:
-            if phase in ("rename-in", "drop-old") and target_exists:
+            if committed:
                 run.note(f"state: the import had completed; dropping the replaced copy {old}")
                 catalog.drop(admin, old)
             else:
@@ -85,7 +89,7 @@ def recover(run: StackRun) -> None:
         # The target refused new connections before the import; a kill between the swap and
         # the step that refuses them again left the loaded copy open. (At an earlier step the
         # target is the one that was there: whoever opened it since meant to.)
-        if target_exists and phase in ("rename-in", "drop-old") and journal_data \
+        if committed and journal_data \
                 and journal_data.get("allow_connections") is False \
                 and catalog.allows_connections(admin, target):
             run.note(f"state: {target} refused new connections before the import: "

@@ -21,9 +21,9 @@ from typing import IO, Any
 
 from kompose_py.db import journal as journal_mod
 from kompose_py.db.dblock import locked_import
-from kompose_py.db.dumpfiles import complete_dumps, find_dumps, incomplete_reason
+from kompose_py.db.dumpfiles import find_dumps, incomplete_reason
 from kompose_py.db.lock import locked
-from kompose_py.db.postgres import catalog
+from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.postgres.formats import format_of
 from kompose_py.db.postgres.tools import pg_error
@@ -69,22 +69,28 @@ def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
 
 
 def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
-            force: bool = False) -> StackResult:
+            force: bool = False, skip_unrestorable: bool = False) -> StackResult:
     if not is_database_stack(env):
         return skipped(stack)
 
     def body() -> StackResult:
         db_name = env.values["DB_NAME"]
         chosen = dump
+        passed_over: list[str] = []
         if chosen is None:
             # Chosen under the lock: an export that was running has finished by now.
-            dumps = complete_dumps(stack.path, db_name)
+            found = find_dumps(stack.path, db_name)
+            dumps = [d for d in found if incomplete_reason(d.path) is None]
             if not dumps:
-                others = len(find_dumps(stack.path, db_name))
                 return StackResult(stack.name, "failed", exit_code=1,
                                    message=f"no complete dump of {db_name} in {stack.path}"
-                                   + (f" ({others} incomplete, see db:list)" if others else ""))
+                                   + (f" ({len(found)} incomplete, see db:list)"
+                                      if found else ""))
             chosen = dumps[-1].path
+            # Newer files that are not complete dumps are passed over: said, not silent.
+            for newer in found[found.index(dumps[-1]) + 1:]:
+                passed_over.append(f"skipped {newer.path.name}, newer than {chosen.name}: "
+                                   f"{incomplete_reason(newer.path)}")
         reason = incomplete_reason(chosen)
         if reason is not None and not force:
             return StackResult(
@@ -93,16 +99,23 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
                         f"imports it anyway, still through a scratch database)",
                 files=[str(chosen)])
         source = chosen
-        return with_recovery(ctx, stack, env, "db:import",
-                              lambda run: locked_import(run, lambda: _replace(run, source, force)),
-                              lambda run, phase: [str(source)], files=[str(source)])
+
+        def main(run: StackRun) -> Produced | None:
+            for line in passed_over:
+                run.warn(line)
+            return locked_import(run, lambda: _replace(run, source, force, skip_unrestorable))
+
+        return with_recovery(ctx, stack, env, "db:import", main,
+                             lambda run, phase: [str(source)], files=[str(source)])
 
     return locked(ctx, stack, "db:import", body)
 
 
-def _replace(run: StackRun, dump: Path, force: bool) -> Produced | None:
-    """Load ``dump`` into a scratch database, give it the target's settings, then swap it in
-    for the target, journaling each step."""
+def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool
+             ) -> Produced | None:
+    """Load ``dump`` into a scratch database created like the target (its owner, encoding,
+    locale), give it every database-level property of the target, then swap it in for the
+    target in one transaction, journaling each step."""
     ctx = run.ctx
     access = access_for(ctx, run.stack, run.env)
     db = access.db
@@ -112,34 +125,40 @@ def _replace(run: StackRun, dump: Path, force: bool) -> Produced | None:
     journal = Journal(run.stack, dry_run=ctx.dry_run)
     swapped = False
     try:
-        # A dry-run asks the server nothing: its plan is the whole swap, as for a target that
-        # exists.
-        target = {"datname": db.name, "datallowconn": True} if ctx.dry_run \
-            else catalog.target_info(admin, db.name)
+        facts = _facts(admin, db.name)
+        if facts is not None and not _carryable(run, facts, skip_unrestorable):
+            return None
+        elif ctx.dry_run:
+            # A dry-run asks the server nothing: its plan is that of a target that exists.
+            run.note(f"a real run reads {db.name}'s owner, locale, privileges and settings "
+                     f"first, and refuses, touching nothing, what {db.user or 'its role'} "
+                     f"could not put back")
         journal.write(target=db.name, scratch=scratch, aside=aside, phase="load",
-                      allow_connections=target["datallowconn"] if target else True)
-        from psycopg import sql
-
-        admin.execute(catalog.create_like(sql.Identifier(scratch),
-                                          None if ctx.dry_run else target))
-        if ctx.dry_run:
-            run.note("(a real run adds the target's ENCODING, LC_COLLATE, LC_CTYPE and locale "
-                     "provider, read from the server)")
+                      allow_connections=facts["allow_connections"] if facts else True)
+        admin.execute(_sql(carryover.create_scratch(facts, scratch) if facts else
+                           f"CREATE DATABASE {carryover.ident(scratch)} TEMPLATE template0"))
         try:
             removed: list[tuple[int, str]] = []
             if _load(run, access, scratch, dump, force, removed) and not run.interrupted():
                 for line, command in removed:
                     run.note(f"--force: left out line {line} of {dump.name} (psql "
                              f"\\{command})")
-                if target and ctx.dry_run:
-                    run.note(f"would give {scratch} {db.name}'s owner, privileges, settings, "
-                             f"connection limit and comment")
-                elif target:
-                    catalog.copy_settings(admin, target, scratch)
+                if facts:
+                    steps, dropped = carryover.carry_over(facts, scratch)
+                    for step in steps:
+                        admin.execute(_sql(step.sql))
+                    for left_out in dropped:
+                        run.warn(f"--skip-unrestorable: {left_out}")
+                elif ctx.dry_run:
+                    run.note(f"would give {scratch} {db.name}'s owner, privileges (with their "
+                             f"grantors), settings of every role, connection limit and comment")
                 if not run.interrupted():
                     # From here on the swap runs to its end, signals or not: each step is a
                     # fact in the journal, and stopping half-way is what would lose data.
-                    swapped = _swap(admin, journal, db.name, scratch, aside, target, run)
+                    # (A dry-run's plan is the swap of a target that exists.)
+                    swap_facts = facts if facts is not None or not ctx.dry_run \
+                        else {"allow_connections": True}
+                    swapped = _swap(admin, journal, db.name, scratch, aside, swap_facts, run)
         finally:
             if not swapped:  # (a dry-run's plan admin knows of no scratch database)
                 _drop_quietly(admin, scratch, run, journal)
@@ -150,6 +169,48 @@ def _replace(run: StackRun, dump: Path, force: bool) -> Produced | None:
     if swapped and not ctx.dry_run:
         run.note(f"{db.name} replaced by {dump.name}")
     return Produced(committed=swapped)
+
+
+def _sql(text: str) -> Any:
+    """Statement text (carryover.py quotes every name and value itself) as Admin takes it."""
+    from psycopg import sql
+
+    return sql.SQL(text)  # quoted text, not a template
+
+
+def _facts(admin: Admin, name: str) -> dict[str, Any] | None:
+    """The target's database-level properties and the connecting role's rights (None: no such
+    database, or a dry-run)."""
+    rows = admin.query(_sql(carryover.facts_query(name)))
+    if not rows:
+        return None
+    import json
+
+    return {key: json.loads(value) if key in _JSON_COLUMNS and isinstance(value, str)
+            else value for key, value in rows[0].items()}
+
+
+_JSON_COLUMNS = frozenset({"acl", "settings", "roles", "params"})
+
+
+def _carryable(run: StackRun, facts: dict[str, Any], skip_unrestorable: bool) -> bool:
+    """Before anything is created or loaded: what the connecting role could not put back
+    fails the import, one line each (--skip-unrestorable goes on without what can be left
+    out, and lists it). False when the import must not go on."""
+    found = carryover.blockers(facts)
+    if skip_unrestorable:
+        found = [b for b in found if not b.waivable]
+    if not found:
+        return True
+    for blocker in found:
+        run.note(f"cannot carry over: {blocker.line}")
+    waivable = all(b.waivable for b in found)
+    run.fail(f"{len(found)} propert{'y' if len(found) == 1 else 'ies'} of database "
+             f"{facts['name']} cannot be put back as {facts['me']}: "
+             + " | ".join(b.line for b in found) + "; nothing was touched"
+             + (" (--skip-unrestorable imports without them and lists them)" if waivable
+                else ""))
+    return False
 
 
 def _load(run: StackRun, access: AccessKind, scratch: str, dump: Path, force: bool,
@@ -173,46 +234,38 @@ def _load(run: StackRun, access: AccessKind, scratch: str, dump: Path, force: bo
 
 
 def _swap(admin: Admin, journal: Journal, target: str, scratch: str, aside: str,
-          info: dict[str, Any] | None, run: StackRun) -> bool:
-    """Replace ``target`` by the loaded ``scratch``; on any failure ``target`` is restored.
-    True when the scratch database now is the target."""
-    if info is None:
-        journal.write(phase="rename-in")
+          facts: dict[str, Any] | None, run: StackRun) -> bool:
+    """Replace ``target`` by the loaded ``scratch``: both renames in one transaction, so the
+    target's name always names one complete database, whatever is killed when. On a failure
+    the target is as it was. True when the scratch database now is the target."""
+    if facts is None:
+        journal.write(phase="swap")
         catalog.rename(admin, scratch, target)
+        journal.write(phase="drop-old")
         return True
-    # No new sessions, then end the current ones; a client that reconnects in between is
-    # ended again, for at most SWAP_WAIT_SECONDS.
+    # No new sessions on the target, then end the current ones; a client that reconnects in
+    # between is ended again, for at most SWAP_WAIT_SECONDS.
     journal.write(phase="connections-off")
+    if facts["allow_connections"]:
+        try:
+            catalog.refuse_connections(admin, target)
+        except StepError:
+            # Refused (a lock timeout): the target is as it was, nothing is in flight. Said
+            # in the journal only when the server confirms it, so that a lost connection
+            # still leaves the step for recovery.
+            with contextlib.suppress(StepError):
+                if catalog.allows_connections(admin, target):
+                    journal.write(phase="load")
+            raise
     try:
-        catalog.refuse_connections(admin, target)
-    except StepError:
-        # Refused (a lock timeout): the target is as it was, nothing is in flight. Said in
-        # the journal only when the server confirms it, so that a lost connection still
-        # leaves the step for recover().
-        with contextlib.suppress(StepError):
-            if catalog.allows_connections(admin, target) == bool(info["datallowconn"]):
-                journal.write(phase="load")
-        raise
-    try:
-        journal.write(phase="rename-aside")
-        catalog.rename(admin, target, aside)
-    except StepError:
-        with contextlib.suppress(StepError):
-            catalog.allow(admin, target, info)
-            journal.write(phase="load")
-        raise
-    try:
-        journal.write(phase="rename-in")
-        catalog.rename(admin, scratch, target)
+        journal.write(phase="swap")
+        catalog.swap(admin, target, scratch, aside)
     except StepError:
         with contextlib.suppress(StepError):
-            catalog.rename(admin, aside, target, retry=False)
-            catalog.allow(admin, target, info)
+            catalog.allow(admin, target, {"datallowconn": facts["allow_connections"]})
             journal.write(phase="load")
         raise
     journal.write(phase="drop-old")
-    if not info["datallowconn"]:
-        catalog.refuse_connections(admin, target)
     try:
         catalog.drop(admin, aside)
     except StepError as exc:
@@ -258,4 +311,4 @@ def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack]) ->
 def import_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace
                    ) -> StackResult:
     """db:import (commands.py)."""
-    return import_(ctx, stack, env, options.dump, options.force)
+    return import_(ctx, stack, env, options.dump, options.force, options.skip_unrestorable)

@@ -54,6 +54,10 @@ class Command:
     # has ended, when its time-out or a cancellation stopped it; on a second signal, started
     # and left to finish by itself.
     remote_stop: RemoteStop | None = None
+    # Run by a second signal, and waited for (up to its time-out), before kompose ends: what
+    # the command started must not outlive it and would, SIGKILLed (Compose ignores a second
+    # signal and leaves an attached up's containers to a graceful stop nobody waits for).
+    on_abort: Command | None = None
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -94,9 +95,14 @@ class Runner:
                 call_id = f"{os.getpid()}.{next(_call_numbers)}"
                 env[CALL_ID] = call_id
             try:
+                # preexec_fn only there, from the main thread (where signal.signal works):
+                # it only sets one disposition between fork and exec.
+                hangup_proof = cmd.foreground and \
+                    threading.current_thread() is threading.main_thread()
                 proc = subprocess.Popen(
                     cmd.argv, cwd=cmd.cwd, env=env, stdin=stdin, stdout=stdout,
                     stderr=stderr, start_new_session=not cmd.foreground,
+                    preexec_fn=_ignore_hangup if hangup_proof else None,  # noqa: PLW1509
                 )
             except OSError as exc:
                 reason = exc.strerror or str(exc)
@@ -145,7 +151,7 @@ class Runner:
         if not cmd.shielded:
             # A shielded step (one statement of a database swap) is never signalled.
             self.supervisor.add(proc.pid, foreground=not own_group, call_id=call_id,
-                                remote=cmd.remote_stop)
+                                remote=cmd.remote_stop, abort=cmd.on_abort)
             if not cancelled_before and self.supervisor.cancelled.is_set():
                 # The run was cancelled while this child started: the signal sent to the
                 # running groups may have missed it (a stack beside the one whose output
@@ -219,6 +225,9 @@ class Runner:
             status = "success"
         elif self.supervisor.cancelled.is_set():
             status = "cancelled"
+            # Whatever the child made of the signal (Compose exits 130 on SIGTERM): the run's
+            # 128 + signal, as KOMPOSE_EXIT_CODE and the summary say.
+            exit_code = self.supervisor.exit_code
         else:
             status = "failed"
         return Outcome(status, exit_code, duration, error, tuple(tail), b"".join(captured),
@@ -232,6 +241,14 @@ class Runner:
         if outcome.ok:
             return None
         return f"could not stop {stop.what} ({outcome.reason}); it may still be running there"
+
+
+def _ignore_hangup() -> None:
+    """In a child that keeps the terminal, before exec: a closed terminal's SIGHUP, sent to
+    the whole foreground group, must not kill it on the spot (Compose dies of it and leaves
+    the containers of an attached up running; Go programs keep an inherited SIG_IGN). kompose
+    gets that SIGHUP too and passes it on as SIGTERM."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _reason(exc: BaseException) -> str:

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from kompose_py.runner.command import RemoteStop
-from kompose_py.runner.proctree import _family, _process_table, _signal_family
+from kompose_py.runner.command import Command, RemoteStop
+from kompose_py.runner.proctree import _family, _kill, _killpg, _process_table, _signal_family
 
 # Termination signals that cancel a run as Ctrl-C does: a scheduler's stop (systemctl,
 # timeout, cron, CI) sends SIGTERM, a closed terminal SIGHUP. Exit status: 128 + number.
@@ -34,6 +34,7 @@ class Supervisor:
         self._foreground: set[int] = set()
         # Running commands that started something elsewhere: how to end it.
         self._remote: dict[int, RemoteStop] = {}
+        self._abort: dict[int, Command] = {}  # what a second signal runs for them
         # Files that must not outlive the run, even one ended at once (partial dumps).
         self._temporary: set[Path] = set()
         self.cancelled = threading.Event()
@@ -62,6 +63,13 @@ class Supervisor:
                                      env=dict(stop.command.env), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
+            aborts = [_start_quietly(cmd) for cmd in list(self._abort.values())]
+            for child, cmd in aborts:
+                if child is not None:
+                    try:
+                        child.wait(timeout=cmd.timeout or 30)
+                    except subprocess.TimeoutExpired:
+                        _killpg(child.pid, signal.SIGKILL)
             for path in list(self._temporary):
                 with contextlib.suppress(OSError):
                     os.unlink(path)  # a partial dump must never look like a dump
@@ -73,6 +81,10 @@ class Supervisor:
         self.forwarded = signum
         if signum == signal.SIGHUP:
             _leave_terminal()
+            # Passed on as SIGTERM: the terminal is gone, and a child that would die of
+            # SIGHUP on the spot (Compose, leaving its containers running) must stop as a
+            # service manager's stop asks it to.
+            self.forwarded = signal.SIGTERM
         self.cancelled.set()
         name = signal.Signals(signum).name
         again = "Ctrl-C" if signum == signal.SIGINT else "a second signal"
@@ -81,7 +93,7 @@ class Supervisor:
             os.write(2, f"\nkompose: {'interrupted' if signum == signal.SIGINT else name}; "
                         f"running error and finally hooks ({again} to stop at once)\n"
                         .encode())
-        self._signal_all(signum)
+        self._signal_all(self.forwarded)
 
     def output_closed(self, fd: int) -> None:
         """The reader of kompose's stdout or stderr went away (``| head -1``). The stream goes
@@ -112,15 +124,17 @@ class Supervisor:
         with self._lock:
             groups = list(self._groups.items())
             foreground = list(self._foreground)
-        table = _process_table() if groups else {}
+        table = _process_table() if groups or foreground else {}
         for pgid, call_id in groups:
             # The whole family, found while the leader still lives: its children that left
             # the group are still its children now.
             _signal_family(pgid, _family(pgid, call_id, table), table, sig)
         if sig != signal.SIGINT:  # the terminal already sent Ctrl-C to the foreground
             for pid in foreground:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
+                # With its descendants: `docker compose` on a terminal does not pass a SIGTERM
+                # on to the Compose plugin it runs in its own process group.
+                for member in _family(pid, None, table) or (pid,):
+                    _kill(member, sig)
 
     @contextlib.contextmanager
     def temporary(self, path: Path) -> Iterator[Path]:
@@ -135,7 +149,7 @@ class Supervisor:
                 self._temporary.discard(path)
 
     def add(self, pgid: int, foreground: bool = False, call_id: str | None = None,
-            remote: RemoteStop | None = None) -> None:
+            remote: RemoteStop | None = None, abort: Command | None = None) -> None:
         with self._lock:
             if foreground:
                 self._foreground.add(pgid)
@@ -143,12 +157,15 @@ class Supervisor:
                 self._groups[pgid] = call_id
             if remote is not None:
                 self._remote[pgid] = remote
+            if abort is not None:
+                self._abort[pgid] = abort
 
     def discard(self, pgid: int) -> None:
         with self._lock:
             self._groups.pop(pgid, None)
             self._foreground.discard(pgid)
             self._remote.pop(pgid, None)
+            self._abort.pop(pgid, None)
 
 
 def signal_name(supervisor: Supervisor) -> str | None:
@@ -182,7 +199,7 @@ def _leave_terminal() -> None:
     devnull = -1
     for fd in (0, 1, 2):
         try:
-            if not os.isatty(fd):
+            if not _is_terminal(fd):
                 continue
             if devnull < 0:
                 devnull = os.open(os.devnull, os.O_RDWR)
@@ -192,3 +209,30 @@ def _leave_terminal() -> None:
     if devnull > 2:
         os.close(devnull)
 
+
+def _start_quietly(cmd: Command) -> tuple[subprocess.Popen[bytes] | None, Command]:
+    try:
+        return subprocess.Popen(cmd.argv, cwd=cmd.cwd, env=dict(cmd.env),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True), cmd
+    except Exception:
+        return None, cmd
+
+
+def _is_terminal(fd: int) -> bool:
+    """A terminal, also one that already hung up: the window closes first and SIGHUP comes
+    after, by which time isatty() fails (its ioctl answers EIO) and every write too."""
+    import errno
+    import termios
+
+    try:
+        if os.isatty(fd):
+            return True
+        if not stat.S_ISCHR(os.fstat(fd).st_mode):
+            return False
+        termios.tcgetattr(fd)
+    except termios.error as exc:
+        return bool(exc.args) and exc.args[0] == errno.EIO
+    except OSError:
+        return False
+    return True

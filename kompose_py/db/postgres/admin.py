@@ -12,6 +12,7 @@ This module imports psycopg at the top; it is imported only by commands that run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -84,6 +85,11 @@ class PsycopgAdmin:
         try:
             self.conn.execute(statement)
         except psycopg.Error as exc:
+            if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                # A failed BEGIN ... COMMIT (the swap) leaves the session in the aborted
+                # transaction: end it, so the next statement (putting things back) runs.
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.execute("ROLLBACK")
             raise StepError(first_line(exc)) from None
 
     def close(self) -> None:

@@ -81,6 +81,17 @@ def service_env(cluster: SwarmCluster, service: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in env)
 
 
+def availability(cluster: SwarmCluster, node: str, value: str) -> None:
+    """`docker node update --availability`, asked again when the manager answers `update out
+    of sequence` (another change to the node, e.g. its task states, landed in between)."""
+    for _ in range(10):
+        r = cluster.docker("node", "update", "--availability", value, node, check=False)
+        if r.returncode == 0:
+            return
+        assert "out of sequence" in r.stderr, r.stderr
+    raise AssertionError(f"node {node} kept answering `update out of sequence`")
+
+
 # -- a whole deploy -------------------------------------------------------------------------
 @pytest.mark.docker
 def test_up_converges_with_hooks_in_order_and_environment_as_for_compose(
@@ -267,7 +278,7 @@ def test_a_drained_node_fails_a_pinned_service_until_it_is_active_again(
     pinned = SERVICE.replace("    deploy:\n", "    deploy:\n" + placement)
     root = make_stacks(tmp_path / "root", {".env": root_env(swarm_cluster), "hooks.sh": HOOKS,
                                            name: {"compose.yaml": pinned}})
-    swarm_cluster.docker("node", "update", "--availability", "drain", node)
+    availability(swarm_cluster, node, "drain")
     try:
         r = run_kompose(name, "up", "-d", cwd=root)
         assert r.code == 1, r.all
@@ -276,7 +287,7 @@ def test_a_drained_node_fails_a_pinned_service_until_it_is_active_again(
         status = run_kompose("--status", name, cwd=root)
         assert status.code == 1 and "app: 0/1 running" in status.out, status.all
     finally:
-        swarm_cluster.docker("node", "update", "--availability", "active", node)
+        availability(swarm_cluster, node, "active")
     again = run_kompose(name, "up", "-d", cwd=root)
     assert again.code == 0, again.all
 

@@ -60,6 +60,9 @@ def held(run: StackRun, access: AccessKind) -> Iterator[None]:
             if line.startswith("kompose-lock:") and not answer:
                 answer.append(line.removeprefix("kompose-lock:"))
                 answered.set()
+        # psql has ended (it could not connect, or its session was lost): stop holding.
+        release.set()
+        answered.set()
 
     cmd = access.tool("psql", access.db.maintenance_db, ["-X", "-q", "-A", "-t"], run.env,
                       run.stack.path, stdin=True)
@@ -77,13 +80,17 @@ def held(run: StackRun, access: AccessKind) -> Iterator[None]:
     holder.start()
     try:
         answered.wait(ANSWER_TIMEOUT)
+        if answer == ["busy"]:
+            raise StepError(f"another import of {access.db.name} is running (its advisory "
+                            "lock is held by another session, maybe on another machine)",
+                            hint="wait for it to finish")
         if answer != ["held"]:
-            if answer == ["busy"]:
-                raise StepError(f"another import of {access.db.name} is running (its advisory "
-                                "lock is held by another session, maybe on another machine)",
-                                hint="wait for it to finish")
+            # The server did not answer (unreachable, refused): the import itself then fails
+            # with its own, more telling words; there is nothing to keep apart.
+            release.set()
+            holder.join(ANSWER_TIMEOUT)
             why = outcome[0].reason if outcome else f"no answer in {ANSWER_TIMEOUT:g}s"
-            raise StepError(f"cannot take the advisory lock of {access.db.name}: {why}")
+            run.note(f"advisory lock of {access.db.name} not taken: {why}")
         yield
     finally:
         release.set()

@@ -55,8 +55,8 @@ class CommandSpec:
     # The pattern must select exactly one stack; the words that say why ("opens one
     # database").
     one_stack: str = ""
-    # Checked once before any stack starts, with the selection ("module:function",
-    # ``function(options, root, selected)``); raises UsageError.
+    # Checked once before any stack starts, with the selection and their environments
+    # ("module:function", ``function(options, root, selected, envs)``); raises UsageError.
     prepare: str | None = None
     # Shell completion offers the stack's dump files as its argument.
     completes_dump: bool = False
@@ -161,19 +161,39 @@ def _import_arguments(p: ArgumentParser) -> None:
 
 
 def _cleanup_arguments(p: ArgumentParser) -> None:
-    p.add_argument("--keep", type=_at_least_one, default=1, metavar="N",
-                   help="keep the N newest complete dumps (default 1)")
+    rules = p.add_argument_group(
+        "retention (restic forget's rules; any --keep-* replaces the DB_KEEP_* variables)")
+    rules.add_argument("--keep-last", "--keep", dest="keep_last", type=_count("--keep/--keep-last"),
+                       metavar="N", help="keep the N newest complete dumps (--keep N is the "
+                                         "same); with no rule at all: 1")
+    for rule, what in (("hourly", "hour"), ("daily", "day"), ("weekly", "ISO week"),
+                       ("monthly", "month"), ("yearly", "year")):
+        rules.add_argument(f"--keep-{rule}", dest=f"keep_{rule}", type=_count(f"--keep-{rule}"),
+                           metavar="N", help=f"keep the newest dump of each of the last N "
+                                             f"{what}s that have one (UTC)")
+    rules.add_argument("--keep-within", dest="keep_within", type=_span, metavar="DURATION",
+                       help="keep every dump made within DURATION (1y2m3d4h) before the "
+                            "newest complete dump")
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"db:cleanup --keep {text!r}: not a whole number") from None
-    if value < 1:
-        raise UsageError("db:cleanup --keep must be at least 1: the newest dump is never "
-                         "deleted")
-    return value
+def _count(flag: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        import re
+
+        value = text.strip()
+        if re.fullmatch(r"-?[0-9]+", value) and (int(value) >= 1 or int(value) == -1):
+            return int(value)
+        raise UsageError(f"db:cleanup {flag} {text!r}: expected a whole number ≥ 1 (-1: "
+                         f"all); the newest dump is never deleted")
+    return parse
+
+
+def _span(text: str) -> str:
+    from kompose_py.db.retention import parse_duration
+
+    if not parse_duration(text, "db:cleanup --keep-within"):
+        raise UsageError(f"db:cleanup --keep-within {text!r}: a span of 0 keeps nothing")
+    return text.strip()
 
 
 TABLE: tuple[CommandSpec, ...] = (
@@ -182,8 +202,13 @@ TABLE: tuple[CommandSpec, ...] = (
     CommandSpec("db:import", "load a dump into a stack's database, safely", "stacks",
                 "kompose_py.db.restore:import_command", _import_arguments, hooked=True,
                 prepare="kompose_py.db.restore:prepare_import", completes_dump=True),
-    CommandSpec("db:cleanup", "keep the newest dumps only", "stacks",
-                "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True),
+    CommandSpec("db:cleanup", "delete the dumps a retention policy does not keep", "stacks",
+                "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True,
+                epilog="A dump is kept when any rule keeps it; N=-1 keeps every bucket.\n"
+                       "Without any --keep-* option the policy is DB_KEEP_LAST, "
+                       "DB_KEEP_HOURLY, DB_KEEP_DAILY,\nDB_KEEP_WEEKLY, DB_KEEP_MONTHLY, "
+                       "DB_KEEP_YEARLY, DB_KEEP_WITHIN from the stack's\nenvironment; with "
+                       "neither, the newest dump only. --dry-run shows each dump's fate."),
     CommandSpec("db:list", "list each stack's dumps", "report",
                 "kompose_py.cli.listing:list_db_dumps"),
     CommandSpec("db:shell", "an interactive psql on one stack's database, wherever it lives",

@@ -182,6 +182,9 @@ for tool in ssh ssh-keygen; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool, for the ssh:// engine tests (apt-get install openssh-client)")
 done
 
+# --- restic (retention is checked against its `forget`; the README's off-site hook runs it) --
+command -v restic >/dev/null 2>&1 || apt_install restic || true
+command -v restic >/dev/null 2>&1 || missing+=("restic, for the retention and off-site hook tests (apt-get install restic)")
 # --- A throw-away Docker Swarm (tests/swarmfixture.py) ---------------------------------------
 # scripts/swarm-cluster.sh builds it per test session from dockerd and these tools: network
 # namespaces and veths (iproute2), nsenter/unshare/setsid/flock (util-linux). Nothing starts here.

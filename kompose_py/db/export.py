@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kompose_py.backends.docker import engine_label, running_containers
-from kompose_py.db.dumpfiles import dump_name, human_size
+from kompose_py.db.dumpfiles import dump_name, export_folder, human_size
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres.formats import GZIP, PLAIN, DumpFormat
 from kompose_py.db.postgres.tools import pg_error
@@ -153,8 +153,9 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, fmt: DumpFormat,
     failure, which is recorded in ``run``; pg_dump's outcome when it failed). In a dry-run:
     the name it would get."""
     stack, db = run.stack, access.db
-    planned = stack.path / dump_name(db.name, when, 1, fmt)
-    tmp = stack.path / f".{planned.name}.{os.getpid()}.partial"
+    folder = export_folder(stack, run.env, run.ctx.dry_run, run.warn)  # DB_DUMP_DIR
+    planned = folder / dump_name(db.name, when, 1, fmt)
+    tmp = folder / f".{planned.name}.{os.getpid()}.partial"
     show = (lambda size: progress(stack.name, size)) if progress else None
 
     def explain(outcome: Outcome) -> str | None:
@@ -187,9 +188,9 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, fmt: DumpFormat,
                          f"nothing was published")
                 return None, None
             try:
-                return _publish(tmp, db.name, stack.path, when, fmt), None
+                return _publish(tmp, db.name, folder, when, fmt), None
             except OSError as exc:
-                run.fail(f"cannot publish the dump in {stack.path}: {exc.strerror or exc}")
+                run.fail(f"cannot publish the dump in {folder}: {exc.strerror or exc}")
                 return None, None
         finally:
             with contextlib.suppress(OSError):

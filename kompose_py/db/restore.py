@@ -14,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 from argparse import Namespace
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 from kompose_py.db import journal as journal_mod
 from kompose_py.db.dblock import locked_import
-from kompose_py.db.dumpfiles import find_dumps, incomplete_reason
+from kompose_py.db.dumpfiles import dump_folder, find_dumps, incomplete_reason, readable_dump_folder
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
@@ -40,15 +40,18 @@ from kompose_py.stacks import Stack
 Journal = journal_mod.Journal
 
 # -- import -------------------------------------------------------------------------------
-def resolve_dump(given: str, cwd: Path, root: Path, stack: Stack) -> Path:
+def resolve_dump(given: str, cwd: Path, root: Path, stack: Stack,
+                 dumps: Path | None = None) -> Path:
     """An explicit dump path: as typed (from the current directory), else under the root,
-    else in the stack folder."""
-    for base in (cwd, root, stack.path):
+    else in the stack's dump folder (``dumps``: DB_DUMP_DIR's), else in the stack folder."""
+    bases: list[Path] = list(dict.fromkeys(
+        [cwd, root, *([dumps] if dumps else []), stack.path]))
+    for base in bases:
         candidate = (base / given).resolve()
         if candidate.is_file():
             return candidate
     raise StepError(f"dump file {given!r} not found",
-                    hint=f"looked in {cwd}, {root} and {stack.path}")
+                    hint=f"looked in {', '.join(map(str, bases[:-1]))} and {bases[-1]}")
 
 
 def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
@@ -79,11 +82,15 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
         passed_over: list[str] = []
         if chosen is None:
             # Chosen under the lock: an export that was running has finished by now.
-            found = find_dumps(stack.path, db_name)
+            try:
+                folder = readable_dump_folder(stack, env.values)  # DB_DUMP_DIR
+            except StepError as exc:
+                return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
+            found = find_dumps(folder, db_name)
             dumps = [d for d in found if incomplete_reason(d.path) is None]
             if not dumps:
                 return StackResult(stack.name, "failed", exit_code=1,
-                                   message=f"no complete dump of {db_name} in {stack.path}"
+                                   message=f"no complete dump of {db_name} in {folder}"
                                    + (f" ({len(found)} incomplete, see db:list)"
                                       if found else ""))
             chosen = dumps[-1].path
@@ -291,7 +298,8 @@ def _drop_quietly(admin: Admin, database: str, run: StackRun, journal: Journal) 
         journal.clear()
 
 
-def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack]) -> None:
+def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack],
+                   envs: Mapping[str, StackEnv]) -> None:
     """db:import FILE: one stack only, and the file must be there (before anything runs)."""
     options.dump = None
     if options.file is None:
@@ -303,7 +311,8 @@ def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack]) ->
             f"pattern selects {len(selected)} ({names})",
             hint="name one stack, or leave out the file to load each stack's newest dump")
     try:
-        options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0])
+        options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0],
+                                    dump_folder(selected[0], envs[selected[0].name].values))
     except StepError as exc:
         raise UsageError(exc.message, exc.hint) from None
 

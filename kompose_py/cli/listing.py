@@ -22,7 +22,8 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                 as_json: bool, runner: Runner) -> int:
     paint = Painter(color)
     selected = stacks.select(stacks.discover(root), pattern, root)
-    rows = [("STACK", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "DB VIA", "HOOKS")]
+    rows: list[tuple[str, ...]] = [("STACK", "ORCHESTRATOR", "COMPOSE FILE", ".ENV", "DUMPS",
+                                     "DATABASE", "DB VIA", "HOOKS")]
     from kompose_py.db.reach import describe_access
     from kompose_py.db.recovery import interrupted_import
     from kompose_py.db.settings import settings_for
@@ -35,7 +36,8 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
             settings = settings_for(env)
         except KomposeError:
             settings = None
-        compose_files = backend_for(env.values).files(stack, env.values)
+        backend = backend_for(env.values)
+        compose_files = backend.files(stack, env.values)
         files = ",".join(relative(f, stack.path) for f in compose_files)
         db = settings.name if settings else ""
         # An unmounted DB_DUMP_DIR is no count (null), not "0 dumps".
@@ -48,6 +50,7 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
         names = sorted(hooks.defined_functions(stack.hooks_file))
         hook_text = ", ".join(n.removeprefix("hook_") for n in names) or "-"
         items.append({"stack": stack.name, "path": str(stack.path),
+                      "orchestrator": backend.name,
                       "compose_files": [str(f) for f in compose_files],
                       "env_file": str(stack.env_file) if stack.env_file.is_file() else None,
                       "database": db or None,
@@ -56,13 +59,15 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                       "hooks": names})
         if leftover:
             via += " [INTERRUPTED IMPORT: run db:recover]"
-        rows.append((stack.name, files,
+        rows.append((stack.name, backend.name, files,
                      "yes" if stack.env_file.is_file() else "-", dumps, db or "-", via,
                      hook_text))
     if as_json:
         write_report(out, "--list", {"root": str(root), "root_hooks": sorted(root_hooks),
                                        "stacks": items})
         return 0
+    if all(item["orchestrator"] == "compose" for item in items):
+        rows = [(r[0], *r[2:]) for r in rows]  # Compose only: the column says nothing
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for n, row in enumerate(rows):
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
@@ -169,9 +174,10 @@ def check_hooks(request: ReportRequest) -> int:
     """``kompose PATTERN hooks:check``: exit 1 when any hooks file has an error."""
     from kompose_py.hookcheck import check_file
 
-    request.envs()  # an unreadable .env is an error here too
+    envs = request.envs()  # an unreadable .env is an error here too
     root, selected, out, as_json = request.root, request.selected, request.out, \
         request.as_json
+    refusals = {s.hooks_file: backend_for(envs[s.name].values).refusal for s in selected}
     paint = Painter(request.color)
     runner = request.runner
     files = [root / "hooks.sh"] + [s.hooks_file for s in selected]
@@ -181,7 +187,7 @@ def check_hooks(request: ReportRequest) -> int:
         if not path.is_file():
             continue
         checked += 1
-        findings = check_file(path, runner)
+        findings = check_file(path, runner, refusals.get(path))
         report.append({"file": str(path), "findings": [
             {"level": f.level, "line": f.line, "message": f.message} for f in findings]})
         if as_json:

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from kompose_py.db import journal as journal_mod
 from kompose_py.db import transfer
+from kompose_py.db.dblock import locked_import
 from kompose_py.db.dumpfiles import dump_folder, find_dumps, incomplete_reason, readable_dump_folder
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
@@ -116,7 +117,8 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
         def main(run: StackRun) -> Produced | None:
             for line in passed_over:
                 run.warn(line)
-            return _replace(run, source, force, skip_unrestorable, jobs or default_jobs())
+            return locked_import(run, lambda: _replace(run, source, force, skip_unrestorable,
+                                                       jobs or default_jobs()))
 
         return with_recovery(ctx, stack, env, "db:import", main,
                              lambda run, phase: [str(source)], files=[str(source)])

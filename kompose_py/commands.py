@@ -160,6 +160,12 @@ def _import_arguments(p: ArgumentParser) -> None:
                         "left out is listed")
 
 
+def _verify_arguments(p: ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", metavar="FILE",
+                   help="the dump to verify (one stack only); default: each stack's newest "
+                        "complete dump")
+
+
 def _cleanup_arguments(p: ArgumentParser) -> None:
     p.add_argument("--keep", type=_at_least_one, default=1, metavar="N",
                    help="keep the N newest complete dumps (default 1)")
@@ -182,6 +188,10 @@ TABLE: tuple[CommandSpec, ...] = (
     CommandSpec("db:import", "load a dump into a stack's database, safely", "stacks",
                 "kompose_py.db.restore:import_command", _import_arguments, hooked=True,
                 prepare="kompose_py.db.restore:prepare_import", completes_dump=True),
+    CommandSpec("db:verify", "prove a dump restores: checksum, a load into a throwaway "
+                "database, row counts against its manifest", "stacks",
+                "kompose_py.db.verify:verify_command", _verify_arguments, hooked=True,
+                prepare="kompose_py.db.verify:prepare_verify", completes_dump=True),
     CommandSpec("db:cleanup", "keep the newest dumps only", "stacks",
                 "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True),
     CommandSpec("db:list", "list each stack's dumps", "report",

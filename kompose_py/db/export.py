@@ -23,6 +23,7 @@ from pathlib import Path
 
 from kompose_py.backends.docker import engine_label, running_containers
 from kompose_py.db.dumpfiles import dump_name, human_size
+from kompose_py.db.dumpproof import DumpEvidence
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres.formats import GZIP, PLAIN, DumpFormat
 from kompose_py.db.postgres.tools import pg_error
@@ -139,8 +140,9 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, fmt: DumpFormat,
                   lambda: with_recovery(ctx, stack, env, "db:export", main, hook_args))
 
 
-def _dump_command(run: StackRun, access: AccessKind, tmp: Path, fmt: DumpFormat) -> Command:
-    cmd = access.tool("pg_dump", access.db.name, [], run.env, run.stack.path)
+def _dump_command(run: StackRun, access: AccessKind, tmp: Path, fmt: DumpFormat,
+                  extra: list[str]) -> Command:
+    cmd = access.tool("pg_dump", access.db.name, extra, run.env, run.stack.path)
     if fmt.drain is not None:
         return replace(cmd, stdin="null", drain=fmt.drain(tmp), capture_stderr=True)
     return replace(cmd, stdin="null", stdout=tmp, capture_stderr=True)
@@ -168,12 +170,15 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, fmt: DumpFormat,
     # Removed on every ending, a second signal's immediate one included.
     with run.ctx.runner.supervisor.temporary(tmp):
         try:
-            with _DumpWatcher(tmp, show):
+            # [manifest] the snapshot shared with pg_dump, row counts taken at it
+            with _DumpWatcher(tmp, show), DumpEvidence(run, access) as evidence:
                 outcome = run.run_command(
-                    "pg_dump", _dump_command(run, access, tmp, fmt),
+                    "pg_dump", _dump_command(run, access, tmp, fmt,
+                                             evidence.pg_dump_options()),
                     {"PGPASSWORD": ""} if db.password else None,
                     suffix=f" > {(planned if run.ctx.dry_run else tmp).name}{fmt.shown}",
                     explain=explain, tentative=tentative)
+                evidence.dumped(outcome.ok)
             if not outcome.ok:
                 return None, outcome
             if run.ctx.dry_run:
@@ -187,10 +192,12 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, fmt: DumpFormat,
                          f"nothing was published")
                 return None, None
             try:
-                return _publish(tmp, db.name, stack.path, when, fmt), None
+                final = _publish(tmp, db.name, stack.path, when, fmt)
             except OSError as exc:
                 run.fail(f"cannot publish the dump in {stack.path}: {exc.strerror or exc}")
                 return None, None
+            evidence.record(final, when)  # [manifest] <dump>.json, after the dump is published
+            return final, None
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)  # a partial dump must never look like a dump

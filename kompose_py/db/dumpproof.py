@@ -130,8 +130,9 @@ class DumpEvidence:
 
 # -- reading a dump back ----------------------------------------------------------------------
 def check_manifest(dump: Path) -> tuple[mf.Manifest | None, str | None, str]:
-    """Before a dump is used: (its manifest or None, why it must not be used or None, a
-    line to say). No manifest is not a refusal."""
+    """Before a dump is used: (its manifest or None, why it must not be used or None (a
+    phrase about the dump, without its name), a line to say). No manifest is not a
+    refusal."""
     path = mf.manifest_path(dump)
     if not path.exists():
         return None, None, (f"no manifest beside {dump.name} (a dump of kompose.sh or of an "
@@ -139,12 +140,12 @@ def check_manifest(dump: Path) -> tuple[mf.Manifest | None, str | None, str]:
     try:
         manifest = mf.read_manifest(path)
         if manifest.dump != dump.name:
-            return manifest, f"{path.name} describes {manifest.dump}, not {dump.name}", ""
+            return manifest, f"its manifest {path.name} describes {manifest.dump}", ""
         differs = mf.mismatch(dump, manifest)
     except mf.ManifestError as exc:
-        return None, exc.message, ""
+        return None, f"its manifest cannot be used: {exc.message}", ""
     except OSError as exc:
-        return None, f"{dump.name}: unreadable ({exc.strerror or exc})", ""
+        return None, f"unreadable ({exc.strerror or exc})", ""
     if differs is not None:
-        return manifest, f"{dump.name} does not match its manifest: {differs}", ""
+        return manifest, f"does not match its manifest: {differs}", ""
     return manifest, None, f"{dump.name} matches its manifest (sha256 {manifest.sha256[:12]}…)"

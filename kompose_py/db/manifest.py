@@ -213,7 +213,8 @@ def read_manifest(path: Path) -> Manifest:
         created=_need(data, "created", str, where),
         pg_dump_version=_need(data, "pg_dump_version", str, where),
         server_version=_need(data, "server_version", str, where),
-        row_counts=None if counts is None else dict(counts), compressed_by=str(data.get("compressed_by", "none")),
+        row_counts=None if counts is None else dict(counts),
+        compressed_by=str(data.get("compressed_by", "none")),
         plain_size=plain, files=tuple(files),
         snapshot=snapshot if isinstance(snapshot, str) else None,
         row_counts_error=str(data["row_counts_error"]) if data.get("row_counts_error")

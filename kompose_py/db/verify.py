@@ -98,7 +98,9 @@ def _verify(run: StackRun, dump: Path) -> None:
         details["manifest"] = str(mf.manifest_path(dump))
     if refusal is not None:
         details["sha256"] = "mismatch"
-        run.fail(f"{refusal}; nothing was restored")
+        run.fail(f"{dump.name} {refusal}; nothing was restored"
+                 if refusal.startswith("does not") else
+                 f"{dump.name}: {refusal}; nothing was restored")
         return
     if manifest is not None:
         details["sha256"] = "match"

@@ -1,0 +1,219 @@
+"""Issue 19 point 5, against the real servers (host tools and a server in a container): the
+manifest an export writes beside its dump (row counts at pg_dump's own snapshot), the
+checksum an import checks, and db:verify — a good dump verifies; changed bytes fail on the
+sha256; a dump edited to lose rows (its manifest's checksum recomputed) fails on the counts;
+a dump that does not load fails; no throwaway database is left after any of them, nor after
+SIGTERM mid-verify, and a SIGKILL's leftover goes with the next db command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kompose_py.db.journal import JOURNAL_NAME
+from kompose_py.db.manifest import digest, manifest_path, read_manifest, write_manifest
+from tests.conftest import Postgres
+from tests.test_db_safety import kompose, leftovers, output, stack_root, start, wait_for
+
+
+def exported(tmp_path: Path, pg: Postgres, rows: int = 100) -> tuple[Path, str, Path]:
+    """A database with two tables (one in a schema whose name needs quoting), exported by
+    kompose: (root, database name, the dump)."""
+    name = pg.new_name()
+    pg.create(name, rows=rows)
+    with pg.connect(name) as conn:
+        conn.execute('CREATE SCHEMA "odd.schema"')
+        conn.execute('CREATE TABLE "odd.schema"."Tab 1" (x int)')
+        conn.execute('INSERT INTO "odd.schema"."Tab 1" SELECT generate_series(1, 7)')
+    root = stack_root(tmp_path, pg, shop=name)
+    r = kompose(root, "shop", "db:export")
+    assert r.code == 0, r.all
+    (dump,) = (root / "shop").glob("*Z.sql")
+    return root, name, dump
+
+
+def reseal(dump: Path) -> None:
+    """Recompute the manifest's size and sha256 for the dump's current bytes (as someone who
+    edits a dump and its manifest together would)."""
+    manifest = read_manifest(manifest_path(dump))
+    sha, size, files = digest(dump)
+    write_manifest(dump, replace(manifest, sha256=sha, size=size, files=files))
+
+
+def verify_json(root: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    r = kompose(root, "--json", "shop", "db:verify", *args)
+    (stack,) = json.loads(r.out)["stacks"]
+    return r.code, stack, r.err
+
+
+def test_export_manifest_and_a_good_dump_verifies(tmp_path: Path, server: Postgres) -> None:
+    pg = server
+    root, name, dump = exported(tmp_path, pg)
+    manifest = read_manifest(manifest_path(dump))
+    assert manifest.row_counts == {"public.items": 100, "odd.schema.Tab 1": 7}
+    assert manifest.format == "plain" and manifest.compression == "none"
+    assert manifest.sha256 == digest(dump)[0] and manifest.size == dump.stat().st_size
+    assert re.fullmatch(r"\d+\.\d+", manifest.pg_dump_version), manifest
+    assert re.fullmatch(r"\d+\.\d+", manifest.server_version), manifest
+    assert manifest.snapshot and manifest.database == name
+    assert oct(manifest_path(dump).stat().st_mode & 0o777) == "0o600"
+    code, stack, err = verify_json(root)
+    assert code == 0, err
+    details = stack["details"]
+    assert details["sha256"] == "match" and details["load"] == "ok", details
+    assert details["row_counts"] == "match" and details["tables"] == 2, details
+    assert details["differences"] == [] and details["dump"] == str(dump)
+    assert details["database"].startswith(name + "_kompose_new_")
+    assert not leftovers(pg, name)
+    assert not (root / "shop" / JOURNAL_NAME).exists()
+    # The import checks the checksum and says so.
+    r = kompose(root, "shop", "db:import")
+    assert r.code == 0 and "matches its manifest" in r.err, r.all
+
+
+def test_compressed_export_has_its_manifest_and_verifies(tmp_path: Path,
+                                                         server: Postgres) -> None:
+    pg = server
+    name = pg.new_name()
+    pg.create(name, rows=30)
+    root = stack_root(tmp_path, pg, shop=name)
+    assert kompose(root, "shop", "db:export", "--compress").code == 0
+    (dump,) = (root / "shop").glob("*Z.sql.gz")
+    manifest = read_manifest(manifest_path(dump))
+    assert (manifest.format, manifest.compression, manifest.compressed_by) == \
+        ("plain", "gzip", "kompose")
+    assert manifest.row_counts == {"public.items": 30}
+    code, stack, err = verify_json(root)
+    assert code == 0 and stack["details"]["row_counts"] == "match", err
+
+
+def test_changed_bytes_fail_on_sha256_and_the_import_refuses(tmp_path: Path,
+                                                             server: Postgres) -> None:
+    pg = server
+    root, name, dump = exported(tmp_path, pg)
+    dump.write_bytes(dump.read_bytes().replace(b"item 42\n", b"item 4X\n"))  # same size
+    code, stack, err = verify_json(root)
+    assert code == 1 and stack["status"] == "failed", err
+    assert "sha256" in stack["message"] and "nothing was restored" in stack["message"]
+    assert stack["details"]["sha256"] == "mismatch" and stack["details"]["load"] == "not run"
+    r = kompose(root, "shop", "db:import")
+    assert r.code == 1, r.all
+    (line,) = [x for x in r.err.splitlines() if x.startswith("✗ shop")]
+    assert "does not match its manifest: sha256" in line and "nothing was touched" in line
+    assert "pg_dump" not in r.err and "psql" not in r.err.replace("(psql", "")
+    assert pg.rows(name)[41] == (42, "item 42")
+    assert not leftovers(pg, name)
+
+
+def test_a_dump_edited_to_lose_rows_fails_on_the_counts(tmp_path: Path,
+                                                        server: Postgres) -> None:
+    pg = server
+    root, name, dump = exported(tmp_path, pg)
+    text = dump.read_text()
+    lines = [x for x in text.splitlines(keepends=True)
+             if not re.match(r"(5|6|7)\titem (5|6|7)\n", x)]
+    dump.write_text("".join(lines))
+    reseal(dump)
+    code, stack, err = verify_json(root)
+    assert code == 1, err
+    assert stack["details"]["sha256"] == "match" and stack["details"]["load"] == "ok"
+    assert stack["details"]["row_counts"] == "differ"
+    assert stack["details"]["differences"] == [
+        {"table": "public.items", "expected": 100, "actual": 97}]
+    assert "public.items: 97 rows restored, the dump had 100" in stack["message"]
+    assert not leftovers(pg, name)
+
+
+def test_a_dump_that_does_not_load_fails(tmp_path: Path, server: Postgres) -> None:
+    pg = server
+    root, name, dump = exported(tmp_path, pg)
+    text = dump.read_text()
+    at = text.index("CREATE TABLE public.items")
+    dump.write_text(text[:at] + "SELECT no_such_function_kt();\n" + text[at:])
+    reseal(dump)
+    code, stack, err = verify_json(root)
+    assert code == 1, err
+    assert stack["details"]["load"] == "failed"
+    assert "did not load" in stack["message"] and "no_such_function_kt" in stack["message"]
+    assert not leftovers(pg, name)
+    assert not (root / "shop" / JOURNAL_NAME).exists()
+
+
+def test_a_dump_without_manifest_verifies_and_imports_by_restore_alone(
+        tmp_path: Path, server: Postgres) -> None:
+    pg = server
+    root, name, dump = exported(tmp_path, pg)
+    manifest_path(dump).unlink()
+    code, stack, err = verify_json(root, dump.name)
+    assert code == 0, err
+    assert "verified by restore alone" in err
+    assert stack["details"]["manifest"] is None and stack["details"]["tables"] == 2
+    assert stack["details"]["row_counts"] == "unchecked"
+    r = kompose(root, "shop", "db:import")
+    assert r.code == 0 and "no manifest beside" in r.err, r.all
+    assert not leftovers(pg, name)
+
+
+def _sleeping_in_copy(pg: Postgres, name: str) -> bool:
+    stem = name + "_kompose_new_"
+    with pg.connect() as conn:
+        return bool(conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND "
+            "starts_with(datname, %s)", (stem,)).fetchall())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_verify_leaves_no_throwaway_database(tmp_path: Path, server: Postgres,
+                                                       sig: int) -> None:
+    """Stopped while its load runs: SIGTERM drops the throwaway copy before kompose ends
+    (143); after a SIGKILL the journal makes the next db command of the stack drop it."""
+    pg = server
+    root, name, dump = exported(tmp_path, pg)
+    text = dump.read_text()
+    at = text.index("CREATE TABLE public.items")
+    dump.write_text(text[:at] + "SELECT pg_sleep(600);\n" + text[at:])
+    reseal(dump)
+    proc, logs = start(root, "shop", "db:verify")
+    try:
+        wait_for("the load sleeping in the throwaway copy", lambda: _sleeping_in_copy(pg, name))
+        assert leftovers(pg, name)
+        os.kill(proc.pid, sig)
+        code = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGTERM:
+        assert code == 143, output(logs)
+        assert not leftovers(pg, name), output(logs)
+        assert not (root / "shop" / JOURNAL_NAME).exists()
+        return
+    assert leftovers(pg, name)
+    assert (root / "shop" / JOURNAL_NAME).exists()
+    r = kompose(root, "shop", "db:export")  # the next db command puts it right first
+    assert r.code == 0 and "dropping the scratch database" in r.err, r.all
+    assert not leftovers(pg, name)
+    assert not (root / "shop" / JOURNAL_NAME).exists()
+
+
+def test_verify_every_stack_and_a_file_for_one_stack_only(tmp_path: Path, pg: Postgres) -> None:
+    a, b = pg.new_name(), pg.new_name()
+    pg.create(a, rows=3)
+    pg.create(b, rows=4)
+    root = stack_root(tmp_path, pg, one=a, two=b)
+    assert kompose(root, "*", "db:export").code == 0
+    r = kompose(root, "--json", "*", "db:verify")
+    assert r.code == 0, r.all
+    stacks = json.loads(r.out)["stacks"]
+    assert [s["details"]["row_counts"] for s in stacks] == ["match", "match"]
+    r = kompose(root, "*", "db:verify", "whatever.sql")
+    assert r.code == 2 and "one stack" in r.err, r.all
+    plan = kompose(root, "-n", "one", "db:verify")
+    assert plan.code == 0 and "_kompose_new_" in plan.err, plan.all
+    assert not leftovers(pg, a) and not leftovers(pg, b)

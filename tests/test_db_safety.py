@@ -65,7 +65,8 @@ def kompose(root: Path, *args: str, env: dict[str, str] | None = None,
 
 
 def dump_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".sql" in p.name)
+    return sorted(p.name for p in folder.iterdir()
+                  if ".sql" in p.name and not p.name.endswith(".json"))  # not manifests
 
 
 def wait_for(what: str, probe: Callable[[], T | None], limit: float = 90) -> T:

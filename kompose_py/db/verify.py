@@ -3,8 +3,9 @@
 The dump (FILE, else the newest complete one) is checked against its manifest (size, sha256),
 then restored into a throwaway database on the same server, created like the target (its
 encoding and locale) and named as an import's scratch copy (``<db>_kompose_new_<token>``),
-so that the recovery of an interrupted import knows it. The load is the one an import uses (plain dumps: psql with
-ON_ERROR_STOP in one transaction through the meta-command guard); then each table's rows
+so that the recovery of an interrupted import knows it. The load is the one an import uses
+(plain dumps: psql with ON_ERROR_STOP in one transaction through the meta-command guard);
+then each table's rows
 are counted and compared with the counts the manifest recorded at pg_dump's snapshot. A
 sha256 mismatch, a failed load or a count that differs fails the stack with the reason;
 ``--json`` carries the details (``details``). The throwaway database is dropped whatever

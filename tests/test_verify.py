@@ -217,3 +217,57 @@ def test_verify_every_stack_and_a_file_for_one_stack_only(tmp_path: Path, pg: Po
     plan = kompose(root, "-n", "one", "db:verify")
     assert plan.code == 0 and "_kompose_new_" in plan.err, plan.all
     assert not leftovers(pg, a) and not leftovers(pg, b)
+
+
+def test_a_manifest_without_counts_verifies_by_restore_alone(tmp_path: Path,
+                                                             pg: Postgres) -> None:
+    """An export whose counting failed writes "row_counts": null and the reason; such a dump
+    is still verified (restore alone), and the output says why."""
+    root, name, dump = exported(tmp_path, pg)
+    manifest = read_manifest(manifest_path(dump))
+    write_manifest(dump, replace(manifest, row_counts=None, snapshot=None,
+                                 row_counts_error="cannot connect (test)"))
+    assert json.loads(manifest_path(dump).read_text())["row_counts"] is None
+    code, stack, err = verify_json(root)
+    assert code == 0, err
+    assert stack["details"]["row_counts"] == "unknown" and stack["details"]["load"] == "ok"
+    assert "no row counts (cannot connect (test))" in err
+    assert not leftovers(pg, name)
+
+
+def test_counts_are_those_of_the_dump_while_rows_keep_coming(tmp_path: Path,
+                                                             server: Postgres) -> None:
+    """A writer commits rows all through the export: the manifest's count is exactly the
+    number of rows in the dump's COPY data (both read at the one exported snapshot)."""
+    import threading
+
+    pg = server
+    name = pg.new_name()
+    pg.create(name, rows=20000)
+    root = stack_root(tmp_path, pg, shop=name)
+    stop = threading.Event()
+    written = [0]
+
+    def write() -> None:
+        with pg.connect(name) as conn:
+            while not stop.is_set():
+                conn.execute("INSERT INTO items SELECT coalesce(max(id), 0) + 1, 'late' "
+                             "FROM items")
+                written[0] += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        r = kompose(root, "shop", "db:export")
+    finally:
+        stop.set()
+        writer.join()
+    assert r.code == 0, r.all
+    (dump,) = (root / "shop").glob("*Z.sql")
+    text = dump.read_text()
+    copy = text[text.index("COPY public.items"):]
+    rows_in_dump = copy[:copy.index("\n\\.\n")].count("\n")
+    assert read_manifest(manifest_path(dump)).row_counts == {"public.items": rows_in_dump}
+    assert written[0] > 0 and len(pg.rows(name)) >= rows_in_dump
+    code, stack, err = verify_json(root)
+    assert code == 0 and stack["details"]["row_counts"] == "match", err

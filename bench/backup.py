@@ -149,7 +149,7 @@ def app_database(scale: int, env: dict[str, str]) -> int:
                             "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], APP],
                            env=env, check=True, capture_output=True)
             with connect(APP) as conn:
-                n = scale * 5000
+                n = scale * 2500
                 conn.execute(f"""
                     CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL UNIQUE,
                         name text, created timestamptz NOT NULL);
@@ -170,8 +170,8 @@ def app_database(scale: int, env: dict[str, str]) -> int:
                         sku text, qty int, price numeric(10, 2), PRIMARY KEY (order_id, line));
                     INSERT INTO order_lines SELECT 1 + g / 3, g % 3, 'sku-' || (g % 5000),
                         1 + g % 5, (g % 300) / 3.0 FROM generate_series(0, {n * 12 - 1}) g;
-                    CREATE INDEX order_lines_sku ON order_lines (sku);
-                    VACUUM ANALYZE;""")
+                    CREATE INDEX order_lines_sku ON order_lines (sku);""")
+                conn.execute("VACUUM ANALYZE")
             admin.execute(f"COMMENT ON DATABASE {APP} IS '{marker}'")
         return int(admin.execute("SELECT pg_database_size(%s)", (APP,)).fetchone()[0])
 
@@ -431,8 +431,8 @@ def container_figures(bench: Bench, work: Path) -> list[Row]:
                                    stdout=bare_out, env=env)})
     rows.append(ratio_row("container: db:export plain vs docker exec CTR pg_dump > file",
                           m["k"], m["b"], None))
-    for extra in folder.iterdir():
-        if extra != plain and extra != Path(f"{plain}.json") and not extra.name.startswith("."):
+    for extra in folder.glob(f"{APP}_*"):  # the timed exports' dumps and manifests
+        if extra not in (plain, Path(f"{plain}.json")):
             remove(extra)
 
     def docker_psql() -> float:
@@ -487,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=30,
                         help="pgbench scale of the database (30: about 550 MB in all)")
     parser.add_argument("--small", action="store_true",
-                        help="scale 1 (about 20 MB), 1 run per side: the script end to end")
+                        help="scale 1 (about 25 MB), 1 run per side: the script end to end")
     parser.add_argument("--runs", type=int, default=None,
                         help="runs per side, median (default 3; --small: 1)")
     parser.add_argument("--no-container", action="store_true",

@@ -248,8 +248,7 @@ class SnapshotCounts:
         finally:
             self._counting.clear()
         # pg_dump must have imported the snapshot before its exporter ends: wait for it.
-        while not self._release.wait(0.1):
-            pass
+        self._release.wait()  # done() always sets it, also when pg_dump failed or stopped
         if self._wanted:
             self.counts = counts
         channel.execute("COMMIT")

@@ -271,3 +271,22 @@ def test_counts_are_those_of_the_dump_while_rows_keep_coming(tmp_path: Path,
     assert written[0] > 0 and len(pg.rows(name)) >= rows_in_dump
     code, stack, err = verify_json(root)
     assert code == 0 and stack["details"]["row_counts"] == "match", err
+
+
+def test_a_databases_own_timeouts_do_not_cut_the_counting(tmp_path: Path,
+                                                          server: Postgres) -> None:
+    """A database that sets statement_timeout (common in production): pg_dump sets its own to
+    0, and so does the counting session, for its transaction only."""
+    from psycopg import sql
+
+    pg = server
+    name = pg.new_name()
+    pg.create(name, rows=300000)
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout = '1ms'").format(
+            sql.Identifier(name)))
+    root = stack_root(tmp_path, pg, shop=name)
+    r = kompose(root, "shop", "db:export")
+    assert r.code == 0 and "warning" not in r.err, r.all
+    (dump,) = (root / "shop").glob("*Z.sql")
+    assert read_manifest(manifest_path(dump)).row_counts == {"public.items": 300000}

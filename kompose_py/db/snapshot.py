@@ -14,8 +14,14 @@ caller for ``pg_dump --snapshot=<id>`` and counts every table pg_dump dumps in t
 transaction, while pg_dump runs; the transaction stays open until pg_dump has ended (it
 imports the snapshot at its start, and a snapshot can only be imported while its exporting
 transaction lives), then commits. Both read exactly the same data, whatever commits meanwhile.
-When the session cannot be opened or the counting fails, pg_dump still runs (without
-``--snapshot`` if no snapshot was exported) and the counts are "unknown", with the reason.
+When the session cannot be opened or no snapshot can be exported, pg_dump still runs without
+``--snapshot`` and the counts are "unknown", with the reason. The session sets
+``statement_timeout``, ``lock_timeout`` and ``idle_in_transaction_session_timeout`` to 0 for
+its transaction, as pg_dump does for its own. What is left: a counting statement that fails
+(which in practice only happens where pg_dump's own reads fail too: a table the role may not
+read, a row-security policy) ends the transaction and the exported snapshot with it; a
+pg_dump that has not imported it yet then fails ("invalid snapshot identifier") and the
+export fails as any pg_dump failure does, publishing nothing.
 
 :func:`restored_counts` (a verification): the same counting, in a database nobody else uses.
 """
@@ -196,6 +202,9 @@ def restored_counts(run: StackRun, access: AccessKind, database: str) -> dict[st
     return run_script(run, access, database, _count)
 
 
+_NO_TIMEOUTS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+
+
 class SnapshotCounts:
     """Open around one pg_dump: ``snapshot`` is the id to give it (None: run it without,
     the counts are then unknown), ``counts``/``error`` are known after the ``with``."""
@@ -238,6 +247,11 @@ class SnapshotCounts:
     def _script(self, channel: Channel) -> None:
         channel.execute(mf.BEGIN_SNAPSHOT)
         channel.execute(mf.ROW_SECURITY_OFF)
+        # As pg_dump does for its own session: a role's or database's timeouts must not end
+        # this transaction (an error or a timeout ends it, and with it the exported snapshot
+        # pg_dump may not have imported yet).
+        for setting in _NO_TIMEOUTS:
+            channel.execute(f"SET LOCAL {setting} = 0")
         rows = channel.rows(f"{mf.EXPORT_SNAPSHOT}, current_setting('server_version')", 2)
         self.snapshot = str(rows[0][0])
         self.server_version = str(rows[0][1]).split()[0]
@@ -250,7 +264,7 @@ class SnapshotCounts:
         # pg_dump must have imported the snapshot before its exporter ends: wait for it.
         self._release.wait()  # done() always sets it, also when pg_dump failed or stopped
         if self._wanted:
-            self.counts = counts
+            self.counts = counts  # taken at the snapshot: valid whatever COMMIT says
         channel.execute("COMMIT")
 
     def _session(self) -> None:

@@ -136,7 +136,7 @@ def connect(dbname: str = "postgres") -> Any:
 def app_database(scale: int, env: dict[str, str]) -> int:
     """``kompose_bench_app`` at ``scale`` (made once, kept): pgbench's tables plus an
     application's indexed tables of about a fifth of its size. Its size in bytes."""
-    marker = f"kompose bench app, pgbench scale {scale}"
+    marker = f"kompose bench app v2, pgbench scale {scale}"
     with connect() as admin:
         row = admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                             "WHERE datname = %s", (APP,)).fetchone()

@@ -290,3 +290,27 @@ def test_a_databases_own_timeouts_do_not_cut_the_counting(tmp_path: Path,
     assert r.code == 0 and "warning" not in r.err, r.all
     (dump,) = (root / "shop").glob("*Z.sql")
     assert read_manifest(manifest_path(dump)).row_counts == {"public.items": 300000}
+
+
+def test_counting_that_fails_leaves_the_dump_and_says_counts_unknown(
+        tmp_path: Path, server: Postgres, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The counting statement fails at once (before pg_dump has imported the snapshot): it
+    fails inside a savepoint, the snapshot lives on, the dump is published with a manifest
+    that says the counts are unknown and why, and the export warns."""
+    import kompose_py.db.snapshot as snapshot
+    from kompose_py.cli import main
+
+    pg = server
+    name = pg.new_name()
+    pg.create(name, rows=10)
+    root = stack_root(tmp_path, pg, shop=name)
+    monkeypatch.setattr(snapshot, "_count", lambda ch: ch.rows("SELECT 1/0, 1", 2))
+    assert main(["--root", str(root), "shop", "db:export"]) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: row counts not taken (counting failed: division by zero)" in err, err
+    (dump,) = (root / "shop").glob("*Z.sql")
+    manifest = read_manifest(manifest_path(dump))
+    assert manifest.row_counts is None and manifest.snapshot is None
+    assert manifest.row_counts_error == "counting failed: division by zero"
+    assert manifest.sha256 == digest(dump)[0]

@@ -6,7 +6,8 @@ in container mode a ``psql`` inside the database's container (``docker exec -i``
 line by line through its stdin and stdout. Each question is written as one statement
 followed by ``\\echo <mark>``; psql answers with one JSON line (the rows, aggregated by the
 server, so names with tabs or newlines cannot break the parsing) and then the mark. psql
-runs with ``ON_ERROR_STOP``: a failed statement ends it, and its stderr says why.
+goes on after a failed statement (no ``ON_ERROR_STOP``): each question's mark line carries
+psql's ``ERROR`` and ``LAST_ERROR_MESSAGE``, so a failure is an error of that question.
 
 :class:`SnapshotCounts` (an export): a session opens ``BEGIN ISOLATION LEVEL REPEATABLE
 READ, READ ONLY``, exports its snapshot (``pg_export_snapshot()``), hands the id to the
@@ -17,11 +18,11 @@ transaction lives), then commits. Both read exactly the same data, whatever comm
 When the session cannot be opened or no snapshot can be exported, pg_dump still runs without
 ``--snapshot`` and the counts are "unknown", with the reason. The session sets
 ``statement_timeout``, ``lock_timeout`` and ``idle_in_transaction_session_timeout`` to 0 for
-its transaction, as pg_dump does for its own. What is left: a counting statement that fails
-(which in practice only happens where pg_dump's own reads fail too: a table the role may not
-read, a row-security policy) ends the transaction and the exported snapshot with it; a
-pg_dump that has not imported it yet then fails ("invalid snapshot identifier") and the
-export fails as any pg_dump failure does, publishing nothing.
+its transaction, as pg_dump does for its own, and counts inside a savepoint: a counting
+statement that fails rolls back to it, and the transaction, with the snapshot pg_dump may
+not have imported yet, lives on until pg_dump has ended (an error in the transaction itself
+would end the exported snapshot and make such a pg_dump fail with "invalid snapshot
+identifier").
 
 :func:`restored_counts` (a verification): the same counting, in a database nobody else uses.
 """
@@ -59,24 +60,32 @@ class _Ended(Exception):
 
 
 # -- psql in the container, driven over its stdin/stdout -----------------------------------
+Answer = tuple[list[str], str | None]  # the lines before the mark; the error, if any
+
+
 class _PsqlChannel:
-    def __init__(self, sink: IO[bytes], answers: queue.Queue[list[str] | None],
-                 ended: threading.Event) -> None:
-        self.sink, self.answers, self.ended = sink, answers, ended
-        self.mark = "__kompose_" + secrets.token_hex(8)
+    def __init__(self, sink: IO[bytes], answers: queue.Queue[Answer | None],
+                 ended: threading.Event, mark: str) -> None:
+        self.sink, self.answers, self.ended, self.mark = sink, answers, ended, mark
 
     def _ask(self, statement: str) -> list[str]:
         if self.ended.is_set():
             raise _Ended
         try:
-            self.sink.write(f"{statement};\n\\echo {self.mark}\n".encode())
+            # psql's ERROR and LAST_ERROR_MESSAGE (11+) after the mark: a failed statement is
+            # a StepError the script may handle, and psql goes on (no ON_ERROR_STOP here).
+            self.sink.write(f"{statement};\n\\echo {self.mark} :ERROR "
+                            f":LAST_ERROR_MESSAGE\n".encode())
             self.sink.flush()
         except (BrokenPipeError, ValueError):
             raise _Ended from None
         answer = self.answers.get()
         if answer is None:
             raise _Ended
-        return answer
+        lines, error = answer
+        if error is not None:
+            raise StepError(error)
+        return lines
 
     def execute(self, statement: str) -> None:
         self._ask(statement)
@@ -99,19 +108,21 @@ def _psql_script(run: StackRun, access: AccessKind, database: str,
                  script: Callable[[Channel], T]) -> T:
     """Run ``script`` against one psql session in ``database`` through ``access``'s tools;
     the session ends when the script returns. StepError (psql's own line) when it fails."""
-    answers: queue.Queue[list[str] | None] = queue.Queue()
+    answers: queue.Queue[Answer | None] = queue.Queue()
     ended = threading.Event()
     result: list[T] = []
     errors: list[BaseException] = []
-    mark_box: list[str] = []
+    mark = "__kompose_" + secrets.token_hex(8)
 
     def read(source: IO[bytes]) -> None:
         lines: list[str] = []
         try:
             for raw in iter(source.readline, b""):
                 line = raw.decode(errors="replace").rstrip("\n")
-                if mark_box and line == mark_box[0]:
-                    answers.put(lines)
+                if line.startswith(mark + " "):
+                    failed, _, message = line[len(mark) + 1:].partition(" ")
+                    answers.put((lines, (message.strip() or "psql: error")
+                                 if failed == "true" else None))
                     lines = []
                 else:
                     lines.append(line)
@@ -120,8 +131,7 @@ def _psql_script(run: StackRun, access: AccessKind, database: str,
             answers.put(None)
 
     def drive(sink: IO[bytes]) -> None:
-        channel = _PsqlChannel(sink, answers, ended)
-        mark_box.append(channel.mark)
+        channel = _PsqlChannel(sink, answers, ended, mark)
         try:
             result.append(script(channel))
         except _Ended:
@@ -129,7 +139,7 @@ def _psql_script(run: StackRun, access: AccessKind, database: str,
         except Exception as exc:  # a script's own error: reported after psql has ended
             errors.append(exc)
 
-    cmd = access.tool("psql", database, ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"],
+    cmd = access.tool("psql", database, ["-X", "-q", "-A", "-t"],
                       run.env, run.stack.path, stdin=True)
     cmd = replace(cmd, stdout="capture", drain=read, feeder=drive, capture_stderr=True,
                   echo_stderr=False)
@@ -148,10 +158,20 @@ class _PsycopgChannel:
         self.conn = conn
 
     def execute(self, statement: str) -> None:
-        self.conn.execute(statement.encode())
+        self._run(statement)
 
     def rows(self, query: str, columns: int) -> list[list[Any]]:
-        return [list(row) for row in self.conn.execute(query.encode()).fetchall()]
+        return [list(row) for row in self._run(query).fetchall()]
+
+    def _run(self, statement: str) -> Any:
+        import psycopg
+
+        from kompose_py.db.postgres.admin import first_line
+
+        try:
+            return self.conn.execute(statement.encode())
+        except psycopg.Error as exc:
+            raise StepError(first_line(exc)) from None
 
 
 def _psycopg_script(access: HostAccess, database: str, script: Callable[[Channel], T],
@@ -257,13 +277,21 @@ class SnapshotCounts:
         self.server_version = str(rows[0][1]).split()[0]
         self._ready.set()
         self._counting.set()
+        # In a subtransaction: a counting statement that fails ends only that, and the
+        # exported snapshot lives on for a pg_dump that has not imported it yet.
+        channel.execute("SAVEPOINT kompose_counts")
+        counts: dict[str, int] | None = None
         try:
             counts = _count(channel)
+            channel.execute("RELEASE SAVEPOINT kompose_counts")
+        except StepError as exc:
+            self.error = f"counting failed: {exc.message}"
+            channel.execute("ROLLBACK TO SAVEPOINT kompose_counts")
         finally:
             self._counting.clear()
         # pg_dump must have imported the snapshot before its exporter ends: wait for it.
         self._release.wait()  # done() always sets it, also when pg_dump failed or stopped
-        if self._wanted:
+        if self._wanted and counts is not None:
             self.counts = counts  # taken at the snapshot: valid whatever COMMIT says
         channel.execute("COMMIT")
 

@@ -314,3 +314,14 @@ def test_counting_that_fails_leaves_the_dump_and_says_counts_unknown(
     assert manifest.row_counts is None and manifest.snapshot is None
     assert manifest.row_counts_error == "counting failed: division by zero"
     assert manifest.sha256 == digest(dump)[0]
+
+
+def test_an_incomplete_file_is_refused_before_anything_is_restored(tmp_path: Path,
+                                                                   pg: Postgres) -> None:
+    root, name, dump = exported(tmp_path, pg)
+    cut = dump.with_name(dump.name.replace("Z.sql", "Z_2.sql"))
+    cut.write_bytes(dump.read_bytes()[:-200])
+    code, stack, err = verify_json(root, cut.name)
+    assert code == 1 and "not a complete dump" in stack["message"], err
+    assert stack["details"]["load"] == "not run" and stack["details"]["database"] is None
+    assert "CREATE DATABASE" not in err and not leftovers(pg, name)

@@ -55,8 +55,8 @@ class CommandSpec:
     # The pattern must select exactly one stack; the words that say why ("opens one
     # database").
     one_stack: str = ""
-    # Checked once before any stack starts, with the selection ("module:function",
-    # ``function(options, root, selected)``); raises UsageError.
+    # Checked once before any stack starts, with the selection and their environments
+    # ("module:function", ``function(options, root, selected, envs)``); raises UsageError.
     prepare: str | None = None
     # Shell completion offers the stack's dump files as its argument.
     completes_dump: bool = False
@@ -142,8 +142,17 @@ def _Parser(**kwargs: Any) -> ArgumentParser:
 
 # -- the options of each command ------------------------------------------------------------
 def _export_arguments(p: ArgumentParser) -> None:
-    p.add_argument("--compress", action="store_true",
-                   help="write <db>_<time>Z.sql.gz (gzip, made by kompose)")
+    p.add_argument("--format", choices=("plain", "custom", "directory"), default=None,
+                   help="plain SQL <db>_<time>Z.sql (default, or DB_DUMP_FORMAT), pg_dump's "
+                        "custom archive <db>_<time>Z.dump, or its directory archive "
+                        "<db>_<time>Z.dir/ (both restore in parallel)")
+    p.add_argument("--compress", nargs="?", const="gzip", default=None, type=_compress,
+                   metavar="METHOD[:LEVEL]",
+                   help="gzip (the default METHOD), lz4 or zstd, optionally :LEVEL; done by "
+                        "pg_dump where it can (16+ for lz4/zstd), else by kompose for plain "
+                        "dumps (.sql.gz, .sql.lz4, .sql.zst)")
+    p.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                   help="pg_dump processes for a directory archive (default 1)")
 
 
 def _import_arguments(p: ArgumentParser) -> None:
@@ -158,28 +167,72 @@ def _import_arguments(p: ArgumentParser) -> None:
                         "database's own settings or grants (another role's setting, a "
                         "superuser-only parameter, a grantor it may not act for); each one "
                         "left out is listed")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help="pg_restore processes for a custom or directory archive (default: "
+                        "the number of CPUs, at most 4)")
+
+
+def _compress(text: str) -> str:
+    """Checked when the options are read (one clear line before anything runs)."""
+    from kompose_py.db.compression import parse_compress
+
+    parse_compress(text)
+    return text
 
 
 def _verify_arguments(p: ArgumentParser) -> None:
     p.add_argument("file", nargs="?", metavar="FILE",
                    help="the dump to verify (one stack only); default: each stack's newest "
                         "complete dump")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help="pg_restore processes for a custom or directory archive (default: "
+                        "the number of CPUs, at most 4)")
 
 
-def _cleanup_arguments(p: ArgumentParser) -> None:
-    p.add_argument("--keep", type=_at_least_one, default=1, metavar="N",
-                   help="keep the N newest complete dumps (default 1)")
-
-
-def _at_least_one(text: str) -> int:
+def _jobs(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"db:cleanup --keep {text!r}: not a whole number") from None
-    if value < 1:
-        raise UsageError("db:cleanup --keep must be at least 1: the newest dump is never "
-                         "deleted")
+        raise UsageError(f"--jobs {text!r}: not a whole number") from None
+    if not 1 <= value <= 64:
+        raise UsageError(f"--jobs {value}: expected 1 to 64")
     return value
+
+
+def _cleanup_arguments(p: ArgumentParser) -> None:
+    rules = p.add_argument_group(
+        "retention (restic forget's rules; any --keep-* replaces the DB_KEEP_* variables)")
+    rules.add_argument("--keep-last", "--keep", dest="keep_last", type=_count("--keep/--keep-last"),
+                       metavar="N", help="keep the N newest complete dumps (--keep N is the "
+                                         "same); with no rule at all: 1")
+    for rule, what in (("hourly", "hour"), ("daily", "day"), ("weekly", "ISO week"),
+                       ("monthly", "month"), ("yearly", "year")):
+        rules.add_argument(f"--keep-{rule}", dest=f"keep_{rule}", type=_count(f"--keep-{rule}"),
+                           metavar="N", help=f"keep the newest dump of each of the last N "
+                                             f"{what}s that have one (UTC)")
+    rules.add_argument("--keep-within", dest="keep_within", type=_span, metavar="DURATION",
+                       help="keep every dump made within DURATION (1y2m3d4h) before the "
+                            "newest complete dump")
+
+
+def _count(flag: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        import re
+
+        value = text.strip()
+        if re.fullmatch(r"-?[0-9]+", value) and (int(value) >= 1 or int(value) == -1):
+            return int(value)
+        raise UsageError(f"db:cleanup {flag} {text!r}: expected a whole number ≥ 1 (-1: "
+                         f"all); the newest dump is never deleted")
+    return parse
+
+
+def _span(text: str) -> str:
+    from kompose_py.db.retention import parse_duration
+
+    if not parse_duration(text, "db:cleanup --keep-within"):
+        raise UsageError(f"db:cleanup --keep-within {text!r}: a span of 0 keeps nothing")
+    return text.strip()
 
 
 TABLE: tuple[CommandSpec, ...] = (
@@ -192,8 +245,13 @@ TABLE: tuple[CommandSpec, ...] = (
                 "database, row counts against its manifest", "stacks",
                 "kompose_py.db.verify:verify_command", _verify_arguments, hooked=True,
                 prepare="kompose_py.db.verify:prepare_verify", completes_dump=True),
-    CommandSpec("db:cleanup", "keep the newest dumps only", "stacks",
-                "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True),
+    CommandSpec("db:cleanup", "delete the dumps a retention policy does not keep", "stacks",
+                "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True,
+                epilog="A dump is kept when any rule keeps it; N=-1 keeps every bucket.\n"
+                       "Without any --keep-* option the policy is DB_KEEP_LAST, "
+                       "DB_KEEP_HOURLY, DB_KEEP_DAILY,\nDB_KEEP_WEEKLY, DB_KEEP_MONTHLY, "
+                       "DB_KEEP_YEARLY, DB_KEEP_WITHIN from the stack's\nenvironment; with "
+                       "neither, the newest dump only. --dry-run shows each dump's fate."),
     CommandSpec("db:list", "list each stack's dumps", "report",
                 "kompose_py.cli.listing:list_db_dumps"),
     CommandSpec("db:shell", "an interactive psql on one stack's database, wherever it lives",

@@ -9,6 +9,7 @@ import functools
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -99,8 +100,10 @@ def closest_name(function: str) -> str | None:
     return matches[0] if matches else None
 
 
-def check_file(path: Path, runner: Runner) -> list[Finding]:
-    """Every problem of one hooks file; nothing in it is executed."""
+def check_file(path: Path, runner: Runner,
+               refusal: Callable[[str], str | None] | None = None) -> list[Finding]:
+    """Every problem of one hooks file; nothing in it is executed. ``refusal``: the stack's
+    backend's, for a stack whose backend refuses some commands (Swarm has no ``build``)."""
     findings: list[Finding] = []
     if not path.is_file():
         return findings
@@ -119,6 +122,10 @@ def check_file(path: Path, runner: Runner) -> list[Finding]:
     known = valid_names()
     for function, line in hooks.definitions(path):
         if function in known:
+            why = refusal(known[function]) if refusal is not None else None
+            if why:
+                findings.append(Finding("warning", path, line,
+                                        f"{function} never runs: {why}"))
             continue
         close = closest_name(function)
         hint = f"; did you mean {close}?" if close else ""

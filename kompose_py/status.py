@@ -11,7 +11,7 @@ from dataclasses import replace
 from kompose_py.backends.base import StackStatus
 from kompose_py.backends.choose import backend_for
 from kompose_py.backends.docker import shown_engine
-from kompose_py.db.dumpfiles import complete_dumps
+from kompose_py.db.dumpfiles import complete_dumps, dump_folder
 from kompose_py.envfiles import StackEnv
 from kompose_py.errors import KomposeError
 from kompose_py.runner.run import Runner
@@ -23,7 +23,8 @@ def query(stack: Stack, env: StackEnv, runner: Runner, default_env: Mapping[str,
     values = env.values
     dump = age = None
     if database:
-        dumps = complete_dumps(stack.path, database)
+        # A missing DB_DUMP_DIR reads as no dump: --status is a glance, db:list says why.
+        dumps = complete_dumps(dump_folder(stack, values), database)
         if dumps:
             dump = dumps[-1].path
             age = max(0.0, now - dumps[-1].timestamp.timestamp())

@@ -182,6 +182,23 @@ for tool in ssh ssh-keygen; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool, for the ssh:// engine tests (apt-get install openssh-client)")
 done
 
+# --- restic (retention is checked against its `forget`; the README's off-site hook runs it) --
+command -v restic >/dev/null 2>&1 || apt_install restic || true
+command -v restic >/dev/null 2>&1 || missing+=("restic, for the retention and off-site hook tests (apt-get install restic)")
+# --- A throw-away Docker Swarm (tests/swarmfixture.py) ---------------------------------------
+# scripts/swarm-cluster.sh builds it per test session from dockerd and these tools: network
+# namespaces and veths (iproute2), nsenter/unshare/setsid/flock (util-linux). Nothing starts here.
+for tool in ip nsenter unshare setsid flock; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    is_root_apt && apt_install iproute2 util-linux || true
+    break
+  fi
+done
+for tool in ip nsenter unshare setsid flock dockerd; do
+  command -v "$tool" >/dev/null 2>&1 \
+    || missing+=("$tool, for the swarm cluster tests (apt-get install iproute2 util-linux docker.io)")
+done
+
 [ -e /dev/fd/3 ] && printf 'export KOMPOSE_HAVE_DOCKER=%s KOMPOSE_HAVE_POSTGRES=%s\n' "$docker_ok" "$pg_ok" >&3
 if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do say "MISSING: $m"; done

@@ -30,6 +30,9 @@ PG = {
 # major version, and one newer than the host's pg_dump.
 PG_IMAGE = os.environ.get("KOMPOSE_TEST_PG_IMAGE", "kompose/postgres:15")
 PG_IMAGE_NEWER = os.environ.get("KOMPOSE_TEST_PG_IMAGE_NEWER", "kompose/postgres:17")
+# A real 3-node Docker Swarm (scripts/swarm-cluster.sh), built once per session when a test
+# asks for it.
+pytest_plugins = ["tests.swarmfixture"]
 _CLEARED = ("KOMPOSE_", "COMPOSE_", "DOCKER_", "PG", "DB_", "NETWORK_NAME", "NO_COLOR")
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from kompose_py.backends.docker import Container
-    from kompose_py.runner.command import Command
+    from kompose_py.runner.command import Command, Outcome
     from kompose_py.runner.run import Runner
     from kompose_py.stacks import Stack
 
@@ -29,6 +29,17 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class ServiceDetail:
+    """One service as an orchestrator that schedules replicas reports it (Swarm)."""
+
+    service: str
+    running: int
+    desired: int
+    nodes: tuple[str, ...]
+    update: str  # "" or the service's update state (updating, completed, rollback_completed…)
+
+
+@dataclass(frozen=True)
 class StackStatus:
     stack: str
     engine: str | None  # "DOCKER_HOST=…" when the stack's engine is not kompose's own
@@ -39,6 +50,8 @@ class StackStatus:
     dump_age_seconds: float | None = None
     error: str | None = None
     health: dict[str, int] = field(default_factory=dict)
+    orchestrator: str = "compose"
+    services: tuple[ServiceDetail, ...] = ()  # replicas, nodes, update state (Swarm)
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -60,6 +73,43 @@ class StackStatus:
         return (self.error is None and len(self.running) == len(self.expected)
                 and not self.health.get("unhealthy"))
 
+
+
+class Steps(Protocol):
+    """What a backend needs of the stack run that performs a command (lifecycle's StackRun,
+    through stackcmd.py): each process is shown and recorded as a step of the stack."""
+
+    env: dict[str, str]
+
+    @property
+    def dry_run(self) -> bool: ...
+
+    @property
+    def queries(self) -> Runner:
+        """Runs read-only questions, in dry-runs too."""
+        ...
+
+    def run_command(self, name: str, cmd: Command) -> Outcome: ...
+
+    def note(self, text: str) -> None:
+        """A line for the stack's output (dry-run, --verbose and warnings)."""
+        ...
+
+    def detail(self, text: str) -> None:
+        """A line shown in dry-runs and with --verbose only."""
+        ...
+
+    def fail(self, message: str) -> None:
+        """The main step failed for a reason that is not a process exit."""
+        ...
+
+    def step(self, name: str, duration: float, error: str | None = None) -> None:
+        """Record a step that is no process (a wait): succeeded, or failed with ``error``."""
+        ...
+
+    def cancelled(self) -> bool:
+        """Ctrl-C, SIGTERM or SIGHUP arrived: stop waiting."""
+        ...
 
 
 class Backend(Protocol):
@@ -87,6 +137,28 @@ class Backend(Protocol):
                 interactive: bool) -> Command:
         """The process that runs ``args`` (``up -d``) for the stack; ``interactive``: one
         stack at a time on a terminal, so a verb that talks to the user keeps it."""
+        ...
+
+    def perform(self, steps: Steps, stack: Stack, args: Sequence[str],
+                interactive: bool) -> None:
+        """Run ``args`` for the stack as the main step between its hooks: one process
+        (``command``) or several (Swarm's deploy, then its wait)."""
+        ...
+
+    def refusal(self, verb: str) -> str | None:
+        """Why this backend does not run ``verb`` and what to use instead (None: it does)."""
+        ...
+
+    def refused(self, stack: Stack, env: Mapping[str, str], verb: str,
+                runner: Runner) -> list[str]:
+        """What in the stack's definition this backend will not run for ``verb``, one line
+        each (checked before the first stack starts)."""
+        ...
+
+    def findings(self, stack: Stack, env: Mapping[str, str],
+                 runner: Runner) -> tuple[list[str], list[str]]:
+        """For env:check: what in the stack's definition this backend refuses (errors) and
+        what it drops or rewrites (warnings), one line each."""
         ...
 
     def subcommands(self, env: Mapping[str, str], runner: Runner) -> frozenset[str] | None:

@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # the protocol is for the type checker: no import on the star
 
 ORCHESTRATOR_KEY = "KOMPOSE_ORCHESTRATOR"
 # name -> "module:object", imported when a stack uses it.
-BACKENDS = {"compose": "kompose_py.backends.compose:COMPOSE"}
+BACKENDS = {"compose": "kompose_py.backends.compose:COMPOSE",
+            "swarm": "kompose_py.backends.swarm:SWARM"}
 
 
 def backend_for(env: Mapping[str, str]) -> Backend:

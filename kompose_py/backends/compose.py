@@ -25,7 +25,7 @@ from kompose_py.runner.command import Command
 from kompose_py.stacks import OVERRIDE_FILE_NAMES, Stack
 
 if TYPE_CHECKING:  # a plain `up` or `ps` needs none of them: they load when used
-    from kompose_py.backends.base import ServiceState, StackStatus
+    from kompose_py.backends.base import ServiceState, StackStatus, Steps
     from kompose_py.backends.docker import Container
     from kompose_py.runner.run import Runner
 
@@ -408,6 +408,22 @@ class Compose:
         return Command((*compose_program(env), *args), stack.path, shown_env,
                        foreground=foreground,
                        on_abort=_kill_on_abort(compose_program(env), args, stack, env))
+
+    def perform(self, steps: Steps, stack: Stack, args: Sequence[str],
+                interactive: bool) -> None:
+        steps.run_command(f"{self.name} {args[0]}",
+                          self.command(stack, steps.env, args, interactive))
+
+    def refusal(self, verb: str) -> str | None:
+        return None
+
+    def refused(self, stack: Stack, env: Mapping[str, str], verb: str,
+                runner: Runner) -> list[str]:
+        return []
+
+    def findings(self, stack: Stack, env: Mapping[str, str],
+                 runner: Runner) -> tuple[list[str], list[str]]:
+        return [], []
 
     def subcommands(self, env: Mapping[str, str], runner: Runner) -> frozenset[str] | None:
         program = compose_program(env)

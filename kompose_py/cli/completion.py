@@ -1,7 +1,8 @@
 """Shell completion of PATTERN, COMMAND and a dump file argument (bash, zsh, fish via Typer).
 
 Kept light on purpose: a completion call runs on every TAB, so this reads folder names only —
-no .env, no hooks.sh, no psycopg, not the command layer.
+no hooks.sh, no psycopg, not the command layer; the root and stack .env only for a dump
+argument (``DB_DUMP_DIR`` says where the dumps are).
 """
 
 from __future__ import annotations
@@ -75,10 +76,26 @@ def _complete(params: dict[str, Any], given: list[str],
     if spec is not None and spec.completes_dump and len(given) == 2 and root is not None:
         chosen = [s for s in found if s.name == given[0]]
         if chosen:
-            return sorted(p.name for p in chosen[0].path.iterdir()
+            folder = _dump_folder(chosen[0], root)
+            if folder is None or not folder.is_dir():
+                return []
+            return sorted(p.name for p in folder.iterdir()
                           if not p.name.startswith(".") and p.name.startswith(incomplete)
                           and _is_dump_name(p.name))
     return []
+
+
+def _dump_folder(stack: stacks.Stack, root: Path) -> Path | None:
+    """Where db:import would look up a bare dump name: the stack's DB_DUMP_DIR folder, else
+    the stack folder (None when an .env cannot be read: no guesses)."""
+    from kompose_py.db.dumpfiles import dump_folder
+    from kompose_py.envfiles import EnvBuilder
+
+    try:
+        env = EnvBuilder(dict(os.environ), root / ".env").for_stack(stack.env_file)
+    except Exception:
+        return None
+    return dump_folder(stack, env.values)
 
 
 def _is_dump_name(name: str) -> bool:

@@ -138,10 +138,10 @@ def execute(inv: Invocation) -> int:
         names = ", ".join(s.name for s in selected)
         raise UsageError(f"{spec.name} {spec.one_stack}, and the pattern selects "
                          f"{len(selected)} ({names})", hint="name one stack")
-    if spec is not None and spec.prepare is not None:
-        table.load(spec.prepare)(options, root, selected)
     # Every selected stack's environment is read before the first one starts.
     envs = {s.name: builder.for_stack(s.env_file) for s in selected}
+    if spec is not None and spec.prepare is not None:
+        table.load(spec.prepare)(options, root, selected, envs)
     report_stream = sys.stderr
     parallel = min(inv.parallel, len(selected))
     reporter = HumanReporter(report_stream, use_color(report_stream, inv.no_color), root,

@@ -104,6 +104,9 @@ def check(request: ReportRequest) -> int:
                                 "(the first compose file's folder); hooks, env:show and "
                                 "database commands do not")
             projects.setdefault(backend.project(stack, env.values), []).append(stack.name)
+            refused, dropped = backend.findings(stack, env.values, request.runner)
+            errors += refused
+            warnings += dropped
         found[stack.name] = (errors, warnings)
     for project, names in projects.items():
         if len(names) > 1:

@@ -9,7 +9,7 @@ from kompose_py import hooks, stacks
 from kompose_py.backends.choose import backend_for
 from kompose_py.cli.output import Painter, plural, relative
 from kompose_py.cli.report import write_report
-from kompose_py.db.dumpfiles import find_dumps
+from kompose_py.db.dumpfiles import dump_dir_problem, dump_folder, find_dumps
 from kompose_py.envfiles import EnvBuilder
 from kompose_py.errors import KomposeError
 from kompose_py.runner.run import Runner
@@ -22,7 +22,8 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
                 as_json: bool, runner: Runner) -> int:
     paint = Painter(color)
     selected = stacks.select(stacks.discover(root), pattern, root)
-    rows = [("STACK", "COMPOSE FILE", ".ENV", "DUMPS", "DATABASE", "DB VIA", "HOOKS")]
+    rows: list[tuple[str, ...]] = [("STACK", "ORCHESTRATOR", "COMPOSE FILE", ".ENV", "DUMPS",
+                                     "DATABASE", "DB VIA", "HOOKS")]
     from kompose_py.db.reach import describe_access
     from kompose_py.db.recovery import interrupted_import
     from kompose_py.db.settings import settings_for
@@ -35,30 +36,38 @@ def list_stacks(root: Path, pattern: str, builder: EnvBuilder, out: TextIO, colo
             settings = settings_for(env)
         except KomposeError:
             settings = None
-        compose_files = backend_for(env.values).files(stack, env.values)
+        backend = backend_for(env.values)
+        compose_files = backend.files(stack, env.values)
         files = ",".join(relative(f, stack.path) for f in compose_files)
         db = settings.name if settings else ""
-        dumps = str(len(find_dumps(stack.path, db))) if db else "-"
+        # An unmounted DB_DUMP_DIR is no count (null), not "0 dumps".
+        lost = bool(db) and dump_dir_problem(stack, env.values) is not None
+        count = len(find_dumps(dump_folder(stack, env.values), db)) if db and not lost \
+            else None
+        dumps = "-" if not db else "? (no DB_DUMP_DIR)" if lost else str(count)
         via, access = describe_access(stack, env, runner) if settings else ("-", None)
         leftover = interrupted_import(stack) if settings else None
         names = sorted(hooks.defined_functions(stack.hooks_file))
         hook_text = ", ".join(n.removeprefix("hook_") for n in names) or "-"
         items.append({"stack": stack.name, "path": str(stack.path),
+                      "orchestrator": backend.name,
                       "compose_files": [str(f) for f in compose_files],
                       "env_file": str(stack.env_file) if stack.env_file.is_file() else None,
                       "database": db or None,
-                      "dumps": len(find_dumps(stack.path, db)) if db else None,
+                      "dumps": count,
                       "access": access, "interrupted_import": leftover,
                       "hooks": names})
         if leftover:
             via += " [INTERRUPTED IMPORT: run db:recover]"
-        rows.append((stack.name, files,
+        rows.append((stack.name, backend.name, files,
                      "yes" if stack.env_file.is_file() else "-", dumps, db or "-", via,
                      hook_text))
     if as_json:
         write_report(out, "--list", {"root": str(root), "root_hooks": sorted(root_hooks),
                                        "stacks": items})
         return 0
+    if all(item["orchestrator"] == "compose" for item in items):
+        rows = [(r[0], *r[2:]) for r in rows]  # Compose only: the column says nothing
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for n, row in enumerate(rows):
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
@@ -82,29 +91,46 @@ def age(seconds: float) -> str:
 def list_db_dumps(request: ReportRequest) -> int:
     """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
     from kompose_py.db.dumpfiles import human_size
+    from kompose_py.db.postgres.formats import dump_kind
     from kompose_py.db.recovery import interrupted_import
+    from kompose_py.db.settings import is_database_stack
     from kompose_py.db.upkeep import list_dumps
 
     envs, selected, out = request.envs(), request.selected, request.out
     paint = Painter(request.color)
+    # A DB_DUMP_DIR that is missing (a share not mounted) is an error of that stack: exit 1.
+    problems = {s.name: dump_dir_problem(s, envs[s.name].values)
+                if is_database_stack(envs[s.name]) else None for s in selected}
+    code = 1 if any(problems.values()) else 0
     if request.as_json:
         items = []
         for stack in selected:
             db, dumps = list_dumps(stack, envs[stack.name])
             items.append({"stack": stack.name, "database": db.name if db else None,
+                          "dump_dir": str(dump_folder(stack, envs[stack.name].values))
+                          if db else None,
+                          "error": problems[stack.name],
                           "dumps": [{"file": str(i.dump.path), "size": i.size,
+                                     **dump_kind(i.dump.path),
                                      "age_seconds": round(i.age_seconds),
                                      "complete": i.problem is None, "problem": i.problem}
                                     for i in dumps],
                           "interrupted_import": interrupted_import(stack) if db else None})
         write_report(out, request.command, {"stacks": items})
-        return 0
+        return code
     for stack in selected:
         db, dumps = list_dumps(stack, envs[stack.name])
         if db is None:
             out.write(f"{paint('⊘', 'yellow')} {stack.name}: no DB_NAME in its .env\n")
             continue
-        out.write(paint(f"{stack.name} ({db.name}): {plural(len(dumps), 'dump')}", "bold") + "\n")
+        if problems[stack.name]:
+            out.write(f"{paint('✗', 'red')} {stack.name} ({db.name}): "
+                      f"{problems[stack.name]}\n")
+            continue
+        folder = dump_folder(stack, envs[stack.name].values)
+        where = f" in {folder}" if folder != stack.path else ""
+        out.write(paint(f"{stack.name} ({db.name}): {plural(len(dumps), 'dump')}{where}",
+                        "bold") + "\n")
         for info in dumps:
             mark = "" if info.problem is None else \
                 "  " + paint(f"INCOMPLETE: {info.problem}", "red")
@@ -113,7 +139,7 @@ def list_db_dumps(request: ReportRequest) -> int:
         leftover = interrupted_import(stack)
         if leftover:
             out.write("  " + paint(leftover, "red") + "\n")
-    return 0
+    return code
 
 
 def list_hooks(request: ReportRequest) -> int:
@@ -148,9 +174,10 @@ def check_hooks(request: ReportRequest) -> int:
     """``kompose PATTERN hooks:check``: exit 1 when any hooks file has an error."""
     from kompose_py.hookcheck import check_file
 
-    request.envs()  # an unreadable .env is an error here too
+    envs = request.envs()  # an unreadable .env is an error here too
     root, selected, out, as_json = request.root, request.selected, request.out, \
         request.as_json
+    refusals = {s.hooks_file: backend_for(envs[s.name].values).refusal for s in selected}
     paint = Painter(request.color)
     runner = request.runner
     files = [root / "hooks.sh"] + [s.hooks_file for s in selected]
@@ -160,7 +187,7 @@ def check_hooks(request: ReportRequest) -> int:
         if not path.is_file():
             continue
         checked += 1
-        findings = check_file(path, runner)
+        findings = check_file(path, runner, refusals.get(path))
         report.append({"file": str(path), "findings": [
             {"level": f.level, "line": f.line, "message": f.message} for f in findings]})
         if as_json:

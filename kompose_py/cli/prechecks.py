@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 from kompose_py import commands
 from kompose_py.backends.choose import backend_for
 from kompose_py.envfiles import StackEnv
-from kompose_py.errors import UsageError
+from kompose_py.errors import ConfigError, UsageError
 from kompose_py.stacks import Stack
 
 if TYPE_CHECKING:
@@ -34,6 +34,10 @@ def check_subcommand(command: str, args: Sequence[str], pattern: str,
     for stack in selected:
         env = envs[stack.name].values
         backend = backend_for(env)
+        why = backend.refusal(command)
+        if why:
+            raise UsageError(f"{stack.name}: {why}",
+                             hint=f"{stack.name} runs on {backend.name} (KOMPOSE_ORCHESTRATOR)")
         if command in backend.verbs:
             continue  # the backend's own commands: no question, no cache read (common path)
         program = tuple(backend.program(env))
@@ -56,6 +60,26 @@ def check_subcommand(command: str, args: Sequence[str], pattern: str,
             hint = f"`{shown} --help` lists its commands"
         raise UsageError(f"{command!r} is neither a {shown} command nor a kompose command",
                          hint=hint)
+
+
+def check_definitions(command: str, selected: Sequence[Stack], envs: Mapping[str, StackEnv],
+                      runner: Runner, out: TextIO) -> None:
+    """A stack whose definition its backend refuses to run (a swarm stack with
+    ``privileged:``) stops the run before the first hook: exit 2, one line per key."""
+    lines = []
+    refusing = []
+    for stack in selected:
+        env = envs[stack.name].values
+        found = backend_for(env).refused(stack, env, command, runner)
+        lines += [f"{stack.name}: {line}" for line in found]
+        if found:
+            refusing.append(stack.name)
+    if lines:
+        for line in lines:
+            out.write(f"kompose: error: {line}\n")
+        raise ConfigError(f"{len(lines)} key(s) of {', '.join(refusing)} cannot run on "
+                          f"swarm; nothing ran", hint="change or remove these keys, or run "
+                          "the stack with KOMPOSE_ORCHESTRATOR=compose")
 
 
 def misplaced_command(args: Sequence[str]) -> str | None:
@@ -129,7 +153,10 @@ def before_backend(command: str, args: Sequence[str], pattern: str, selected: Se
     """Every check of a backend command; returns the stacks that must not run (their engine
     is unreachable) with the reason. Raises UsageError for an unknown subcommand."""
     check_subcommand(command, args, pattern, selected, envs, runner)
-    warning = attach_warning(command, args, len(selected), parallel)
+    check_definitions(command, selected, envs, runner, out)
+    # Only Compose attaches: a swarm `up` returns once its services have converged.
+    attaching = [s for s in selected if backend_for(envs[s.name].values).name == "compose"]
+    warning = attach_warning(command, args, len(attaching), parallel)
     if warning:
         out.write(f"kompose: warning: {warning}\n")
     if dry_run or all(command in backend_for(envs[s.name].values).offline for s in selected):

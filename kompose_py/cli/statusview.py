@@ -54,6 +54,7 @@ def document(found: Sequence[StackStatus], ok: bool) -> dict[str, Any]:
         "stacks": [
             {
                 "stack": s.stack,
+                "orchestrator": s.orchestrator,
                 "ok": s.ok,
                 "engine": s.engine,
                 "expected": list(s.expected),
@@ -63,6 +64,9 @@ def document(found: Sequence[StackStatus], ok: bool) -> dict[str, Any]:
                 "containers": [{"service": c.service, "name": c.container, "state": c.state,
                                 "health": c.health or None, "ports": list(c.ports)}
                                for c in s.containers],
+                "services": [{"service": d.service, "running": d.running, "desired": d.desired,
+                              "nodes": list(d.nodes), "update": d.update or None}
+                             for d in s.services],
                 "database": s.database,
                 "newest_dump": None if s.newest_dump is None else {
                     "file": str(s.newest_dump), "age_seconds": round(s.dump_age_seconds or 0)},
@@ -79,22 +83,31 @@ def _health_text(s: StackStatus) -> str:
 
 def render(found: Sequence[StackStatus], out: TextIO, paint: Painter) -> None:
     show_engine = any(s.engine for s in found)
-    head = ["STACK", *(["ENGINE"] if show_engine else []), "SERVICES", "HEALTH", "PORTS",
-            "LAST DUMP"]
+    show_orchestrator = any(s.orchestrator != "compose" for s in found)
+    head = ["STACK", *(["ORCHESTRATOR"] if show_orchestrator else []),
+            *(["ENGINE"] if show_engine else []), "SERVICES", "HEALTH", "PORTS", "LAST DUMP"]
     rows: list[tuple[list[str], str]] = [(head, "bold")]
+    below: dict[int, list[str]] = {}  # row -> per-service lines (replicas, nodes, update)
     for s in found:
         dump = "-" if s.database is None else (
             "none" if s.dump_age_seconds is None else age(s.dump_age_seconds))
         services = "?" if s.error else f"{len(s.running)}/{len(s.expected)}"
-        cells = [s.stack, *([s.engine or "-"] if show_engine else []), services,
+        cells = [s.stack, *([s.orchestrator] if show_orchestrator else []),
+                 *([s.engine or "-"] if show_engine else []), services,
                  _health_text(s), ", ".join(s.ports) or "-", dump]
+        below[len(rows)] = [
+            f"    {d.service}: {d.running}/{d.desired} running"
+            + (f" on {', '.join(d.nodes)}" if d.nodes else "")
+            + (f", update {d.update}" if d.update else "") for d in s.services]
         if s.error:
             cells[-1] = f"{dump}  error: {s.error}"
         rows.append((cells, "" if s.ok else "red"))
     widths = [max(len(r[0][i]) for r in rows) for i in range(len(head) - 1)]
-    for cells, style in rows:
+    for n, (cells, style) in enumerate(rows):
         text = "  ".join([c.ljust(widths[i]) for i, c in enumerate(cells[:-1])] + [cells[-1]])
         out.write(paint(text.rstrip(), style) + "\n")
+        for line in below.get(n, ()):
+            out.write(paint(line, style) + "\n")
     t = _totals(found)
     health = ", ".join(f"{t[k]} {k}" for k in HEALTH_STATES if t[k])
     line = (f"Total: {t['running']}/{t['expected']} services running in "

@@ -130,7 +130,7 @@ class CompressingWriter:
             self._obj = zstandard.ZstdCompressor(level=level, write_checksum=True).stream_writer(
                 sink, closefd=False)
         elif spec.method == "lz4":
-            import lz4.frame  # type: ignore[import-untyped]  # no stubs
+            import lz4.frame
 
             self._obj = lz4.frame.LZ4FrameCompressor(compression_level=level,
                                                      content_checksum=True)

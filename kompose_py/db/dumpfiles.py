@@ -1,24 +1,41 @@
 """Dump files: their names, their order, and whether one is a complete dump.
 
-Names: ``<DB_NAME>_<YYYYMMDD_HHMMSS>Z[_N].sql[.gz]`` in the stack folder, the time in UTC
+Names: ``<DB_NAME>_<YYYYMMDD_HHMMSS>Z[_N]`` then ``.sql``, ``.sql.gz``, ``.sql.zst``,
+``.sql.lz4``, ``.dump`` (a custom archive) or ``.dir`` (a directory archive, a folder) in the
+stack folder, the time in UTC
 (``Z``) so that "newest" and cleanup stay right across time zones and daylight-saving
 changes. Names without ``Z`` (kompose.sh and kompose before 0.2 wrote local time) still
 read, as local time. Ordering is by the time in the name (then the same-second counter), never
 by mtime: a copied or touched file must not become "the latest". Temporary files of an export
-in progress are hidden (``.<name>.partial``) and never match.
+in progress are hidden (``.<name>.partial``, a folder for a directory archive) and never
+match.
 
 Whether a file is a complete dump is its format's business (postgres/formats.py).
+
+Where: the stack folder, or ``<DB_DUMP_DIR>/<stack>/`` when ``DB_DUMP_DIR`` is set (another
+disk, a mounted share; a relative path is relative to the kompose root). kompose creates the
+per-stack folder but never ``DB_DUMP_DIR`` itself: a missing one is most often a share that is
+not mounted, and dumps written to the empty mount point would fill the very disk they were
+meant to leave. Everything that reads or writes dumps asks :func:`dump_folder`; the lock and
+the import journal stay in the stack folder.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from kompose_py.db.postgres.formats import SUFFIX_PATTERN, DumpFormat, format_of
+from kompose_py.errors import StepError
+from kompose_py.files import fsync_dir
+from kompose_py.stacks import Stack
+
+DUMP_DIR = "DB_DUMP_DIR"
 
 _DUMP = re.compile(
     r"(?P<db>.+)_(?P<ts>\d{8}_\d{6})(?P<utc>Z)?(?:_(?P<n>\d+))?(?:" + SUFFIX_PATTERN + ")")
@@ -55,12 +72,17 @@ def parse_dump_name(path: Path, db_name: str) -> Dump | None:
 
 def find_dumps(folder: Path, db_name: str) -> list[Dump]:
     """This database's dump files in ``folder``, complete or not, oldest first."""
-    found = []
+    found: list[Dump] = []
+    if not folder.is_dir():
+        return found  # a per-stack folder that no export has made yet: no dumps
     for path in folder.iterdir():
         if path.name.startswith("."):
             continue
         dump = parse_dump_name(path, db_name)
-        if dump is not None and path.is_file() and not path.is_symlink():
+        if dump is None or path.is_symlink():
+            continue
+        # A directory archive is a folder; every other format a file.
+        if path.is_dir() if format_of(path).kind == "directory" else path.is_file():
             found.append(dump)
     found.sort()
     return found
@@ -91,7 +113,118 @@ def incomplete_reason(path: Path) -> str | None:
 
 
 def dump_size(path: Path) -> int:
+    """Bytes of a dump file, or of every file of a directory archive."""
     try:
+        if path.is_dir() and not path.is_symlink():
+            return sum(entry.stat(follow_symlinks=False).st_size
+                       for entry in os.scandir(path) if entry.is_file(follow_symlinks=False))
         return os.stat(path).st_size
     except OSError:
         return 0
+
+
+# -- where a stack's dumps live ------------------------------------------------------------
+def dump_dir_setting(values: Mapping[str, str], root: Path) -> Path | None:
+    """``DB_DUMP_DIR`` as a folder (relative to the root), or None when it is not set."""
+    given = values.get(DUMP_DIR, "").strip()
+    if not given:
+        return None
+    # Lexically normal (no "..", no symlink resolved): the path the user wrote, made whole.
+    return Path(os.path.normpath(root / given))
+
+
+def dump_folder(stack: Stack, values: Mapping[str, str]) -> Path:
+    """The folder of the stack's dumps: ``<DB_DUMP_DIR>/<stack>`` or the stack folder. Pure:
+    whether it exists is :func:`dump_dir_problem`'s question. The root is the folder that
+    holds the stack folders."""
+    base = dump_dir_setting(values, stack.path.parent)
+    return stack.path if base is None else base / stack.name
+
+
+def dump_dir_problem(stack: Stack, values: Mapping[str, str]) -> str | None:
+    """One line when ``DB_DUMP_DIR`` is set but is not a folder that exists, else None."""
+    base = dump_dir_setting(values, stack.path.parent)
+    if base is None or base.is_dir():
+        return None
+    what = "is not a folder" if base.exists() else "does not exist"
+    return (f"{DUMP_DIR} {base} {what} (a share that is not mounted?); kompose creates "
+            f"{base / stack.name} in it but never {DUMP_DIR} itself")
+
+
+def readable_dump_folder(stack: Stack, values: Mapping[str, str]) -> Path:
+    """The folder to choose or count dumps in; a missing ``DB_DUMP_DIR`` is a StepError (no
+    dump found there must not read as "there are none")."""
+    problem = dump_dir_problem(stack, values)
+    if problem is not None:
+        raise StepError(problem)
+    return dump_folder(stack, values)
+
+
+def export_folder(stack: Stack, values: Mapping[str, str], dry_run: bool,
+                  warn: Callable[[str], None]) -> Path:
+    """The folder a new dump (and its hidden partial file) goes to, made (0700) when it is
+    missing. A missing ``DB_DUMP_DIR`` is a StepError before pg_dump runs; a dry-run creates
+    nothing and only warns (a pre hook of the real run may mount the share)."""
+    problem = dump_dir_problem(stack, values)
+    folder = dump_folder(stack, values)
+    if problem is not None:
+        if not dry_run:
+            raise StepError(problem)
+        warn(problem)
+    elif not dry_run and folder != stack.path:
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StepError(f"cannot create the dump folder {folder}: "
+                            f"{exc.strerror or exc}") from None
+    return folder
+
+
+# -- removing a dump -----------------------------------------------------------------------
+_DELETING = ".deleting"
+
+
+def remove_dump(path: Path) -> None:
+    """Delete one dump, a file or a directory dump's tree, and its manifest when there is
+    one. A directory is first renamed to a hidden name, so that a delete cut short never
+    leaves a dump-named folder with files missing (which would read as an incomplete dump,
+    never deleted again); :func:`sweep_leftovers` finishes such a delete. Raises OSError."""
+    if path.is_dir() and not path.is_symlink():
+        hidden = path.with_name(f".{path.name}.{os.getpid()}{_DELETING}")
+        os.rename(path, hidden)
+        shutil.rmtree(hidden)
+    else:
+        path.unlink(missing_ok=True)
+    # After the dump: a manifest without its dump is harmless, a dump without its manifest
+    # would lose its checksum. (Imported here: hashlib is no start-up cost of every command.)
+    from kompose_py.db.manifest import manifest_path
+
+    manifest_path(path).unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[str]:
+    """What a cut-short cleanup left in ``folder`` (call under the stack's lock): hidden
+    ``.deleting`` trees of a directory dump, and manifests of this database's dumps whose dump
+    is gone. Returns their names, removed unless ``remove`` is false (a dry-run)."""
+    removed: list[str] = []
+    if not folder.is_dir():
+        return removed
+    stem = file_stem(db_name)
+    for path in folder.iterdir():
+        name = path.name
+        if name.startswith(f".{stem}_") and name.endswith(_DELETING) and path.is_dir() \
+                and not path.is_symlink():
+            # Only remove_dump makes these names: .<dump name>.<pid>.deleting
+            pid = name[:-len(_DELETING)].rsplit(".", 1)[-1]
+            if pid.isdigit():
+                if remove:
+                    shutil.rmtree(path, ignore_errors=True)
+                removed.append(name)
+        elif name.endswith(".json") and path.is_file():
+            dump = folder / name.removesuffix(".json")
+            if parse_dump_name(dump, db_name) is not None and not os.path.lexists(dump):
+                if remove:
+                    path.unlink(missing_ok=True)
+                removed.append(name)
+    return removed

@@ -35,9 +35,11 @@ _FROM = re.compile(rb"^-- Dumped from database version (\S+)", re.MULTILINE)
 _BY = re.compile(rb"^-- Dumped by pg_dump version (\S+)", re.MULTILINE)
 
 
-def describe(dump: Path) -> tuple[str, str, str, str | None, str | None]:
+def describe(dump: Path, by_kompose: bool = False
+             ) -> tuple[str, str, str, str | None, str | None]:
     """By its content: (format, compression, compressed_by, pg_dump version, server
-    version) of a published dump."""
+    version) of a published dump; ``by_kompose``: kompose compressed a plain dump's stream
+    (else pg_dump did)."""
     from kompose_py.db.compression import decompressed, method_of
     from kompose_py.db.postgres.archives import Incomplete, archive_format, read_archive
 
@@ -59,7 +61,8 @@ def describe(dump: Path) -> tuple[str, str, str, str | None, str | None]:
     except (OSError, ValueError):
         pass
     by, server = _BY.search(head), _FROM.search(head)
-    return ("plain", method, "kompose" if method != "none" else "none",
+    by_whom = "none" if method == "none" else "kompose" if by_kompose else "pg_dump"
+    return ("plain", method, by_whom,
             by[1].decode() if by else None, server[1].decode() if server else None)
 
 
@@ -67,8 +70,10 @@ class DumpEvidence:
     """Around one pg_dump: the snapshot shared with it and the counts taken at it; then,
     once the dump is published, its manifest."""
 
-    def __init__(self, run: StackRun, access: AccessKind) -> None:
+    def __init__(self, run: StackRun, access: AccessKind, kompose_compresses: bool = False
+                 ) -> None:
         self.run, self.access = run, access
+        self.kompose_compresses = kompose_compresses
         self.session: SnapshotCounts | None = None
 
     def __enter__(self) -> DumpEvidence:
@@ -104,7 +109,7 @@ class DumpEvidence:
                           f"manifest says the counts are unknown")
         try:
             sha, size, files = mf.digest(final)
-            kind, method, by, tool, server = describe(final)
+            kind, method, by, tool, server = describe(final, self.kompose_compresses)
             manifest = mf.Manifest(
                 dump=final.name, format=kind, compression=method, compressed_by=by,
                 size=size, sha256=sha, files=files, database=self.access.db.name,

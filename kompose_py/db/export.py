@@ -5,13 +5,19 @@ hooks.
 The promise: an export never leaves a file with a dump name unless pg_dump succeeded and the
 file is a complete dump of its format. The stream goes to a hidden ``.<name>.partial`` (mode
 0600) that is checked, fsynced and hard-linked into place (a link never overwrites, so two
-dumps in one second both survive), then unlinked.
+dumps in one second both survive), then unlinked. A directory archive is a hidden partial
+folder, checked, fsynced file by file and renamed into place without replacing anything
+(transfer.py).
+
+Formats (``--format``, else ``DB_DUMP_FORMAT``, else plain) and compression (``--compress``)
+are planned by postgres/formats.py from the version of the pg_dump that runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import threading
 import time
@@ -22,10 +28,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kompose_py.backends.docker import engine_label, running_containers
-from kompose_py.db.dumpfiles import dump_name, human_size
+from kompose_py.db import transfer
+from kompose_py.db.compression import Compression, parse_compress
+from kompose_py.db.dumpfiles import dump_name, dump_size, export_folder, human_size
 from kompose_py.db.dumpproof import DumpEvidence
 from kompose_py.db.lock import locked
-from kompose_py.db.postgres.formats import GZIP, PLAIN, DumpFormat
+from kompose_py.db.postgres.formats import (
+    FORMATS,
+    KINDS,
+    DumpFormat,
+    ExportPlan,
+    Kind,
+    compress_into,
+    plan_export,
+)
 from kompose_py.db.postgres.tools import pg_error
 from kompose_py.db.reach import AccessKind, ContainerAccess, access_for, publishers, through
 from kompose_py.db.recovery import with_recovery
@@ -34,7 +50,7 @@ from kompose_py.envfiles import StackEnv
 from kompose_py.files import fsync_dir
 from kompose_py.lifecycle import Produced, RunContext, StackRun
 from kompose_py.results import StackResult
-from kompose_py.runner.command import Command, Outcome
+from kompose_py.runner.command import Command, Outcome, failure_line
 from kompose_py.stacks import Stack
 
 
@@ -80,24 +96,40 @@ class _DumpWatcher:
 
 
 def _publish(tmp: Path, db_name: str, folder: Path, when: datetime, fmt: DumpFormat) -> Path:
-    """Give the finished dump its name without ever replacing an existing file."""
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
+    """Give the finished dump its name without ever replacing an existing file or folder."""
+    if fmt.kind == "directory":
+        transfer.fsync_tree(tmp)
+    else:
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
     counter = 1
     while True:
         final = folder / dump_name(db_name, when, counter, fmt)
+        if any((folder / dump_name(db_name, when, counter, other)).exists()
+               for other in FORMATS if other is not fmt):
+            # A dump of another format took this second: _2 keeps "the newest" the one
+            # made last (exports of a stack hold its lock, one at a time).
+            counter += 1
+            continue
         try:
-            os.link(tmp, final)
+            if fmt.kind == "directory":
+                transfer.rename_noreplace(tmp, final)
+            else:
+                os.link(tmp, final)
         except FileExistsError:
             counter += 1
             continue
-        tmp.unlink()
+        if fmt.kind != "directory":
+            tmp.unlink()
         fsync_dir(folder)
         return final
 
 
-def export(ctx: RunContext, stack: Stack, env: StackEnv, fmt: DumpFormat,
+def export(ctx: RunContext, stack: Stack, env: StackEnv, kind: Kind | None = None,
+           spec: Compression | None = None, jobs: int = 1,
            progress: Callable[[str, int], None] | None = None) -> StackResult:
+    """``kind`` None: the stack's DB_DUMP_FORMAT, else plain. ``spec`` None: no compression
+    for plain, pg_dump's default inside an archive."""
     if not is_database_stack(env):
         return skipped(stack)
     planned_paths: list[str] = []  # dry-run: the post hook is shown with the path it would get
@@ -105,12 +137,20 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, fmt: DumpFormat,
     def main(run: StackRun) -> Produced | None:
         access = access_for(ctx, stack, run.env)
         run.note(f"database {access.db.name} via {access.describe()}")
+        chosen = kind or _env_kind(run.env)
+        if chosen is None:
+            run.fail(f"DB_DUMP_FORMAT={run.env.get('DB_DUMP_FORMAT')!r}: expected one of "
+                     f"{', '.join(KINDS)}")
+            return None
         when = datetime.now(timezone.utc)
         started = time.monotonic()
         # The host's pg_dump may be older than the server: then the server's own container,
         # when one publishes DB_PORT, is tried (the first attempt decides only without one).
         retry_possible = access.mode == "host" and access.db.access != "host"
-        final, outcome = _dump(run, access, when, fmt, progress, tentative=retry_possible)
+        plan = _plan(run, access, chosen, spec, jobs)
+        if plan is None:
+            return None
+        final, outcome = _dump(run, access, when, plan, progress, tentative=retry_possible)
         if final is None and retry_possible:
             fallback = _newer_server_container(run, access) if outcome is not None and any(
                 "server version mismatch" in line for line in outcome.stderr_tail) else None
@@ -119,7 +159,10 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, fmt: DumpFormat,
             else:
                 run.note(f"the host's pg_dump is older than the server; retrying via "
                          f"{fallback.describe()}")
-                final, _ = _dump(run, fallback, when, fmt, progress)
+                plan = _plan(run, fallback, chosen, spec, jobs)
+                if plan is None:
+                    return None
+                final, _ = _dump(run, fallback, when, plan, progress)
         if final is None:
             return None
         if ctx.dry_run:
@@ -127,7 +170,7 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, fmt: DumpFormat,
                      f"for completeness before it gets its name")
             planned_paths.append(str(final))
             return None
-        run.note(f"wrote {final.name} ({human_size(final.stat().st_size)} in "
+        run.note(f"wrote {final.name} ({human_size(dump_size(final))} in "
                  f"{time.monotonic() - started:.1f}s)")
         return Produced(files=(str(final),))
 
@@ -140,28 +183,85 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, fmt: DumpFormat,
                   lambda: with_recovery(ctx, stack, env, "db:export", main, hook_args))
 
 
-def _dump_command(run: StackRun, access: AccessKind, tmp: Path, fmt: DumpFormat,
-                  extra: list[str]) -> Command:
+def _env_kind(env: dict[str, str]) -> Kind | None:
+    value = (env.get("DB_DUMP_FORMAT") or "plain").strip().lower()
+    return next((k for k in KINDS if k == value), None)
+
+
+def _plan(run: StackRun, access: AccessKind, kind: Kind, spec: Compression | None,
+          jobs: int) -> ExportPlan | None:
+    """What this pg_dump writes; None (recorded) when it cannot write what was asked."""
+    # pg_dump's option spelling changed with 16: asked whenever an option is given.
+    major = transfer.pg_dump_major(run, access) if spec is not None else None
+    where = "the host's pg_dump" if access.mode == "host" else \
+        f"pg_dump in {access.describe()}"
+    try:
+        return plan_export(kind, spec, major, jobs, where)
+    except ValueError as exc:
+        run.fail(str(exc))
+        return None
+
+
+def _dump_command(run: StackRun, access: AccessKind, tmp: Path, plan: ExportPlan,
+                  target: str | None = None) -> Command:
+    """pg_dump writing into ``tmp`` (through stdout), or into the folder ``target`` (a
+    directory archive: a path on the host, or in the container)."""
+    extra = [*plan.options, "-f", target] if target is not None else list(plan.options)
     cmd = access.tool("pg_dump", access.db.name, extra, run.env, run.stack.path)
-    if fmt.drain is not None:
-        return replace(cmd, stdin="null", drain=fmt.drain(tmp), capture_stderr=True)
+    if target is not None:
+        return replace(cmd, stdin="null", stdout="null", capture_stderr=True)
+    if plan.kompose_compresses is not None:
+        return replace(cmd, stdin="null", drain=compress_into(plan.kompose_compresses)(tmp),
+                       capture_stderr=True)
     return replace(cmd, stdin="null", stdout=tmp, capture_stderr=True)
 
 
-def _dump(run: StackRun, access: AccessKind, when: datetime, fmt: DumpFormat,
+def _run_dump(run: StackRun, access: AccessKind, tmp: Path, planned: Path, plan: ExportPlan,
+              explain: Callable[[Outcome], str | None], tentative: bool) -> Outcome:
+    """pg_dump, and for a directory archive made in the container, the copy out."""
+    db = access.db
+    prefix = {"PGPASSWORD": ""} if db.password else None
+    shown = (planned if run.ctx.dry_run else tmp).name
+    if plan.fmt.kind != "directory":
+        return run.run_command("pg_dump", _dump_command(run, access, tmp, plan), prefix,
+                               suffix=f" > {shown}{plan.shown}", explain=explain,
+                               tentative=tentative)
+    if not isinstance(access, ContainerAccess):
+        return run.run_command("pg_dump", _dump_command(run, access, tmp, plan, str(tmp)),
+                               prefix, explain=explain, tentative=tentative)
+    with transfer.container_folder(run, access) as folder:
+        outcome = run.run_command(
+            "pg_dump", _dump_command(run, access, tmp, plan, f"{folder}/dump"), prefix,
+            explain=explain, tentative=tentative)
+        if not outcome.ok or run.interrupted():
+            return outcome
+        return run.run_command("copy", transfer.tar_out(access, run, f"{folder}/dump", tmp),
+                               suffix=f" > {shown}/", explain=_tar_error)
+
+
+def _tar_error(outcome: Outcome) -> str | None:
+    return "cannot copy the dump out of the container: " + failure_line(
+        outcome.stderr_tail, outcome.error or f"tar exited {outcome.exit_code}",
+        strip_marker=True)
+
+
+def _dump(run: StackRun, access: AccessKind, when: datetime, plan: ExportPlan,
           progress: Callable[[str, int], None] | None, tentative: bool = False
           ) -> tuple[Path | None, Outcome | None]:
     """One pg_dump into a hidden partial file, checked and published: (the dump, or None on
     failure, which is recorded in ``run``; pg_dump's outcome when it failed). In a dry-run:
     the name it would get."""
-    stack, db = run.stack, access.db
-    planned = stack.path / dump_name(db.name, when, 1, fmt)
-    tmp = stack.path / f".{planned.name}.{os.getpid()}.partial"
+    stack, db, fmt = run.stack, access.db, plan.fmt
+    dest = export_folder(stack, run.env, run.ctx.dry_run, run.warn)  # DB_DUMP_DIR
+    planned = dest / dump_name(db.name, when, 1, fmt)
+    tmp = dest / f".{planned.name}.{os.getpid()}.partial"
     show = (lambda size: progress(stack.name, size)) if progress else None
+    directory = fmt.kind == "directory"
 
     def explain(outcome: Outcome) -> str | None:
         tail = outcome.stderr_tail
-        if not tail and access.mode == "container" and outcome.exit_code in (126, 127):
+        if not tail and access.mode == "container" and outcome.exit_code in (126, 127) \
+                and not directory:
             # docker exec says "executable file not found" on stdout: the dump file.
             with contextlib.suppress(OSError), open(tmp, "rb") as handle:
                 tail = tuple(handle.read(500).decode(errors="replace").splitlines()[:1])
@@ -171,13 +271,10 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, fmt: DumpFormat,
     with run.ctx.runner.supervisor.temporary(tmp):
         try:
             # [manifest] the snapshot shared with pg_dump, row counts taken at it
-            with _DumpWatcher(tmp, show), DumpEvidence(run, access) as evidence:
-                outcome = run.run_command(
-                    "pg_dump", _dump_command(run, access, tmp, fmt,
-                                             evidence.pg_dump_options()),
-                    {"PGPASSWORD": ""} if db.password else None,
-                    suffix=f" > {(planned if run.ctx.dry_run else tmp).name}{fmt.shown}",
-                    explain=explain, tentative=tentative)
+            with contextlib.nullcontext() if directory else _DumpWatcher(tmp, show), \
+                    DumpEvidence(run, access, plan.kompose_compresses is not None) as evidence:
+                plan = replace(plan, options=(*plan.options, *evidence.pg_dump_options()))
+                outcome = _run_dump(run, access, tmp, planned, plan, explain, tentative)
                 evidence.dumped(outcome.ok)
             if not outcome.ok:
                 return None, outcome
@@ -192,15 +289,19 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, fmt: DumpFormat,
                          f"nothing was published")
                 return None, None
             try:
-                final = _publish(tmp, db.name, stack.path, when, fmt)
+                final = _publish(tmp, db.name, dest, when, fmt)
             except OSError as exc:
-                run.fail(f"cannot publish the dump in {stack.path}: {exc.strerror or exc}")
+                run.fail(f"cannot publish the dump in {dest}: {exc.strerror or exc}")
                 return None, None
             evidence.record(final, when)  # [manifest] <dump>.json, after the dump is published
             return final, None
         finally:
             with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)  # a partial dump must never look like a dump
+                # a partial dump must never look like a dump
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink(missing_ok=True)
 
 
 def _newer_server_container(run: StackRun, access: AccessKind) -> ContainerAccess | None:
@@ -219,7 +320,8 @@ def _newer_server_container(run: StackRun, access: AccessKind) -> ContainerAcces
 def export_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace
                    ) -> StackResult:
     """db:export (commands.py)."""
-    return export(ctx, stack, env, GZIP if options.compress else PLAIN, _progress(ctx))
+    spec = parse_compress(options.compress) if options.compress is not None else None
+    return export(ctx, stack, env, options.format, spec, options.jobs, _progress(ctx))
 
 
 def _progress(ctx: RunContext) -> Callable[[str, int], None] | None:

@@ -1,8 +1,11 @@
 """How kompose reaches a stack's PostgreSQL: the host's tools, or the database's container.
 
-One small protocol, :class:`Access`, with two implementations:
+One small protocol, :class:`Access`, with three implementations:
 
 - :class:`HostAccess`: pg_dump/psql on the host, administrative SQL through psycopg;
+- :class:`~kompose_py.db.swarmreach.NetworkAccess` (swarmreach.py): a database that is a
+  service of a swarm stack, its task on any node: a one-off client container on the manager,
+  on the stack's network;
 - :class:`ContainerAccess`: pg_dump/psql inside the database's container with ``docker exec``
   on the stack's engine (``DOCKER_HOST``/``DOCKER_CONTEXT`` from the stack's environment
   apply, ``ssh://`` engines included); the dump streams out to the host file and an import
@@ -34,6 +37,7 @@ from kompose_py.backends.docker import Container, engine_label, running_containe
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.postgres.tools import CONNECT_TIMEOUT, db_argument, pg_options
 from kompose_py.db.settings import DbSettings, settings_from
+from kompose_py.db.swarmreach import NetworkAccess, service_access
 from kompose_py.envfiles import StackEnv
 from kompose_py.errors import StepError
 from kompose_py.lifecycle import RunContext, StackRun
@@ -161,6 +165,9 @@ class ContainerAccess:
         return ContainerAdmin(self, runner, env, cwd, report)
 
 
+AccessKind = HostAccess | ContainerAccess | NetworkAccess
+
+
 def through(container: Container, db: DbSettings, engine: str, why: str) -> ContainerAccess:
     """Container access to ``container``; the server's port inside it is the container side of
     the mapping that publishes DB_PORT, else DB_PORT."""
@@ -170,7 +177,7 @@ def through(container: Container, db: DbSettings, engine: str, why: str) -> Cont
 
 
 def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Runner,
-            cached: bool = False) -> HostAccess | ContainerAccess:
+            cached: bool = False) -> AccessKind:
     """Where this stack's database is reached from; raises StepError when DB_ACCESS /
     DB_CONTAINER ask for something that is not there."""
     if db.access == "host":
@@ -203,6 +210,14 @@ def resolve(db: DbSettings, stack: Stack, values: Mapping[str, str], runner: Run
                         hint="set DB_CONTAINER to the database's container")
     if found:
         return through(found[0], db, engine, f"answers to DB_HOST={db.host}")
+    if backend.name == "swarm" and db.host.lower() not in LOCAL_HOSTS:
+        # A task on another node: a one-off client container on the stack's network.
+        reached = service_access(db, backend.project(stack, values), values, stack.path,
+                                 runner, engine)
+        if isinstance(reached, str):
+            raise StepError(reached)
+        if reached is not None:
+            return reached
     if db.host.lower() in LOCAL_HOSTS:
         publishing = publishers(db, containers)
         if len(publishing) == 1:
@@ -267,8 +282,6 @@ def publishers(db: DbSettings, containers: Sequence[Container]) -> list[Containe
 
 
 
-AccessKind = HostAccess | ContainerAccess
-
 
 def access_for(ctx: RunContext, stack: Stack, values: dict[str, str]) -> AccessKind:
     """How this stack run reaches its database (asked through the run's query runner, which
@@ -283,7 +296,9 @@ def describe_access(stack: Stack, env: StackEnv, runner: Runner) -> tuple[str, s
         access = resolve(settings_from(env.values), stack, env.values, runner, cached=True)
     except StepError as exc:
         return "?", f"unresolved: {exc.message}"
-    short = "host" if isinstance(access, HostAccess) else f"container:{access.container}"
+    short = "host" if isinstance(access, HostAccess) else \
+        f"service:{access.container}" if isinstance(access, NetworkAccess) \
+        else f"container:{access.container}"
     return short, access.describe()
 
 

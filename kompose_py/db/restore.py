@@ -2,32 +2,36 @@
 settings, then swap it in for the target under a journal, between the stack's hooks.
 
 The promise: an import refuses an incomplete dump before anything is touched, and never
-touches the target before the dump has loaded completely into a scratch database in one
-transaction with ON_ERROR_STOP, every psql meta-command checked on the way (postgres/scan.py);
-only then is the target swapped out, with a journal of each step in the stack folder, so that
-a crash or SIGKILL half-way is put right by the next kompose command for that stack
-(recovery.py).
+touches the target before the dump has loaded completely into a scratch database: a plain dump
+by psql in one transaction with ON_ERROR_STOP, every psql meta-command checked on the way
+(postgres/scan.py); a custom or directory archive by ``pg_restore -j N --exit-on-error`` (no
+single transaction needed: nobody but the import sees the scratch database). Only then is
+the target swapped out, with a journal of each step in the stack folder, so that a crash
+or SIGKILL half-way is put right by the next kompose command for that stack (recovery.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from argparse import Namespace
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 from kompose_py.db import journal as journal_mod
-from kompose_py.db.dumpfiles import find_dumps, incomplete_reason
+from kompose_py.db import transfer
+from kompose_py.db.dblock import locked_import
+from kompose_py.db.dumpfiles import dump_folder, find_dumps, incomplete_reason, readable_dump_folder
 from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.postgres.formats import format_of
 from kompose_py.db.postgres.tools import pg_error
-from kompose_py.db.reach import AccessKind, access_for, open_admin
+from kompose_py.db.reach import AccessKind, ContainerAccess, access_for, open_admin
 from kompose_py.db.recovery import with_recovery
 from kompose_py.db.settings import is_database_stack, skipped
 from kompose_py.envfiles import StackEnv
@@ -40,15 +44,19 @@ from kompose_py.stacks import Stack
 Journal = journal_mod.Journal
 
 # -- import -------------------------------------------------------------------------------
-def resolve_dump(given: str, cwd: Path, root: Path, stack: Stack) -> Path:
+def resolve_dump(given: str, cwd: Path, root: Path, stack: Stack,
+                 dumps: Path | None = None) -> Path:
     """An explicit dump path: as typed (from the current directory), else under the root,
-    else in the stack folder."""
-    for base in (cwd, root, stack.path):
+    else in the stack's dump folder (``dumps``: DB_DUMP_DIR's), else in the stack folder."""
+    bases: list[Path] = list(dict.fromkeys(
+        [cwd, root, *([dumps] if dumps else []), stack.path]))
+    for base in bases:
         candidate = (base / given).resolve()
-        if candidate.is_file():
+        if candidate.is_file() or (candidate.is_dir()
+                                   and format_of(candidate).kind == "directory"):
             return candidate
     raise StepError(f"dump file {given!r} not found",
-                    hint=f"looked in {cwd}, {root} and {stack.path}")
+                    hint=f"looked in {', '.join(map(str, bases[:-1]))} and {bases[-1]}")
 
 
 def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
@@ -59,7 +67,9 @@ def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
 
     def feed(sink: IO[bytes]) -> None:
         guard = MetaCommandGuard(force)
-        with format_of(path).open_sql(path) as source:
+        opener = format_of(path).open_sql
+        assert opener is not None  # a plain dump
+        with opener(path) as source:
             while chunk := source.read(1 << 20):
                 sink.write(guard.feed(chunk))
             sink.write(guard.finish())
@@ -69,7 +79,8 @@ def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
 
 
 def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
-            force: bool = False, skip_unrestorable: bool = False) -> StackResult:
+            force: bool = False, skip_unrestorable: bool = False,
+            jobs: int | None = None) -> StackResult:
     if not is_database_stack(env):
         return skipped(stack)
 
@@ -79,11 +90,15 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
         passed_over: list[str] = []
         if chosen is None:
             # Chosen under the lock: an export that was running has finished by now.
-            found = find_dumps(stack.path, db_name)
+            try:
+                folder = readable_dump_folder(stack, env.values)  # DB_DUMP_DIR
+            except StepError as exc:
+                return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
+            found = find_dumps(folder, db_name)
             dumps = [d for d in found if incomplete_reason(d.path) is None]
             if not dumps:
                 return StackResult(stack.name, "failed", exit_code=1,
-                                   message=f"no complete dump of {db_name} in {stack.path}"
+                                   message=f"no complete dump of {db_name} in {folder}"
                                    + (f" ({len(found)} incomplete, see db:list)"
                                       if found else ""))
             chosen = dumps[-1].path
@@ -114,7 +129,8 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
                 run.warn(f"--force: {refusal}")
             else:
                 run.note(said)
-            return _replace(run, source, force, skip_unrestorable)
+            return locked_import(run, lambda: _replace(run, source, force, skip_unrestorable,
+                                                       jobs or default_jobs()))
 
         return with_recovery(ctx, stack, env, "db:import", main,
                              lambda run, phase: [str(source)], files=[str(source)])
@@ -122,8 +138,14 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
     return locked(ctx, stack, "db:import", body)
 
 
-def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool
-             ) -> Produced | None:
+def default_jobs() -> int:
+    """pg_restore's processes when --jobs is not given: the CPUs, at most 4 (more rarely
+    helps one server, and each is a connection)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool,
+             jobs: int = 1) -> Produced | None:
     """Load ``dump`` into a scratch database created like the target (its owner, encoding,
     locale), give it every database-level property of the target, then swap it in for the
     target in one transaction, journaling each step."""
@@ -150,7 +172,9 @@ def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool
                            f"CREATE DATABASE {carryover.ident(scratch)} TEMPLATE template0"))
         try:
             removed: list[tuple[int, str]] = []
-            if _load(run, access, scratch, dump, force, removed) and not run.interrupted():
+            loaded = _restore(run, access, scratch, dump, jobs) if format_of(dump).archive \
+                else _load(run, access, scratch, dump, force, removed)
+            if loaded and not run.interrupted():
                 for line, command in removed:
                     run.note(f"--force: left out line {line} of {dump.name} (psql "
                              f"\\{command})")
@@ -244,6 +268,58 @@ def _load(run: StackRun, access: AccessKind, scratch: str, dump: Path, force: bo
     return outcome.ok
 
 
+def _restore(run: StackRun, access: AccessKind, scratch: str, dump: Path, jobs: int) -> bool:
+    """pg_restore of a custom or directory archive into ``scratch``. In a container: a custom
+    archive streams in on stdin with one job; a directory (or more jobs, which need a
+    seekable file) is copied into a private temporary folder there first."""
+    fmt = format_of(dump)
+    options = ["--exit-on-error", f"--jobs={jobs}"]
+    prefix = {"PGPASSWORD": ""} if access.db.password else None
+
+    def explain(outcome: Outcome) -> str | None:
+        if not outcome.stderr_tail:
+            return None
+        return "the dump did not load: " + pg_error(outcome.stderr_tail, access.db, access.mode,
+                                                    access.describe())
+
+    def pg_restore(path: str | None) -> bool:
+        cmd = access.tool("pg_restore", scratch, options if path is not None
+                          else ["--exit-on-error"], run.env, run.stack.path,
+                          stdin=path is None)
+        cmd = replace(cmd, argv=cmd.argv + ((path,) if path is not None else ()),
+                      stdout="null", capture_stderr=True,
+                      feeder=None if path is not None else _copy_feed(dump))
+        shown = "" if path is not None else f" < {dump.name}"
+        return run.run_command("pg_restore", cmd, prefix, suffix=shown, explain=explain).ok
+
+    if not isinstance(access, ContainerAccess):
+        return pg_restore(str(dump))
+    if fmt.kind == "custom" and jobs == 1:
+        return pg_restore(None)
+    with transfer.container_folder(run, access) as folder:
+        copied = run.run_command("copy", transfer.tar_in(access, run, dump, folder, "dump"),
+                                 suffix=f" < {dump.name}", explain=_copy_error)
+        if not copied.ok or run.interrupted():
+            return False
+        return pg_restore(f"{folder}/dump")
+
+
+def _copy_feed(path: Path) -> Callable[[IO[bytes]], None]:
+    def feed(sink: IO[bytes]) -> None:
+        with open(path, "rb") as source:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+    return feed
+
+
+def _copy_error(outcome: Outcome) -> str | None:
+    from kompose_py.runner.command import failure_line
+
+    return "cannot copy the dump into the container: " + failure_line(
+        outcome.stderr_tail, outcome.error or f"tar exited {outcome.exit_code}",
+        strip_marker=True)
+
+
 def _swap(admin: Admin, journal: Journal, target: str, scratch: str, aside: str,
           facts: dict[str, Any] | None, run: StackRun) -> bool:
     """Replace ``target`` by the loaded ``scratch``: both renames in one transaction, so the
@@ -302,7 +378,8 @@ def _drop_quietly(admin: Admin, database: str, run: StackRun, journal: Journal) 
         journal.clear()
 
 
-def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack]) -> None:
+def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack],
+                   envs: Mapping[str, StackEnv]) -> None:
     """db:import FILE: one stack only, and the file must be there (before anything runs)."""
     options.dump = None
     if options.file is None:
@@ -314,7 +391,8 @@ def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack]) ->
             f"pattern selects {len(selected)} ({names})",
             hint="name one stack, or leave out the file to load each stack's newest dump")
     try:
-        options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0])
+        options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0],
+                                    dump_folder(selected[0], envs[selected[0].name].values))
     except StepError as exc:
         raise UsageError(exc.message, exc.hint) from None
 
@@ -322,4 +400,5 @@ def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack]) ->
 def import_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace
                    ) -> StackResult:
     """db:import (commands.py)."""
-    return import_(ctx, stack, env, options.dump, options.force, options.skip_unrestorable)
+    return import_(ctx, stack, env, options.dump, options.force, options.skip_unrestorable,
+                   options.jobs)

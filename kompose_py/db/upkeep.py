@@ -5,41 +5,142 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from kompose_py.db.dumpfiles import Dump, complete_dumps, find_dumps, incomplete_reason
+from kompose_py.db.dumpfiles import (
+    Dump,
+    dump_folder,
+    dump_size,
+    find_dumps,
+    incomplete_reason,
+    readable_dump_folder,
+    remove_dump,
+    sweep_leftovers,
+)
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres.tools import pg_hook_env
 from kompose_py.db.reach import access_for
 from kompose_py.db.settings import DbSettings, is_database_stack, settings_for, skipped
 from kompose_py.envfiles import StackEnv
+from kompose_py.errors import KomposeError
 from kompose_py.lifecycle import RunContext, StackRun, run_with_hooks
 from kompose_py.results import StackResult
 from kompose_py.stacks import Stack
 
+if TYPE_CHECKING:
+    from kompose_py.db.retention import Policy
+
+# db:cleanup's options, as retention.py names its rules (a copy: db:list and db:shell load
+# this module and need not load the rules).
+RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within")
 
 # -- cleanup, list, shell ------------------------------------------------------------------
-def cleanup(ctx: RunContext, stack: Stack, env: StackEnv, keep: int) -> StackResult:
+# restic 0.16 and later (today's restic): while a calendar or ``last`` rule has counts left,
+# the oldest dump is kept too, so a young history is not thinned below what the policy asks
+# for. Debian 12's restic 0.14 lacks that rule (retention.py's tests check both).
+KEEP_OLDEST = True
+
+
+def cleanup_policy(flags: Mapping[str, int | str | None], env: StackEnv
+                   ) -> tuple[Policy, str]:
+    """The run's retention policy and where it comes from, in words. The ``--keep-*``
+    options replace the ``DB_KEEP_*`` variables as a whole (see retention.parse_policy);
+    neither: keep the newest dump, as kompose always did. Raises ConfigError for a variable
+    that does not read."""
+    from kompose_py.db.retention import ENV_NAMES, Policy, parse_policy
+
+    policy = parse_policy(flags, env.values)
+    if any(v is not None for v in flags.values()):
+        return policy, "from the command line"
+    used = [var for var in ENV_NAMES.values() if env.values.get(var, "").strip()]
+    if policy.empty:
+        return Policy(last=1), "kompose's default: no --keep-* option" + (
+            f", and {', '.join(used)} set no rule" if used else ", no DB_KEEP_* variable")
+    layers: dict[str, list[str]] = {}
+    for var in used:
+        layers.setdefault(env.sources.get(var, "environment"), []).append(var)
+    return policy, "from " + "; ".join(f"{', '.join(names)} ({layer})"
+                                       for layer, names in layers.items())
+
+
+def _reason_text(reason: str, when: datetime, policy: Policy) -> str:
+    """restic's reason (``daily snapshot``) in words that name the bucket that keeps it
+    (``daily 2025-01-07``), by the dump's UTC time."""
+    oldest = reason.startswith("oldest ")
+    rule = reason.removeprefix("oldest ").split()[0]
+    utc = when.astimezone(timezone.utc)
+    if rule == "within":
+        return f"{reason} of the newest"
+    if rule == "last":
+        shown = "last" + ("" if policy.last == -1 else f" {policy.last}")
+    else:
+        iso = utc.isocalendar()
+        bucket = {"hourly": f"{utc:%Y-%m-%d %H}h", "daily": f"{utc:%Y-%m-%d}",
+                  "weekly": f"{iso[0]}-W{iso[1]:02d}", "monthly": f"{utc:%Y-%m}",
+                  "yearly": f"{utc:%Y}"}[rule]
+        shown = f"{rule} {bucket}"
+    return f"{shown} (oldest dump, {rule} counts left)" if oldest else shown
+
+
+def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
+            flags: Mapping[str, int | str | None]) -> StackResult:
     if not is_database_stack(env):
         return skipped(stack)
     db_name = env.values["DB_NAME"]
+    try:
+        policy, source = cleanup_policy(flags, env)
+    except KomposeError as exc:
+        # Before any hook: a policy that does not read must not become "delete by default".
+        return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
 
     def main(run: StackRun) -> None:
-        dumps = complete_dumps(stack.path, db_name)
-        incomplete = len(find_dumps(stack.path, db_name)) - len(dumps)
-        doomed = dumps[:-keep] if keep else dumps
-        for dump in doomed:
-            if ctx.dry_run:
-                run.note(f"would delete {dump.path.name}")
+        from kompose_py.db.manifest import manifest_path
+        from kompose_py.db.retention import apply_policy
+
+        folder = readable_dump_folder(stack, run.env)
+        for name in sweep_leftovers(folder, db_name, remove=not ctx.dry_run):
+            run.note(f"{'would remove' if ctx.dry_run else 'removed'} {name}, left by a "
+                     f"cleanup that was cut short")
+        found = find_dumps(folder, db_name)
+        problems = {d.path: incomplete_reason(d.path) for d in found}
+        dumps = [d for d in found if problems[d.path] is None]
+        incomplete = len(found) - len(dumps)
+        run.note(f"policy: {policy} ({source})")
+        decisions = apply_policy([(d, d.timestamp) for d in dumps], policy, KEEP_OLDEST)
+        failed: list[str] = []
+        for dump in found:
+            if problems[dump.path] is not None:  # never counted, never deleted
+                run.note(f"leave {dump.path.name}: not a complete dump "
+                         f"({problems[dump.path]})")
+        for decision in reversed(decisions):  # oldest first, as db:list shows them
+            dump = decision.id
+            manifest = manifest_path(dump.path)
+            also = f" and {manifest.name}" if manifest.exists() else ""
+            if decision.keep:
+                run.note(f"keep {dump.path.name}: " + ", ".join(
+                    _reason_text(r, decision.time, policy) for r in decision.reasons))
+            elif ctx.dry_run:
+                run.note(f"would delete {dump.path.name}{also}")
             else:
-                dump.path.unlink(missing_ok=True)
-                run.note(f"deleted {dump.path.name}")
-        kept = len(dumps) - len(doomed)
-        run.note(f"kept {kept} of {len(dumps)} complete dumps of {db_name}"
-                 + (f"; {incomplete} incomplete left alone (see db:list)"
-                    if incomplete else ""))
+                try:
+                    remove_dump(dump.path)
+                except OSError as exc:
+                    why = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename
+                                                      else "")
+                    failed.append(f"{dump.path.name}: {why}")
+                    run.note(f"could not delete {dump.path.name}: {why}")
+                    continue
+                run.note(f"deleted {dump.path.name}{also}")
+        kept = sum(d.keep for d in decisions)
+        run.note(f"{'would keep' if ctx.dry_run else 'kept'} {kept} of {len(dumps)} complete "
+                 f"dumps of {db_name}"
+                 + (f"; {incomplete} incomplete left alone (see db:list)" if incomplete else ""))
+        if failed:
+            run.fail(f"could not delete {len(failed)} dump(s): {failed[0]}"
+                     + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
 
     # Under the lock: an import may be reading the very dump cleanup would delete.
     return locked(ctx, stack, "db:cleanup",
@@ -60,9 +161,9 @@ def list_dumps(stack: Stack, env: StackEnv) -> tuple[DbSettings | None, list[Dum
     if db is None:
         return None, []
     now = datetime.now(timezone.utc)
-    return db, [DumpInfo(d, d.path.stat().st_size, (now - d.timestamp).total_seconds(),
+    return db, [DumpInfo(d, dump_size(d.path), (now - d.timestamp).total_seconds(),
                          incomplete_reason(d.path))
-                for d in find_dumps(stack.path, db.name)]
+                for d in find_dumps(dump_folder(stack, env.values), db.name)]
 
 
 def shell(ctx: RunContext, stack: Stack, env: StackEnv, args: Sequence[str]) -> StackResult:
@@ -86,7 +187,8 @@ def shell(ctx: RunContext, stack: Stack, env: StackEnv, args: Sequence[str]) -> 
 def cleanup_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace
                     ) -> StackResult:
     """db:cleanup (commands.py)."""
-    return cleanup(ctx, stack, env, options.keep)
+    flags = {rule: getattr(options, f"keep_{rule}") for rule in RULES}
+    return cleanup(ctx, stack, env, flags)
 
 
 def shell_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace

@@ -4,8 +4,8 @@ The dump (FILE, else the newest complete one) is checked against its manifest (s
 then restored into a throwaway database on the same server, created like the target (its
 encoding and locale) and named as an import's scratch copy (``<db>_kompose_new_<token>``),
 so that the recovery of an interrupted import knows it. The load is the one an import uses
-(plain dumps: psql with ON_ERROR_STOP in one transaction through the meta-command guard);
-then each table's rows
+(plain dumps: psql with ON_ERROR_STOP in one transaction through the meta-command guard;
+archives: pg_restore --exit-on-error --jobs N); then each table's rows
 are counted and compared with the counts the manifest recorded at pg_dump's snapshot. A
 sha256 mismatch, a failed load or a count that differs fails the stack with the reason;
 ``--json`` carries the details (``details``). The throwaway database is dropped whatever
@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import secrets
 from argparse import Namespace
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kompose_py.db import manifest as mf
-from kompose_py.db.dumpfiles import find_dumps, incomplete_reason
+from kompose_py.db.dumpfiles import (
+    dump_folder,
+    find_dumps,
+    incomplete_reason,
+    readable_dump_folder,
+)
 from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.journal import Journal
 from kompose_py.db.lock import locked
@@ -45,19 +50,23 @@ from kompose_py.stacks import Stack
 COMMAND = "db:verify"
 
 
-def load_into(run: StackRun, access: AccessKind, database: str, dump: Path) -> bool:
+def load_into(run: StackRun, access: AccessKind, database: str, dump: Path, jobs: int
+              ) -> bool:
     """Load ``dump`` into ``database`` exactly as an import loads its scratch copy; False
-    when it did not load (the step's failure is recorded in ``run``). The one place a
-    format's loader plugs in: plain SQL and kompose's compressed plain dumps go through
-    psql (ON_ERROR_STOP, one transaction, psql meta-commands refused); an archive goes
-    through the import's pg_restore loader once it has one."""
-    from kompose_py.db.restore import _load
+    when it did not load (the step's failure is recorded in ``run``): plain SQL (also
+    compressed) through psql (ON_ERROR_STOP, one transaction, psql meta-commands refused),
+    a custom or directory archive through pg_restore --exit-on-error --jobs N."""
+    from kompose_py.db.postgres.formats import format_of
+    from kompose_py.db.restore import _load, _restore
 
+    if format_of(dump).archive:
+        return _restore(run, access, database, dump, jobs)
     removed: list[tuple[int, str]] = []
     return _load(run, access, database, dump, False, removed)
 
 
-def verify(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None) -> StackResult:
+def verify(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
+           jobs: int | None = None) -> StackResult:
     if not is_database_stack(env):
         return skipped(stack)
 
@@ -65,18 +74,22 @@ def verify(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None) -> S
         db_name = env.values["DB_NAME"]
         chosen = dump
         if chosen is None:
-            found = find_dumps(stack.path, db_name)
+            try:
+                folder = readable_dump_folder(stack, env.values)  # DB_DUMP_DIR
+            except StepError as exc:
+                return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
+            found = find_dumps(folder, db_name)
             complete = [d for d in found if incomplete_reason(d.path) is None]
             if not complete:
                 return StackResult(stack.name, "failed", exit_code=1,
-                                   message=f"no complete dump of {db_name} in {stack.path}"
+                                   message=f"no complete dump of {db_name} in {folder}"
                                    + (f" ({len(found)} incomplete, see db:list)"
                                       if found else ""))
             chosen = complete[-1].path
         source, checked = chosen, dump is None
 
         def main(run: StackRun) -> Produced | None:
-            _verify(run, source, checked)
+            _verify(run, source, checked, jobs or default_jobs())
             return None
 
         return with_recovery(ctx, stack, env, COMMAND, main,
@@ -85,7 +98,13 @@ def verify(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None) -> S
     return locked(ctx, stack, COMMAND, body)
 
 
-def _verify(run: StackRun, dump: Path, checked: bool) -> None:
+def default_jobs() -> int:
+    from kompose_py.db.restore import default_jobs as import_default
+
+    return import_default()
+
+
+def _verify(run: StackRun, dump: Path, checked: bool, jobs: int) -> None:
     """``checked``: the dump was chosen as complete already (a gzip is inflated once)."""
     details: dict[str, Any] = {
         "dump": str(dump), "manifest": None, "sha256": "unchecked", "load": "not run",
@@ -131,7 +150,7 @@ def _verify(run: StackRun, dump: Path, checked: bool) -> None:
             admin.execute(_sql(_create(admin, db.name, scratch)))
             if run.interrupted():
                 return
-            if not load_into(run, access, scratch, dump):
+            if not load_into(run, access, scratch, dump, jobs):
                 details["load"] = "failed"
                 return
             details["load"] = "ok"
@@ -203,7 +222,8 @@ def _drop(admin: Admin, scratch: str, run: StackRun, journal: Journal) -> None:
     journal.clear()
 
 
-def prepare_verify(options: Namespace, root: Path, selected: Sequence[Stack]) -> None:
+def prepare_verify(options: Namespace, root: Path, selected: Sequence[Stack],
+                   envs: Mapping[str, StackEnv]) -> None:
     """FILE: one stack only, and the file must be there (before anything runs)."""
     from kompose_py.db.restore import resolve_dump
 
@@ -217,7 +237,8 @@ def prepare_verify(options: Namespace, root: Path, selected: Sequence[Stack]) ->
             f"selects {len(selected)} ({names})",
             hint="name one stack, or leave out the file to verify each stack's newest dump")
     try:
-        options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0])
+        options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0],
+                                    dump_folder(selected[0], envs[selected[0].name].values))
     except StepError as exc:
         raise UsageError(exc.message, exc.hint) from None
 
@@ -225,4 +246,4 @@ def prepare_verify(options: Namespace, root: Path, selected: Sequence[Stack]) ->
 def verify_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace
                    ) -> StackResult:
     """db:verify (commands.py)."""
-    return verify(ctx, stack, env, options.dump)
+    return verify(ctx, stack, env, options.dump, options.jobs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
 import signal
 import stat
 import subprocess
@@ -37,6 +38,9 @@ class Supervisor:
         self._abort: dict[int, Command] = {}  # what a second signal runs for them
         # Files that must not outlive the run, even one ended at once (partial dumps).
         self._temporary: set[Path] = set()
+        # What removes temporary things elsewhere (a dump copied into a database's
+        # container): run by a second signal too, and waited for.
+        self._cleanups: dict[int, Command] = {}
         self.cancelled = threading.Event()
         self.signum: int | None = None  # the signal that cancelled the run
         self.forwarded: int = signal.SIGTERM  # what running children got on cancellation
@@ -63,7 +67,8 @@ class Supervisor:
                                      env=dict(stop.command.env), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-            aborts = [_start_quietly(cmd) for cmd in list(self._abort.values())]
+            aborts = [_start_quietly(cmd) for cmd in
+                      [*self._abort.values(), *self._cleanups.values()]]
             for child, cmd in aborts:
                 if child is not None:
                     try:
@@ -72,7 +77,10 @@ class Supervisor:
                         _killpg(child.pid, signal.SIGKILL)
             for path in list(self._temporary):
                 with contextlib.suppress(OSError):
-                    os.unlink(path)  # a partial dump must never look like a dump
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)  # a directory archive's
+                    else:
+                        os.unlink(path)  # a partial dump must never look like a dump
             if self.on_abort is not None:
                 with contextlib.suppress(Exception):
                     self.on_abort()
@@ -147,6 +155,19 @@ class Supervisor:
         finally:
             with self._lock:
                 self._temporary.discard(path)
+
+    @contextlib.contextmanager
+    def remote_temporary(self, remove: Command) -> Iterator[None]:
+        """While inside: ``remove`` (which deletes something kompose put elsewhere) is run by
+        a second signal's immediate end; the caller runs it otherwise."""
+        key = id(remove)
+        with self._lock:
+            self._cleanups[key] = remove
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._cleanups.pop(key, None)
 
     def add(self, pgid: int, foreground: bool = False, call_id: str | None = None,
             remote: RemoteStop | None = None, abort: Command | None = None) -> None:

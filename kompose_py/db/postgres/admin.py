@@ -2,10 +2,13 @@
 
 Statements are built with ``psycopg.sql`` (identifiers and literals always quoted by it) and
 run either through a psycopg connection from the host or through psql inside the database's
-container, one ``docker exec`` per statement (each step of a swap is then a separate,
-finished fact that the journal can record). Every session sets ``lock_timeout``: a statement
-that would wait on another transaction's lock gives up after LOCK_TIMEOUT instead of
-waiting without bound while the target refuses connections.
+container: one long-lived ``docker exec -i psql`` per command, fed statements on stdin, each
+followed by an ``\\echo`` of a marker of its own; the marker comes back only once psql has
+finished the statement (a swap's COMMIT included), so each step is a finished fact before the
+journal moves on. psql runs with ON_ERROR_STOP: a failed statement ends the session with its
+error line on stderr (a StepError); the next statement starts a new session. Every session
+sets ``lock_timeout``: a statement that would wait on another transaction's lock gives up
+after LOCK_TIMEOUT instead of waiting without bound while the target refuses connections.
 
 This module imports psycopg at the top; it is imported only by commands that run SQL.
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -96,13 +101,89 @@ class PsycopgAdmin:
         self.conn.close()
 
 
+class _Session:
+    """One ``docker exec -i psql`` fed statements one at a time (see the module's docstring).
+    Runs through the runner in a thread of its own; shielded: Ctrl-C does not end a statement
+    half-way, the command ends the session when it stops."""
+
+    ANSWER_WAIT = 600.0  # seconds for one statement, as the short sessions had
+
+    def __init__(self, cmd: Command, runner: Runner) -> None:
+        self._marker = f"kompose-done-{os.urandom(8).hex()}"
+        self._count = 0
+        self._inbox: queue.Queue[bytes | None] = queue.Queue()
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self._kill = False
+        self.outcome: Any = None
+        self._thread = threading.Thread(target=self._run, args=(cmd, runner), daemon=True)
+        self._thread.start()
+
+    def _run(self, cmd: Command, runner: Runner) -> None:
+        from dataclasses import replace
+
+        self.outcome = runner.run(replace(
+            cmd, stdout="capture", capture_stderr=True, echo_stderr=False, shielded=True,
+            feeder=self._feed, drain=self._drain, timeout=None))
+        self._lines.put(None)
+
+    def _feed(self, sink: IO[bytes]) -> None:
+        while (item := self._inbox.get()) is not None:
+            sink.write(item)
+            sink.flush()
+        if self._kill:
+            raise StepError("psql did not answer in time")
+
+    def _drain(self, source: IO[bytes]) -> None:
+        try:
+            for line in iter(source.readline, b""):
+                self._lines.put(line)
+        finally:
+            self._inbox.put(None)  # psql is gone: the feeder stops waiting
+
+    def run(self, text: str) -> bytes:
+        """psql's output for ``text``; StepError with psql's error line when it failed (the
+        session is then over)."""
+        self._count += 1
+        done = f"{self._marker}-{self._count}"
+        self._inbox.put(f"{text};\n\\echo {done}\n".encode())
+        out: list[bytes] = []
+        while True:
+            try:
+                line = self._lines.get(timeout=self.ANSWER_WAIT)
+            except queue.Empty:
+                self._kill = True
+                self._inbox.put(None)
+                self._thread.join()
+                raise StepError(f"psql gave no answer in {self.ANSWER_WAIT:.0f}s") from None
+            if line is None:
+                break
+            if line.rstrip(b"\n").decode(errors="replace") == done:
+                return b"".join(out)
+            out.append(line)
+        self._thread.join()
+        outcome = self.outcome
+        raise StepError(failure_line(outcome.stderr_tail,
+                                     outcome.error or f"psql exited {outcome.exit_code}",
+                                     strip_marker=True))
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        self._inbox.put(None)  # end of input: psql exits
+        self._thread.join(timeout=60)
+
+
 class ContainerAdmin:
-    """psql in the database's container, one short session per statement."""
+    """psql in the database's container: one session for all the statements of one command
+    (a new one after a statement failed)."""
 
     def __init__(self, access: ToolAccess, runner: Runner, env: Mapping[str, str],
                  cwd: Path, report: Callable[[str], None]) -> None:
         self.access, self.runner, self.env, self.cwd = access, runner, env, cwd
         self._report = report
+        self._session: _Session | None = None
         # The first call doubles as the connection check: one clear line when it fails.
         try:
             self.query(sql.SQL("SELECT 1 AS ok"))
@@ -111,19 +192,21 @@ class ContainerAdmin:
                             f"{access.describe()}: {exc.message}") from None
 
     def _psql(self, text: str) -> bytes:
-        script = f"SET lock_timeout = '{lock_timeout()}';\n{text};\n".encode()
-        cmd = self.access.tool("psql", self.access.db.maintenance_db,
-                               ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"],
-                               self.env, self.cwd, stdin=True)
-        outcome = self.runner.run(Command(
-            cmd.argv, cmd.cwd, cmd.env, stdout="capture", capture_stderr=True,
-            echo_stderr=False, feeder=lambda sink: _write(sink, script), shielded=True,
-            timeout=600, remote_stop=cmd.remote_stop))
-        if not outcome.ok:
-            raise StepError(failure_line(outcome.stderr_tail,
-                                         outcome.error or f"psql exited {outcome.exit_code}",
-                                         strip_marker=True))
-        return outcome.stdout
+        if self._session is None or not self._session.alive:
+            cmd = self.access.tool("psql", self.access.db.maintenance_db,
+                                   ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"],
+                                   self.env, self.cwd, stdin=True)
+            self._session = _Session(cmd, self.runner)
+            try:
+                self._session.run(f"SET lock_timeout = '{lock_timeout()}'")
+            except StepError:
+                self._session = None
+                raise
+        try:
+            return self._session.run(text)
+        except StepError:
+            self._session = None
+            raise
 
     def query(self, statement: Any) -> list[dict[str, Any]]:
         wrapped = sql.SQL("SELECT coalesce(jsonb_agg(to_jsonb(q)), '[]') FROM ({}) q").format(
@@ -141,7 +224,9 @@ class ContainerAdmin:
         self._psql(text)
 
     def close(self) -> None:
-        pass
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 def _write(sink: IO[bytes], data: bytes) -> None:

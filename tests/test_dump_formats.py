@@ -1,0 +1,344 @@
+"""Dump formats end to end, on the host's PostgreSQL 15 (host tools: pg_dump 15 has no lz4 or
+zstd, kompose compresses plain dumps itself) and on PostgreSQL 17 in a container (docker exec:
+pg_dump compresses itself): every format exported, listed and imported back; cut archives and
+directories refused before anything is touched; a stopped directory export leaves no folder
+under a dump name; the container's temporary folder is gone after every import."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kompose_py.db.dumpfiles import find_dumps
+from tests.conftest import (
+    PG_IMAGE_NEWER,
+    ContainerPostgres,
+    Postgres,
+    _image_there,
+    _missing,
+    drop_database,
+    make_stacks,
+    run_kompose,
+    start_pg_container,
+    stop_pg_container,
+)
+from tests.test_db_safety import blocked, output, start, wait_for
+
+
+@pytest.fixture(scope="module")
+def pg17(docker_engine: None) -> Iterator[ContainerPostgres]:
+    if not _image_there(PG_IMAGE_NEWER):
+        _missing(f"the PostgreSQL image {PG_IMAGE_NEWER} (run scripts/setup-env.sh)")
+    server = start_pg_container(PG_IMAGE_NEWER, uuid.uuid4().hex[:6])
+    yield server
+    stop_pg_container(server)
+
+
+@pytest.fixture(params=["host", "container"])
+def where(request: pytest.FixtureRequest) -> Iterator[Postgres]:
+    """PostgreSQL 15 through the host's tools, or 17 in a container through docker exec."""
+    if request.param == "host":
+        yield request.getfixturevalue("pg")
+        return
+    server = replace(request.getfixturevalue("pg17"), created=[])
+    yield server
+    with server.connect() as conn:
+        for name in server.databases():
+            if any(name == c or name.startswith(c[:40] + "_kompose_") for c in server.created):
+                drop_database(conn, name)
+
+
+def setup(tmp_path: Path, pg: Postgres, rows: int = 300) -> tuple[Path, Path, str]:
+    name = pg.new_name("kf")
+    pg.create(name, rows=rows)
+    with pg.connect(name) as conn:  # a second table with a secondary index, as apps have
+        conn.execute("CREATE TABLE notes (id serial PRIMARY KEY, item int, body text)")
+        conn.execute("CREATE INDEX notes_item ON notes (item)")
+        conn.execute("INSERT INTO notes (item, body) SELECT g % 50, md5(g::text) "
+                     "FROM generate_series(1, 500) g")
+    root = make_stacks(tmp_path / "root", {"shop": {"compose.yaml": pg.compose,
+                                                    ".env": pg.env_text(name)}})
+    return root, root / "shop", name
+
+
+def kompose(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = run_kompose("--root", str(root), *args, timeout=180)
+    return subprocess.CompletedProcess(args, result.code, result.out, result.err)
+
+
+def state(pg: Postgres, name: str) -> tuple[int, int, bool]:
+    with pg.connect(name) as conn:
+        items = conn.execute("SELECT count(*) FROM items").fetchone()
+        notes = conn.execute("SELECT count(*) FROM notes").fetchone()
+        index = conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'notes_item'"
+                             ).fetchone()
+    assert items is not None and notes is not None
+    return items[0], notes[0], index is not None
+
+
+def mine(pg: Postgres, name: str) -> set[str]:
+    """The databases of this test (the target, scratch or set-aside copies)."""
+    return {d for d in pg.databases() if d.startswith(name)}
+
+
+def container_temp(pg: Postgres) -> list[str]:
+    """kompose's temporary folders left in the server's container."""
+    if not isinstance(pg, ContainerPostgres):
+        return []
+    out = subprocess.run(["docker", "exec", pg.container, "sh", "-c",
+                          "ls -a /tmp | grep '^kompose' || true"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+# (export options, the suffix of the file it writes)
+FORMATS = [
+    ((), ".sql"),
+    (("--compress",), ".sql.gz"),
+    (("--compress", "zstd"), ".sql.zst"),
+    (("--compress=lz4:3",), ".sql.lz4"),
+    (("--format", "custom"), ".dump"),
+    (("--format", "custom", "--compress", "gzip:1"), ".dump"),
+    (("--format", "directory", "--jobs", "2"), ".dir"),
+]
+NEWER_ONLY = [  # pg_dump 16+ writes lz4/zstd into archives itself
+    (("--format", "custom", "--compress", "zstd"), ".dump"),
+    (("--format", "directory", "--compress", "lz4"), ".dir"),
+]
+
+
+def test_every_format_round_trips(tmp_path: Path, where: Postgres) -> None:
+    pg = where
+    root, folder, name = setup(tmp_path, pg)
+    container = isinstance(pg, ContainerPostgres)
+    cases = FORMATS + (NEWER_ONLY if container else [])
+    made: list[tuple[tuple[str, ...], Path]] = []
+    for options, suffix in cases:
+        before = {d.path for d in find_dumps(folder, name)}
+        result = kompose(root, "--json", "shop", "db:export", *options)
+        assert result.returncode == 0, result.stdout + result.stderr
+        (new,) = {d.path for d in find_dumps(folder, name)} - before
+        assert new.name.endswith(suffix) and new.name.startswith(name + "_"), new.name
+        assert new.is_dir() == (suffix == ".dir")
+        made.append((options, new))
+        shown = result.stderr
+        if "zstd" in " ".join(options) or "lz4" in " ".join(options):
+            # kompose compresses only where the pg_dump that runs cannot (15 on the host)
+            assert ("by kompose" in shown) == (not container and suffix.startswith(".sql")), \
+                shown
+    assert not [p for p in folder.iterdir() if p.name.startswith(".") and "partial" in p.name]
+    assert len(find_dumps(folder, name)) == len(cases)
+    listing = json.loads(kompose(root, "--json", "shop", "db:list").stdout)
+    listed = {d["file"]: d for s in listing["stacks"] for d in s["dumps"]}
+    assert len(listed) == len(cases), listing
+    assert all(d["complete"] for d in listed.values()), listing
+
+    for options, path in made:
+        with pg.connect(name) as conn:
+            conn.execute("DELETE FROM items WHERE id > 10")
+            conn.execute("DROP INDEX notes_item")
+        result = kompose(root, "shop", "db:import", str(path), "--jobs", "2")
+        assert result.returncode == 0, (options, result.stderr)
+        assert state(pg, name) == (300, 500, True), options
+        loader = "pg_restore" if path.suffix in (".dump", ".dir") else "psql"
+        assert f" {loader} --no-password" in result.stderr, result.stderr
+        assert container_temp(pg) == []
+    # The newest complete dump is chosen whatever its format.
+    result = kompose(root, "shop", "db:import")
+    assert result.returncode == 0 and made[-1][1].name in result.stderr, result.stderr
+    # Cleanup counts and deletes every format (a directory archive with its files).
+    result = kompose(root, "shop", "db:cleanup", "--keep", "1")
+    assert result.returncode == 0, result.stderr
+    assert [d.path for d in find_dumps(folder, name)] == [made[-1][1]]
+
+
+def test_custom_archive_with_zstd_needs_pg_dump_16(tmp_path: Path, pg: Postgres) -> None:
+    """pg_dump 15 cannot put zstd inside an archive, and kompose compresses only a plain
+    stream: a clear line, nothing written."""
+    root, folder, _ = setup(tmp_path, pg, rows=5)
+    result = kompose(root, "shop", "db:export", "--format", "custom", "--compress", "zstd")
+    assert result.returncode == 1
+    assert "version 15, which cannot write zstd into a custom archive" in result.stderr
+    assert not [p for p in folder.iterdir() if p.name.startswith(name_prefix(folder))]
+
+
+def name_prefix(folder: Path) -> str:
+    return next(line.split("=", 1)[1] for line in (folder / ".env").read_text().splitlines()
+                if line.startswith("DB_NAME="))
+
+
+def test_bad_options_are_usage_errors(tmp_path: Path, pg: Postgres) -> None:
+    root, _, _ = setup(tmp_path, pg, rows=5)
+    for args in (("--format", "tar"), ("--compress", "brotli"), ("--compress=zstd:99",),
+                 ("--jobs", "0")):
+        result = kompose(root, "shop", "db:export", *args)
+        assert result.returncode == 2, (args, result.stderr)
+    env = root / "shop" / ".env"
+    env.write_text(env.read_text() + "DB_DUMP_FORMAT=zip\n")
+    result = kompose(root, "shop", "db:export")
+    assert result.returncode == 1 and "DB_DUMP_FORMAT='zip'" in result.stderr
+
+
+def test_db_dump_format_from_the_env_file(tmp_path: Path, pg: Postgres) -> None:
+    root, folder, name = setup(tmp_path, pg, rows=5)
+    (root / ".env").write_text("DB_DUMP_FORMAT=custom\n")
+    assert kompose(root, "shop", "db:export").returncode == 0
+    assert kompose(root, "shop", "db:export", "--format", "plain").returncode == 0
+    assert sorted(p.path.suffix for p in find_dumps(folder, name)) == [".dump", ".sql"]
+
+
+def _cut(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+
+
+def test_cut_archives_are_refused_before_anything_is_touched(tmp_path: Path,
+                                                             where: Postgres) -> None:
+    pg = where
+    root, folder, name = setup(tmp_path, pg)
+    made = []
+    for options in (("--format", "custom", "--compress", "none"),
+                    ("--format", "directory", "--compress", "none"),
+                    ("--format", "directory")):
+        before = {d.path for d in find_dumps(folder, name)}
+        assert kompose(root, "shop", "db:export", *options).returncode == 0
+        (new,) = {d.path for d in find_dumps(folder, name)} - before
+        made.append(new)
+    custom, plain_dir, packed_dir = made
+    _cut(custom)
+    tables = sorted(plain_dir.glob("[0-9]*.dat"), key=lambda p: p.stat().st_size)
+    _cut(tables[-1])  # the biggest table's COPY data, cut
+    packed = sorted(packed_dir.glob("[0-9]*.dat.gz"), key=lambda p: p.stat().st_size)
+    packed[0].unlink()  # a data file missing
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 10")
+    before = mine(pg, name)
+    for path, reason in ((custom, "cut off"), (plain_dir, "end-of-data"),
+                         (packed_dir, "is missing")):
+        result = kompose(root, "shop", "db:import", str(path))
+        assert result.returncode == 1, result.stderr
+        assert f"refusing {path.name}" in result.stderr and reason in result.stderr, \
+            result.stderr
+        assert "nothing was touched" in result.stderr
+        assert mine(pg, name) == before == {name}
+        assert state(pg, name) == (10, 500, True)
+    listing = json.loads(kompose(root, "--json", "shop", "db:list").stdout)
+    assert not any(d["complete"] for s in listing["stacks"] for d in s["dumps"])
+    result = kompose(root, "shop", "db:import")  # no complete dump at all
+    assert result.returncode == 1 and "no complete dump" in result.stderr
+    assert container_temp(pg) == []
+
+
+def test_failed_restore_leaves_the_target_and_no_temporary_folder(tmp_path: Path,
+                                                                 where: Postgres) -> None:
+    """A whole archive whose data does not load (a COPY line edited): pg_restore fails, the
+    target is as it was, the scratch database and the container's folder are gone."""
+    pg = where
+    root, folder, name = setup(tmp_path, pg)
+    assert kompose(root, "shop", "db:export", "--format", "directory", "--compress",
+                   "none").returncode == 0
+    (dump,) = find_dumps(folder, name)
+    data = max(dump.path.glob("[0-9]*.dat"), key=lambda p: p.stat().st_size)
+    text = data.read_bytes()
+    data.write_bytes(b"not-a-number" + text[text.index(b"\t"):])
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 10")
+    before = mine(pg, name)
+    for jobs in ("1", "2"):
+        result = kompose(root, "shop", "db:import", "--jobs", jobs)
+        assert result.returncode == 1, result.stderr
+        assert "the dump did not load" in result.stderr and "not-a-number" in result.stderr, \
+            result.stderr
+        assert mine(pg, name) == before == {name}
+        assert state(pg, name) == (10, 500, True)
+        assert container_temp(pg) == []
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGTERM-twice"])
+def test_directory_export_stopped_midway_leaves_no_dump(tmp_path: Path, where: Postgres,
+                                                        sig: str) -> None:
+    """pg_dump -Fd -j 2 waits for a table's lock; kompose is stopped. No folder has a dump
+    name; its partial folder is removed (also at once, on a second signal), and so is the
+    container's temporary folder."""
+    stopped_directory_export(tmp_path, where, sig)
+
+
+def test_directory_export_killed_midway_leaves_no_dump(tmp_path: Path, pg: Postgres) -> None:
+    """SIGKILL: nothing can clean up, but the partial folder stays hidden, never a dump."""
+    stopped_directory_export(tmp_path, pg, "SIGKILL")
+
+
+def stopped_directory_export(tmp_path: Path, pg: Postgres, sig: str) -> None:
+    root, folder, name = setup(tmp_path, pg)
+    holder = pg.connect(name)
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE notes IN ACCESS EXCLUSIVE MODE")
+    try:
+        proc, logs = start(root, "shop", "db:export", "--format", "directory", "--jobs", "2")
+        wait_for("pg_dump waiting for the table's lock", lambda: blocked(pg, "notes"))
+        number = signal.SIGKILL if sig == "SIGKILL" else signal.SIGTERM
+        os.kill(proc.pid, number)
+        if sig == "SIGTERM-twice":
+            os.kill(proc.pid, number)
+        code = proc.wait(timeout=60)
+        assert code == (-9 if sig == "SIGKILL" else 143), output(logs)
+    finally:
+        holder.close()
+    assert find_dumps(folder, name) == []
+    left = [p.name for p in folder.iterdir() if p.name.startswith(".") and ".dir." in p.name]
+    if sig == "SIGKILL":
+        # Nothing can clean up after SIGKILL: the partial folder stays hidden, never a dump.
+        assert all(n.endswith(".partial") for n in left), left
+    else:
+        assert left == [], left
+        wait_for("the container's temporary folder removed", lambda: container_temp(pg) == [],
+                 limit=30)
+
+
+def test_container_admin_runs_one_session_and_keeps_errors_and_lock_timeout(
+        tmp_path: Path, pg17: ContainerPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every statement of one command goes through one psql session in the container (one
+    backend); a failed statement is a StepError with psql's error line, and the next one
+    opens a new session that still has the lock_timeout."""
+    from psycopg import sql
+
+    from kompose_py.db.postgres.admin import ContainerAdmin
+    from kompose_py.db.reach import ContainerAccess
+    from kompose_py.db.settings import settings_from
+    from kompose_py.errors import StepError
+    from kompose_py.runner.run import Runner
+
+    monkeypatch.setenv("KOMPOSE_DB_LOCK_TIMEOUT", "3")
+    values = {"DB_NAME": "postgres", "DB_USER": pg17.user, "DB_PASSWORD": pg17.password,
+              "PATH": os.environ["PATH"]}
+    access = ContainerAccess(settings_from(values), pg17.container, "5432", "")
+    said: list[str] = []
+    admin = ContainerAdmin(access, Runner(), values, tmp_path, said.append)
+    try:
+        def backend() -> int:
+            return int(admin.query(sql.SQL("SELECT pg_backend_pid() AS pid"))[0]["pid"])
+
+        first = backend()
+        admin.execute(sql.SQL("SELECT 1"))
+        assert backend() == first
+        assert admin.query(sql.SQL("SELECT current_setting('lock_timeout') AS t")) == \
+            [{"t": "3s"}]
+        with pytest.raises(StepError) as failed:
+            admin.execute(sql.SQL("BEGIN; SELECT 1; SELECT 1/0; COMMIT"))
+        assert "division by zero" in failed.value.message
+        again = backend()
+        assert again != first
+        assert admin.query(sql.SQL("SELECT current_setting('lock_timeout') AS t")) == \
+            [{"t": "3s"}]
+        assert said == ["SQL: SELECT 1", "SQL: BEGIN; SELECT 1; SELECT 1/0; COMMIT"]
+    finally:
+        admin.close()
+    assert pg17.password not in " ".join(said)

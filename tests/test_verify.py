@@ -78,20 +78,37 @@ def test_export_manifest_and_a_good_dump_verifies(tmp_path: Path, server: Postgr
     assert r.code == 0 and "matches its manifest" in r.err, r.all
 
 
-def test_compressed_export_has_its_manifest_and_verifies(tmp_path: Path,
-                                                         server: Postgres) -> None:
+@pytest.mark.parametrize(("options", "glob", "fmt", "compression"), [
+    (["--compress"], "*Z.sql.gz", "plain", "gzip"),
+    (["--compress", "zstd"], "*Z.sql.zst", "plain", "zstd"),
+    (["--format", "custom"], "*Z.dump", "custom", "gzip"),
+    (["--format", "directory", "--jobs", "2", "--compress", "none"], "*Z.dir", "directory",
+     "none"),
+], ids=["gzip", "zstd", "custom", "directory"])
+def test_every_format_has_its_manifest_and_verifies(
+        tmp_path: Path, server: Postgres, options: list[str], glob: str, fmt: str,
+        compression: str) -> None:
     pg = server
     name = pg.new_name()
     pg.create(name, rows=30)
     root = stack_root(tmp_path, pg, shop=name)
-    assert kompose(root, "shop", "db:export", "--compress").code == 0
-    (dump,) = (root / "shop").glob("*Z.sql.gz")
+    r = kompose(root, "shop", "db:export", *options)
+    assert r.code == 0, r.all
+    (dump,) = (root / "shop").glob(glob)
     manifest = read_manifest(manifest_path(dump))
-    assert (manifest.format, manifest.compression, manifest.compressed_by) == \
-        ("plain", "gzip", "kompose")
+    assert (manifest.format, manifest.compression) == (fmt, compression), manifest
+    # kompose says on the pg_dump line when it compresses the stream itself
+    by_kompose = re.search(r"\(compressed (with \w+ )?by kompose\)", r.err) is not None
+    assert manifest.compressed_by == ("none" if compression == "none" else
+                                      "kompose" if by_kompose else "pg_dump"), r.err
     assert manifest.row_counts == {"public.items": 30}
-    code, stack, err = verify_json(root)
+    assert (manifest.sha256, manifest.size, manifest.files) == digest(dump)
+    if fmt == "directory":
+        assert "toc.dat" in {f.name for f in manifest.files}
+    code, stack, err = verify_json(root, "--jobs", "2")
     assert code == 0 and stack["details"]["row_counts"] == "match", err
+    assert "pg_restore" in err if fmt != "plain" else "psql" in err
+    assert not leftovers(pg, name)
 
 
 def test_changed_bytes_fail_on_sha256_and_the_import_refuses(tmp_path: Path,

@@ -85,6 +85,15 @@ class Bench:
             raise RuntimeError(f"{argv[:3]} failed: {done.stderr.decode()[-600:]}")
         return elapsed
 
+    def attempt(self, rows: list[Row], figure: str, sides: dict[str, Callable[[], float]]
+                ) -> dict[str, float] | None:
+        """:meth:`alternate`, or a failed row saying why (the other figures still run)."""
+        try:
+            return self.alternate(sides)
+        except RuntimeError as exc:
+            rows.append(Row(f"{figure} ({why(exc)})", "failed", "-", "-", "-", False))
+            return None
+
     def alternate(self, sides: dict[str, Callable[[], float]]) -> dict[str, float]:
         """Each side once per round, in turn, ``runs`` rounds; the medians."""
         times: dict[str, list[float]] = {name: [] for name in sides}
@@ -106,6 +115,12 @@ def ratio_row(figure: str, k: float, b: float, target: float | None) -> Row:
     r = k / b
     return Row(figure, secs(k), secs(b), f"{r:.3f}x",
                f"<= {target}x" if target else "(context)", (r <= target) if target else None)
+
+
+def why(exc: Exception) -> str:
+    """kompose's one summary line out of a failed run's stderr."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip().startswith("✗")]
+    return (lines[-1] if lines else str(exc).splitlines()[-1])[:90]
 
 
 def na_row(figure: str, target: str = "(context)") -> Row:
@@ -256,7 +271,11 @@ def exports(bench: Bench, root: Path, work: Path) -> tuple[list[Row], dict[str, 
             return bench.command(["pg_dump", *conn, *bare, "-f", str(out), "-d", APP])
 
         sides = {"k": via_kompose, **({"b": bare_dump} if bare else {})}
-        medians = bench.alternate(sides)
+        try:
+            medians = bench.alternate(sides)
+        except RuntimeError as exc:  # refused when it runs (pg_dump 15 and lz4 in an archive)
+            rows.append(na_row(f"{figure} ({why(exc)})"))
+            continue
         (dump,) = made
         kept[name] = dump
         if bare:
@@ -288,13 +307,19 @@ def imports(bench: Bench, root: Path, dumps: dict[str, Path]) -> tuple[list[Row]
     def kompose_import(dump: Path, *options: str) -> Callable[[], float]:
         return lambda: bench.kompose(root, "restore", "db:import", str(dump), *options)
 
-    medians = bench.alternate({"k": kompose_import(plain), "p": psql_f})
+    medians = bench.attempt(rows, "db:import plain (host)",
+                            {"k": kompose_import(plain), "p": psql_f})
+    if medians is None:
+        return rows, None
     psql_median = medians["p"]
     rows.append(ratio_row("db:import plain (host) vs psql -1 -f", medians["k"], psql_median,
                           1.15))
     for name in ("plain, gzip", "plain, lz4", "plain, zstd"):
         if name in dumps:
-            k = bench.alternate({"k": kompose_import(dumps[name])})["k"]
+            got = bench.attempt(rows, f"db:import {name}", {"k": kompose_import(dumps[name])})
+            if got is None:
+                continue
+            k = got["k"]
             rows.append(ratio_row(f"db:import {name} vs psql -1 -f of the plain dump", k,
                                   psql_median, None))
     for fmt in ("custom", "directory"):
@@ -315,7 +340,10 @@ def imports(bench: Bench, root: Path, dumps: dict[str, Path]) -> tuple[list[Row]
             sides = {"k": kompose_import(dump, "--jobs", str(n)), "r": bare_restore}
             if n == 2:
                 sides["p"] = psql_f
-            m = bench.alternate(sides)
+            got = bench.attempt(rows, figure, sides)
+            if got is None:
+                continue
+            m = got
             if n == 2:
                 rows.append(ratio_row(f"{figure} vs psql -1 -f of the plain dump", m["k"],
                                       m["p"], 0.9))
@@ -337,10 +365,11 @@ def verifies(bench: Bench, root: Path, dumps: dict[str, Path]) -> list[Row]:
             return bench.command(["psql", *conn, "-X", "-q", "-v", "ON_ERROR_STOP=1",
                                   "--single-transaction", "-d", BARE, "-f", str(plain)])
 
-        m = bench.alternate({"k": lambda: bench.kompose(root, "app", "db:verify", str(plain)),
-                             "b": psql_f})
-        rows.append(ratio_row("db:verify plain vs psql -1 -f into a new database", m["k"],
-                              m["b"], 1.2))
+        got = bench.attempt(rows, "db:verify plain", {
+            "k": lambda: bench.kompose(root, "app", "db:verify", str(plain)), "b": psql_f})
+        if got is not None:
+            rows.append(ratio_row("db:verify plain vs psql -1 -f into a new database",
+                                  got["k"], got["b"], 1.2))
     custom = dumps.get("custom")
     if custom is None:
         rows.append(na_row("db:verify custom vs bare pg_restore", "<= 1.2x"))
@@ -351,8 +380,12 @@ def verifies(bench: Bench, root: Path, dumps: dict[str, Path]) -> list[Row]:
         fresh(BARE)
         return bench.command(["pg_restore", *conn, "-j", jobs, "-d", BARE, str(custom)])
 
-    m = bench.alternate({"k": lambda: bench.kompose(root, "app", "db:verify", str(custom)),
-                         "b": bare_restore})
+    got = bench.attempt(rows, "db:verify custom", {
+        "k": lambda: bench.kompose(root, "app", "db:verify", str(custom), "--jobs", jobs),
+        "b": bare_restore})
+    if got is None:
+        return rows
+    m = got
     rows.append(ratio_row(f"db:verify custom vs bare pg_restore -j {jobs} into a new database",
                           m["k"], m["b"], 1.2))
     return rows
@@ -452,6 +485,30 @@ def container_figures(bench: Bench, work: Path) -> list[Row]:
                                                         str(plain))})["k"]
         rows.append(ratio_row("container: db:verify plain vs docker exec -i CTR psql -1 < file",
                               k, m["b"], None))
+    for method in ("gzip", "lz4", "zstd"):  # pg_dump 16+ in the container: its own methods
+        options = ["--format", "custom", "--compress", method]
+        out = work / f"ctr-bare-{method}.dump"
+        before = set(folder.iterdir())
+        try:
+            m = bench.alternate({
+                "k": lambda options=options: bench.kompose(root, "app", "db:export", *options),
+                "b": lambda method=method, out=out: bench.command(
+                    ["docker", "exec", *conn, "pg_dump", *pg, "-Fc", f"--compress={method}",
+                     "-d", APP], stdout=out, env=env)})
+        except RuntimeError as exc:
+            rows.append(na_row(f"container: db:export custom, {method} ({why(exc)})"))
+            continue
+        made = sorted(p for p in folder.iterdir() if p not in before
+                      and not p.name.endswith(".json"))
+        size = size_of(made[-1]) if made else 0
+        row = ratio_row(f"container: db:export custom, {method} vs docker exec pg_dump -Fc",
+                        m["k"], m["b"], None)
+        row.figure += f"  [{mib(size)} vs {mib(size_of(out))}]"
+        rows.append(row)
+        for extra in made:
+            remove(extra)
+            Path(f"{extra}.json").unlink(missing_ok=True)
+        remove(out)
     if accepted(root, "app", "db:export", "--format", "custom"):
         before = set(folder.iterdir())
         bench.kompose(root, "app", "db:export", "--format", "custom")
@@ -521,7 +578,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     docker_ok("image", "inspect", CTR["image"]):
                 print("bench: container mode ...", file=sys.stderr, flush=True)
                 made = container_up(bench.host_env)
-                rows += container_figures(bench, work)
+                try:
+                    rows += container_figures(bench, work)
+                except RuntimeError as exc:
+                    rows.append(Row(f"container mode ({why(exc)})", "failed", "-", "-", "-",
+                                    False))
             elif not args.no_container:
                 rows.append(na_row(f"container mode (no Docker or no {CTR['image']})"))
             rows.append(Row("kompose peak RSS, every run above (host / all)",

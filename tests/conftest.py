@@ -33,6 +33,14 @@ PG_IMAGE_NEWER = os.environ.get("KOMPOSE_TEST_PG_IMAGE_NEWER", "kompose/postgres
 # A real 3-node Docker Swarm (scripts/swarm-cluster.sh), built once per session when a test
 # asks for it.
 pytest_plugins = ["tests.swarmfixture"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test on the Swarm cluster is marked ``swarm`` (scripts/test-pythons.sh leaves them
+    to the main run: they drive the same subprocesses on every Python, and take minutes)."""
+    for item in items:
+        if "swarm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.swarm)
 _CLEARED = ("KOMPOSE_", "COMPOSE_", "DOCKER_", "PG", "DB_", "NETWORK_NAME", "NO_COLOR")
 
 

@@ -35,7 +35,7 @@ from kompose_py.backends.base import Backend
 from kompose_py.backends.choose import backend_for
 from kompose_py.backends.docker import Container, engine_label, running_containers
 from kompose_py.db.postgres.catalog import Admin
-from kompose_py.db.postgres.tools import CONNECT_TIMEOUT, db_argument, pg_options
+from kompose_py.db.postgres.tools import CONNECT_TIMEOUT, db_argument, pg_options, with_password
 from kompose_py.db.settings import DbSettings, settings_from
 from kompose_py.db.swarmreach import NetworkAccess, service_access
 from kompose_py.envfiles import StackEnv
@@ -83,10 +83,7 @@ class HostAccess:
                                                                 else "")
 
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
-        out = dict(env)
-        out.pop("PGPASSWORD", None)
-        if self.db.password:
-            out["PGPASSWORD"] = self.db.password  # never argv: /proc/<pid>/cmdline is public
+        out = with_password(env, self.db)
         out.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT)
         return out
 
@@ -117,11 +114,7 @@ class ContainerAccess:
         return where + (f" ({self.why})" if self.why else "")
 
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
-        out = dict(env)
-        out.pop("PGPASSWORD", None)
-        if self.db.password:
-            out["PGPASSWORD"] = self.db.password  # docker's own environment, never argv
-        return out
+        return with_password(env, self.db)
 
     def tool(self, program: str, database: str, extra: Sequence[str], env: Mapping[str, str],
              cwd: Path, *, stdin: bool = False, tty: bool = False) -> Command:

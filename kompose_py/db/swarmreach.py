@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kompose_py.backends.swarmengine import NAMESPACE_LABEL, EngineError, ask
-from kompose_py.db.postgres.tools import CONNECT_TIMEOUT, db_argument, pg_options
+from kompose_py.db.postgres.tools import CONNECT_TIMEOUT, db_argument, pg_options, with_password
 from kompose_py.db.settings import DbSettings
 from kompose_py.runner.command import Command, RemoteStop
 from kompose_py.runner.run import Runner
@@ -52,11 +52,7 @@ class NetworkAccess:
     mode: str = "container"  # what runs pg_dump is a container, as for docker exec
 
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
-        out = dict(env)
-        out.pop("PGPASSWORD", None)
-        if self.db.password:
-            out["PGPASSWORD"] = self.db.password  # docker's own environment, never argv
-        return out
+        return with_password(env, self.db)
 
     def admin(self, runner: Runner, env: Mapping[str, str], cwd: Path,
               report: Callable[[str], None]) -> Admin:

@@ -74,3 +74,13 @@ def pg_error(tail: Sequence[str], db: DbSettings, mode: str, described: str) -> 
         return f"{described}: {line}"
     return line
 
+
+def with_password(env: Mapping[str, str], db: DbSettings) -> dict[str, str]:
+    """The environment a client tool (or the docker client that starts it) gets: the stack's,
+    with DB_PASSWORD as PGPASSWORD and nothing else as one. Never argv: /proc/<pid>/cmdline is
+    public; docker passes a variable named by ``-e PGPASSWORD`` on from its own environment."""
+    out = dict(env)
+    out.pop("PGPASSWORD", None)
+    if db.password:
+        out["PGPASSWORD"] = db.password
+    return out

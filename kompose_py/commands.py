@@ -180,6 +180,15 @@ def _compress(text: str) -> str:
     return text
 
 
+def _verify_arguments(p: ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", metavar="FILE",
+                   help="the dump to verify (one stack only); default: each stack's newest "
+                        "complete dump")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help="pg_restore processes for a custom or directory archive (default: "
+                        "the number of CPUs, at most 4)")
+
+
 def _jobs(text: str) -> int:
     try:
         value = int(text)
@@ -232,6 +241,10 @@ TABLE: tuple[CommandSpec, ...] = (
     CommandSpec("db:import", "load a dump into a stack's database, safely", "stacks",
                 "kompose_py.db.restore:import_command", _import_arguments, hooked=True,
                 prepare="kompose_py.db.restore:prepare_import", completes_dump=True),
+    CommandSpec("db:verify", "prove a dump restores: checksum, a load into a throwaway "
+                "database, row counts against its manifest", "stacks",
+                "kompose_py.db.verify:verify_command", _verify_arguments, hooked=True,
+                prepare="kompose_py.db.verify:prepare_verify", completes_dump=True),
     CommandSpec("db:cleanup", "delete the dumps a retention policy does not keep", "stacks",
                 "kompose_py.db.upkeep:cleanup_command", _cleanup_arguments, hooked=True,
                 epilog="A dump is kept when any rule keeps it; N=-1 keeps every bucket.\n"

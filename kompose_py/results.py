@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from kompose_py.runner.command import Status
 
@@ -44,6 +44,9 @@ class StackResult:
     # What the user must know although the stack succeeded (a newer dump passed over, a
     # setting left out), one line each.
     warnings: list[str] = field(default_factory=list)
+    # A command's own findings for --json ("details"; a verification: what was checked, which
+    # tables differ); None: the command has none.
+    details: dict[str, Any] | None = None
 
 
 class Reporter(Protocol):

@@ -38,7 +38,8 @@ hook_post_db_import() { log "$@"; }
 
 
 def dump_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".sql" in p.name)
+    return sorted(p.name for p in folder.iterdir()
+                  if ".sql" in p.name and not p.name.endswith(".json"))  # not manifests
 
 
 def db_root(tmp_path: Path, pg: Postgres, **stacks: str) -> Path:

@@ -20,8 +20,9 @@ hook_post_db_export() { printf '%s\n' "$1" >>"$KOMPOSE_STACK_DIR/exported"; }
 
 
 def dumps_in(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".sql" in p.name) \
-        if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir()
+                  if ".sql" in p.name and not p.name.endswith(".json")) \
+        if folder.is_dir() else []  # (not the manifests beside them)
 
 
 def complete(root: Path, line: str) -> list[str]:
@@ -181,7 +182,9 @@ def test_readme_restic_hook_sends_each_dump_off_the_machine(tmp_path: Path,
     snapshots = json.loads(ask("snapshots", "--json"))
     assert len(snapshots) == 2
     assert all(sorted(s["tags"]) == ["kompose", "stack=shop"] for s in snapshots)
-    assert sorted(p for s in snapshots for p in s["paths"]) == [str(folder / d) for d in dumps]
+    # each dump with its manifest (the README's hook sends both)
+    assert sorted(p for s in snapshots for p in s["paths"]) == sorted(
+        str(folder / n) for d in dumps for n in (d, d + ".json"))
     for dump in dumps:
         held = subprocess.run([restic, "dump", "--path", str(folder / dump), "latest",
                                str(folder / dump)],

@@ -49,6 +49,7 @@ def as_document(results: Sequence[StackResult], command: str, dry_run: bool) -> 
                      "error": s.error}
                     for s in r.steps
                 ],
+                **({"details": r.details} if r.details is not None else {}),
             }
             for r in results
         ],

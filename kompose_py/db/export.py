@@ -31,6 +31,7 @@ from kompose_py.backends.docker import engine_label, running_containers
 from kompose_py.db import transfer
 from kompose_py.db.compression import Compression, parse_compress
 from kompose_py.db.dumpfiles import dump_name, dump_size, export_folder, human_size
+from kompose_py.db.dumpproof import DumpEvidence
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres.formats import (
     FORMATS,
@@ -269,8 +270,12 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, plan: ExportPlan,
     # Removed on every ending, a second signal's immediate one included.
     with run.ctx.runner.supervisor.temporary(tmp):
         try:
-            with contextlib.nullcontext() if directory else _DumpWatcher(tmp, show):
+            # [manifest] the snapshot shared with pg_dump, row counts taken at it
+            with contextlib.nullcontext() if directory else _DumpWatcher(tmp, show), \
+                    DumpEvidence(run, access, plan.kompose_compresses is not None) as evidence:
+                plan = replace(plan, options=(*plan.options, *evidence.pg_dump_options()))
                 outcome = _run_dump(run, access, tmp, planned, plan, explain, tentative)
+                evidence.dumped(outcome.ok)
             if not outcome.ok:
                 return None, outcome
             if run.ctx.dry_run:
@@ -284,10 +289,12 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, plan: ExportPlan,
                          f"nothing was published")
                 return None, None
             try:
-                return _publish(tmp, db.name, dest, when, fmt), None
+                final = _publish(tmp, db.name, dest, when, fmt)
             except OSError as exc:
                 run.fail(f"cannot publish the dump in {dest}: {exc.strerror or exc}")
                 return None, None
+            evidence.record(final, when)  # [manifest] <dump>.json, after the dump is published
+            return final, None
         finally:
             with contextlib.suppress(OSError):
                 # a partial dump must never look like a dump

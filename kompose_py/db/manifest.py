@@ -13,6 +13,10 @@ Format (``"manifest": 1``; unknown keys are ignored on reading, so later version
 before kompose compressed a plain dump (else null); ``files`` lists a directory dump's files
 (``{"name", "size"}``, name order) and is empty otherwise.
 
+``row_counts`` is null when the counts could not be taken at export (the counting session
+failed, or the snapshot could not be shared with pg_dump); ``row_counts_error`` then says why.
+The dump itself still counts as a dump: it is checked by restore alone.
+
 ``sha256`` of a file is of its bytes. Of a directory it is one SHA-256 over its regular files
 in the byte order of their UTF-8 names (no subfolders: pg_dump writes none), feeding for each:
 the name, a NUL byte, its size as 8 bytes big-endian, then its content. The name and the size
@@ -112,11 +116,13 @@ class Manifest:
     created: str  # ISO 8601 UTC, "Z"
     pg_dump_version: str
     server_version: str
-    row_counts: dict[str, int] = field(default_factory=dict)
+    # None: unknown (the counting failed; ``row_counts_error`` says why)
+    row_counts: dict[str, int] | None = field(default_factory=dict)
     compressed_by: str = "none"  # none | pg_dump | kompose
     plain_size: int | None = None
     files: tuple[DumpFile, ...] = ()
     snapshot: str | None = None
+    row_counts_error: str | None = None
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"manifest": VERSION, **asdict(self)}
@@ -186,8 +192,8 @@ def read_manifest(path: Path) -> Manifest:
     sha = _need(data, "sha256", str, where)
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise ManifestError(f"{where}: 'sha256' is not 64 hex digits")
-    counts = _need(data, "row_counts", dict, where)
-    for key, value in counts.items():
+    counts = _need(data, "row_counts", (dict, type(None)), where)
+    for key, value in (counts or {}).items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ManifestError(f"{where}: row count of {key!r} is not a count ({value!r})")
     files = []
@@ -207,9 +213,12 @@ def read_manifest(path: Path) -> Manifest:
         created=_need(data, "created", str, where),
         pg_dump_version=_need(data, "pg_dump_version", str, where),
         server_version=_need(data, "server_version", str, where),
-        row_counts=dict(counts), compressed_by=str(data.get("compressed_by", "none")),
+        row_counts=None if counts is None else dict(counts),
+        compressed_by=str(data.get("compressed_by", "none")),
         plain_size=plain, files=tuple(files),
-        snapshot=snapshot if isinstance(snapshot, str) else None)
+        snapshot=snapshot if isinstance(snapshot, str) else None,
+        row_counts_error=str(data["row_counts_error"]) if data.get("row_counts_error")
+        else None)
 
 
 # -- checksums ------------------------------------------------------------------------------

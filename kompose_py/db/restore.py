@@ -25,6 +25,7 @@ from kompose_py.db import journal as journal_mod
 from kompose_py.db import transfer
 from kompose_py.db.dblock import locked_import
 from kompose_py.db.dumpfiles import dump_folder, find_dumps, incomplete_reason, readable_dump_folder
+from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
@@ -112,11 +113,22 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
                 message=f"refusing {chosen.name}: {reason}; nothing was touched (--force "
                         f"imports it anyway, still through a scratch database)",
                 files=[str(chosen)])
+        # [manifest] a dump whose manifest says other bytes is refused before anything
+        # is touched; no manifest is said, not refused
+        _, refusal, said = check_manifest(chosen)
+        if refusal is not None and not force:
+            return StackResult(stack.name, "failed", exit_code=1, files=[str(chosen)],
+                               message=f"refusing {chosen.name}: {refusal}; nothing was "
+                                       f"touched (--force imports it anyway)")
         source = chosen
 
         def main(run: StackRun) -> Produced | None:
             for line in passed_over:
                 run.warn(line)
+            if refusal is not None:  # [manifest]
+                run.warn(f"--force: {refusal}")
+            else:
+                run.note(said)
             return locked_import(run, lambda: _replace(run, source, force, skip_unrestorable,
                                                        jobs or default_jobs()))
 

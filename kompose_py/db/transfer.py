@@ -83,8 +83,10 @@ def container_folder(run: StackRun, access: ContainerAccess) -> Iterator[str]:
                  f"(removed afterwards)")
         yield "/tmp/kompose.XXXXXXXX"
         return
-    made = run.ctx.runner.run(docker(access, run, (
-        "exec", access.container, "mktemp", "-d", "/tmp/kompose.XXXXXXXX")))
+    # Shielded: a signal that killed the docker client while mktemp had made the folder
+    # would leave it there, unnamed.
+    made = run.ctx.runner.run(replace(docker(access, run, (
+        "exec", access.container, "mktemp", "-d", "/tmp/kompose.XXXXXXXX")), shielded=True))
     folder = made.stdout.decode(errors="replace").strip()
     if not made.ok or not folder.startswith("/tmp/kompose."):
         raise StepError(f"cannot make a temporary folder in container {access.container}: "
@@ -92,6 +94,9 @@ def container_folder(run: StackRun, access: ContainerAccess) -> Iterator[str]:
                                        strip_marker=True))
     remove = replace(docker(access, run, ("exec", access.container, "rm", "-rf", "--",
                                           folder), 60), shielded=True)
+    if run.interrupted():  # stopped meanwhile: nothing is started in that folder
+        run.ctx.runner.run(remove)
+        raise StepError("interrupted before the dump started")
     try:
         with run.ctx.runner.supervisor.remote_temporary(remove):
             yield folder

@@ -228,3 +228,21 @@ def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[str
                     path.unlink(missing_ok=True)
                 removed.append(name)
     return removed
+
+
+def newest_complete(stack: Stack, values: Mapping[str, str], db_name: str
+                    ) -> tuple[Path, list[str]]:
+    """The newest complete dump of the stack's database (in DB_DUMP_DIR's folder when set),
+    and one line for each newer file that is not a complete dump (passed over: said, not
+    silent). StepError when there is none, or the folder cannot be read."""
+    folder = readable_dump_folder(stack, values)
+    found = find_dumps(folder, db_name)
+    complete = [d for d in found if incomplete_reason(d.path) is None]
+    if not complete:
+        raise StepError(f"no complete dump of {db_name} in {folder}"
+                        + (f" ({len(found)} incomplete, see db:list)" if found else ""))
+    chosen = complete[-1].path
+    passed_over = [f"skipped {newer.path.name}, newer than {chosen.name}: "
+                   f"{incomplete_reason(newer.path)}"
+                   for newer in found[found.index(complete[-1]) + 1:]]
+    return chosen, passed_over

@@ -35,7 +35,13 @@ from kompose_py.backends.base import Backend
 from kompose_py.backends.choose import backend_for
 from kompose_py.backends.docker import Container, engine_label, running_containers
 from kompose_py.db.postgres.catalog import Admin
-from kompose_py.db.postgres.tools import CONNECT_TIMEOUT, db_argument, pg_options, with_password
+from kompose_py.db.postgres.tools import (
+    CONNECT_TIMEOUT,
+    client_flags,
+    db_argument,
+    pg_options,
+    with_password,
+)
 from kompose_py.db.settings import DbSettings, settings_from
 from kompose_py.db.swarmreach import NetworkAccess, service_access
 from kompose_py.envfiles import StackEnv
@@ -118,12 +124,7 @@ class ContainerAccess:
 
     def tool(self, program: str, database: str, extra: Sequence[str], env: Mapping[str, str],
              cwd: Path, *, stdin: bool = False, tty: bool = False) -> Command:
-        flags = ["-i"] if stdin or tty else []
-        if tty:
-            flags.append("-t")
-        if self.db.password:
-            flags += ["-e", "PGPASSWORD"]  # the name only: docker takes the value from its env
-        flags += ["-e", f"PGCONNECT_TIMEOUT={CONNECT_TIMEOUT}"]
+        flags = client_flags(self.db, stdin, tty)
         # TCP to the server inside the container, so that DB_USER/DB_PASSWORD are checked
         # as they are for the stack's own clients (local socket connections are often
         # "trust" in database images).

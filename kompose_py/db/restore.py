@@ -24,7 +24,7 @@ from typing import IO, Any
 from kompose_py.db import journal as journal_mod
 from kompose_py.db import transfer
 from kompose_py.db.dblock import locked_import
-from kompose_py.db.dumpfiles import dump_folder, find_dumps, incomplete_reason, readable_dump_folder
+from kompose_py.db.dumpfiles import dump_folder, incomplete_reason, newest_complete
 from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
@@ -91,21 +91,9 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
         if chosen is None:
             # Chosen under the lock: an export that was running has finished by now.
             try:
-                folder = readable_dump_folder(stack, env.values)  # DB_DUMP_DIR
+                chosen, passed_over = newest_complete(stack, env.values, db_name)
             except StepError as exc:
                 return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
-            found = find_dumps(folder, db_name)
-            dumps = [d for d in found if incomplete_reason(d.path) is None]
-            if not dumps:
-                return StackResult(stack.name, "failed", exit_code=1,
-                                   message=f"no complete dump of {db_name} in {folder}"
-                                   + (f" ({len(found)} incomplete, see db:list)"
-                                      if found else ""))
-            chosen = dumps[-1].path
-            # Newer files that are not complete dumps are passed over: said, not silent.
-            for newer in found[found.index(dumps[-1]) + 1:]:
-                passed_over.append(f"skipped {newer.path.name}, newer than {chosen.name}: "
-                                   f"{incomplete_reason(newer.path)}")
         reason = incomplete_reason(chosen)
         if reason is not None and not force:
             return StackResult(
@@ -381,15 +369,23 @@ def _drop_quietly(admin: Admin, database: str, run: StackRun, journal: Journal) 
 def prepare_import(options: Namespace, root: Path, selected: Sequence[Stack],
                    envs: Mapping[str, StackEnv]) -> None:
     """db:import FILE: one stack only, and the file must be there (before anything runs)."""
+    given_dump(options, root, selected, envs, "db:import",
+               "name one stack, or leave out the file to load each stack's newest dump")
+
+
+def given_dump(options: Namespace, root: Path, selected: Sequence[Stack],
+               envs: Mapping[str, StackEnv], command: str, hint: str) -> None:
+    """``options.dump``: the FILE a db command was given, resolved before anything runs
+    (None without one); a usage error when the pattern selects several stacks or the file is
+    not there."""
     options.dump = None
     if options.file is None:
         return
     if len(selected) != 1:
         names = ", ".join(s.name for s in selected)
         raise UsageError(
-            f"db:import {options.file}: a dump file can go to one stack only, and the "
-            f"pattern selects {len(selected)} ({names})",
-            hint="name one stack, or leave out the file to load each stack's newest dump")
+            f"{command} {options.file}: a dump file can go to one stack only, and the "
+            f"pattern selects {len(selected)} ({names})", hint=hint)
     try:
         options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0],
                                     dump_folder(selected[0], envs[selected[0].name].values))

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kompose_py.backends.swarmengine import NAMESPACE_LABEL, EngineError, ask
-from kompose_py.db.postgres.tools import CONNECT_TIMEOUT, db_argument, pg_options, with_password
+from kompose_py.db.postgres.tools import (
+    client_flags,
+    db_argument,
+    pg_options,
+    with_password,
+)
 from kompose_py.db.settings import DbSettings
 from kompose_py.runner.command import Command, RemoteStop
 from kompose_py.runner.run import Runner
@@ -69,12 +74,7 @@ class NetworkAccess:
     def tool(self, program: str, database: str, extra: Sequence[str], env: Mapping[str, str],
              cwd: Path, *, stdin: bool = False, tty: bool = False) -> Command:
         name = NAME_PREFIX + os.urandom(8).hex()
-        flags = ["-i"] if stdin or tty else []
-        if tty:
-            flags.append("-t")
-        if self.db.password:
-            flags += ["-e", "PGPASSWORD"]  # the name only: docker takes the value from its env
-        flags += ["-e", f"PGCONNECT_TIMEOUT={CONNECT_TIMEOUT}"]
+        flags = client_flags(self.db, stdin, tty)
         argv = ("docker", "run", "--rm", *flags, "--name", name, "--network", self.network,
                 "--log-driver", "none", self.image, program,
                 *pg_options(self.db, self.server, self.port), *extra,

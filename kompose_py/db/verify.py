@@ -26,12 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kompose_py.db import manifest as mf
-from kompose_py.db.dumpfiles import (
-    dump_folder,
-    find_dumps,
-    incomplete_reason,
-    readable_dump_folder,
-)
+from kompose_py.db.dumpfiles import incomplete_reason, newest_complete
 from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.journal import Journal
 from kompose_py.db.lock import locked
@@ -42,7 +37,7 @@ from kompose_py.db.recovery import with_recovery
 from kompose_py.db.settings import is_database_stack, skipped
 from kompose_py.db.snapshot import restored_counts
 from kompose_py.envfiles import StackEnv
-from kompose_py.errors import StepError, UsageError
+from kompose_py.errors import StepError
 from kompose_py.lifecycle import Produced, RunContext, StackRun
 from kompose_py.results import StackResult
 from kompose_py.stacks import Stack
@@ -73,22 +68,17 @@ def verify(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
     def body() -> StackResult:
         db_name = env.values["DB_NAME"]
         chosen = dump
+        passed_over: list[str] = []
         if chosen is None:
             try:
-                folder = readable_dump_folder(stack, env.values)  # DB_DUMP_DIR
+                chosen, passed_over = newest_complete(stack, env.values, db_name)
             except StepError as exc:
                 return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
-            found = find_dumps(folder, db_name)
-            complete = [d for d in found if incomplete_reason(d.path) is None]
-            if not complete:
-                return StackResult(stack.name, "failed", exit_code=1,
-                                   message=f"no complete dump of {db_name} in {folder}"
-                                   + (f" ({len(found)} incomplete, see db:list)"
-                                      if found else ""))
-            chosen = complete[-1].path
         source, checked = chosen, dump is None
 
         def main(run: StackRun) -> Produced | None:
+            for line in passed_over:
+                run.warn(line)
             _verify(run, source, checked, jobs or default_jobs())
             return None
 
@@ -225,22 +215,10 @@ def _drop(admin: Admin, scratch: str, run: StackRun, journal: Journal) -> None:
 def prepare_verify(options: Namespace, root: Path, selected: Sequence[Stack],
                    envs: Mapping[str, StackEnv]) -> None:
     """FILE: one stack only, and the file must be there (before anything runs)."""
-    from kompose_py.db.restore import resolve_dump
+    from kompose_py.db.restore import given_dump
 
-    options.dump = None
-    if options.file is None:
-        return
-    if len(selected) != 1:
-        names = ", ".join(s.name for s in selected)
-        raise UsageError(
-            f"{COMMAND} {options.file}: a dump file belongs to one stack, and the pattern "
-            f"selects {len(selected)} ({names})",
-            hint="name one stack, or leave out the file to verify each stack's newest dump")
-    try:
-        options.dump = resolve_dump(options.file, Path.cwd(), root, selected[0],
-                                    dump_folder(selected[0], envs[selected[0].name].values))
-    except StepError as exc:
-        raise UsageError(exc.message, exc.hint) from None
+    given_dump(options, root, selected, envs, COMMAND,
+               "name one stack, or leave out the file to verify each stack's newest dump")
 
 
 def verify_command(ctx: RunContext, stack: Stack, env: StackEnv, options: Namespace

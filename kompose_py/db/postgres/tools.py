@@ -84,3 +84,15 @@ def with_password(env: Mapping[str, str], db: DbSettings) -> dict[str, str]:
     if db.password:
         out["PGPASSWORD"] = db.password
     return out
+
+
+def client_flags(db: DbSettings, stdin: bool, tty: bool) -> list[str]:
+    """``docker exec``/``docker run`` flags of a client tool: its stdin and terminal, the
+    password by name only (docker passes the value on from its own environment), the connect
+    time-out."""
+    flags = ["-i"] if stdin or tty else []
+    if tty:
+        flags.append("-t")
+    if db.password:
+        flags += ["-e", "PGPASSWORD"]
+    return [*flags, "-e", f"PGCONNECT_TIMEOUT={CONNECT_TIMEOUT}"]

@@ -388,14 +388,24 @@ def end_process(proc: subprocess.Popen[Any], grace: float) -> None:
         proc.wait()
 
 
+def _session_container(image: str) -> Iterator[ContainerPostgres]:
+    if not _image_there(image):
+        _missing(f"the PostgreSQL image {image} (run scripts/setup-env.sh)")
+    server = start_pg_container(image, uuid.uuid4().hex[:6])
+    yield server
+    stop_pg_container(server)
+
+
 @pytest.fixture(scope="session")
 def pg_container(docker_engine: None) -> Iterator[ContainerPostgres]:
     """One containerised server for the test session."""
-    if not _image_there(PG_IMAGE):
-        _missing(f"the PostgreSQL image {PG_IMAGE} (run scripts/setup-env.sh)")
-    server = start_pg_container(PG_IMAGE, uuid.uuid4().hex[:6])
-    yield server
-    stop_pg_container(server)
+    yield from _session_container(PG_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def pg_container_newer(docker_engine: None) -> Iterator[ContainerPostgres]:
+    """One containerised server newer than the host's tools (17: lz4/zstd) for the session."""
+    yield from _session_container(PG_IMAGE_NEWER)
 
 
 @pytest.fixture(params=["host", "container"])

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,27 +18,19 @@ import pytest
 
 from kompose_py.db.dumpfiles import find_dumps
 from tests.conftest import (
-    PG_IMAGE_NEWER,
     ContainerPostgres,
     Postgres,
-    _image_there,
-    _missing,
     drop_database,
     make_stacks,
     run_kompose,
-    start_pg_container,
-    stop_pg_container,
 )
 from tests.test_db_safety import blocked, output, start, wait_for
 
 
-@pytest.fixture(scope="module")
-def pg17(docker_engine: None) -> Iterator[ContainerPostgres]:
-    if not _image_there(PG_IMAGE_NEWER):
-        _missing(f"the PostgreSQL image {PG_IMAGE_NEWER} (run scripts/setup-env.sh)")
-    server = start_pg_container(PG_IMAGE_NEWER, uuid.uuid4().hex[:6])
-    yield server
-    stop_pg_container(server)
+@pytest.fixture
+def pg17(pg_container_newer: ContainerPostgres) -> ContainerPostgres:
+    """PostgreSQL 17 in a container, shared with the session's other tests."""
+    return pg_container_newer
 
 
 @pytest.fixture(params=["host", "container"])

@@ -3,8 +3,9 @@ fsynced and published under its dump name (never replacing a file), between the 
 hooks.
 
 The promise: an export never leaves a file with a dump name unless pg_dump succeeded and the
-file is a complete dump of its format. The stream goes to a hidden ``.<name>.partial`` (mode
-0600) that is checked, fsynced and hard-linked into place (a link never overwrites, so two
+file is a complete dump of its format. The stream goes to a hidden
+``.<name>.<host>-<pid>.partial`` (mode 0600; what a killed kompose of this host left is
+removed by the next export) that is checked, fsynced and hard-linked into place (a link never overwrites, so two
 dumps in one second both survive), then unlinked. A directory archive is a hidden partial
 folder, checked, fsynced file by file and renamed into place without replacing anything
 (transfer.py).
@@ -30,7 +31,14 @@ from pathlib import Path
 from kompose_py.backends.docker import engine_label, running_containers
 from kompose_py.db import transfer
 from kompose_py.db.compression import Compression, parse_compress
-from kompose_py.db.dumpfiles import dump_name, dump_size, export_folder, human_size
+from kompose_py.db.dumpfiles import (
+    dump_name,
+    dump_size,
+    export_folder,
+    human_size,
+    partial_name,
+    sweep_leftovers,
+)
 from kompose_py.db.dumpproof import DumpEvidence
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres.formats import (
@@ -254,7 +262,10 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, plan: ExportPlan,
     stack, db, fmt = run.stack, access.db, plan.fmt
     dest = export_folder(stack, run.env, run.ctx.dry_run, run.warn)  # DB_DUMP_DIR
     planned = dest / dump_name(db.name, when, 1, fmt)
-    tmp = dest / f".{planned.name}.{os.getpid()}.partial"
+    tmp = dest / partial_name(planned.name)
+    if not run.ctx.dry_run:  # (under the stack's lock: no export of this stack runs here)
+        for name, why in sweep_leftovers(dest, db.name):
+            run.note(f"removed {name}, {why}")
     show = (lambda size: progress(stack.name, size)) if progress else None
     directory = fmt.kind == "directory"
 

@@ -5,10 +5,10 @@ hooks.
 The promise: an export never leaves a file with a dump name unless pg_dump succeeded and the
 file is a complete dump of its format. The stream goes to a hidden
 ``.<name>.<host>-<pid>.partial`` (mode 0600; what a killed kompose of this host left is
-removed by the next export) that is checked, fsynced and hard-linked into place (a link never overwrites, so two
-dumps in one second both survive), then unlinked. A directory archive is a hidden partial
-folder, checked, fsynced file by file and renamed into place without replacing anything
-(transfer.py).
+removed by the next export) that is checked, fsynced and hard-linked into place (a link never
+overwrites, so two dumps in one second both survive), then unlinked. A directory archive is
+a hidden partial folder, checked, fsynced file by file and renamed into place without
+replacing anything (transfer.py).
 
 Formats (``--format``, else ``DB_DUMP_FORMAT``, else plain) and compression (``--compress``)
 are planned by postgres/formats.py from the version of the pg_dump that runs.

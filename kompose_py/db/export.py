@@ -51,7 +51,14 @@ from kompose_py.db.postgres.formats import (
     plan_export,
 )
 from kompose_py.db.postgres.tools import pg_error
-from kompose_py.db.reach import AccessKind, ContainerAccess, access_for, publishers, through
+from kompose_py.db.reach import (
+    AccessKind,
+    ContainerAccess,
+    access_for,
+    publishers,
+    through,
+    warm_admin,
+)
 from kompose_py.db.recovery import with_recovery
 from kompose_py.db.settings import is_database_stack, skipped
 from kompose_py.envfiles import StackEnv
@@ -140,6 +147,7 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, kind: Kind | None = Non
     for plain, pg_dump's default inside an archive."""
     if not is_database_stack(env):
         return skipped(stack)
+    warm_admin(ctx)  # psycopg, for the counting session at pg_dump's snapshot
     planned_paths: list[str] = []  # dry-run: the post hook is shown with the path it would get
 
     def main(run: StackRun) -> Produced | None:

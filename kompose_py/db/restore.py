@@ -31,7 +31,7 @@ from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.postgres.formats import format_of
 from kompose_py.db.postgres.tools import pg_error
-from kompose_py.db.reach import AccessKind, ContainerAccess, open_admin
+from kompose_py.db.reach import AccessKind, ContainerAccess, open_admin, warm_admin
 from kompose_py.db.recovery import with_recovery
 from kompose_py.db.settings import is_database_stack, skipped
 from kompose_py.envfiles import StackEnv
@@ -83,6 +83,7 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
             jobs: int | None = None) -> StackResult:
     if not is_database_stack(env):
         return skipped(stack)
+    warm_admin(ctx)
 
     def body() -> StackResult:
         db_name = env.values["DB_NAME"]

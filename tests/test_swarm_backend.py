@@ -255,18 +255,63 @@ def test_ps_logs_scale_and_exec(tmp_path: Path, swarm_cluster: SwarmCluster,
     assert f"runs on node {swarm_cluster.workers[0].hostname}" in r.err
     assert "KOMPOSE_SWARM_NODE_HOST" in r.err
     # With a template from the node's hostname to its engine, exec reaches it.
-    sockets = tmp_path / "engines"
-    sockets.mkdir()
-    for node in swarm_cluster.nodes:
-        (sockets / f"{node.hostname}.sock").symlink_to(node.host.removeprefix("unix://"))
     r = run_kompose(name, "exec", "-T", "app", "sh", "-c", "echo in-$(hostname); exit 7",
-                    cwd=root,
-                    env={"KOMPOSE_SWARM_NODE_HOST": f"unix://{sockets}/{{hostname}}.sock"})
+                    cwd=root, env=node_sockets(tmp_path, swarm_cluster))
     assert "in-" in r.out and "exit 7" in r.err, r.all
     scaled = run_kompose(name, "scale", "app=2", cwd=root)
     assert scaled.code == 0, scaled.all
     status = json.loads(run_kompose("--status", "--json", name, cwd=root).out)
     assert status["stacks"][0]["services"][0]["running"] == 2
+
+
+def node_sockets(tmp_path: Path, cluster: SwarmCluster) -> dict[str, str]:
+    """A KOMPOSE_SWARM_NODE_HOST template from each node's hostname to its engine."""
+    sockets = tmp_path / "engines"
+    sockets.mkdir(exist_ok=True)
+    for node in cluster.nodes:
+        link = sockets / f"{node.hostname}.sock"
+        if not link.exists():
+            link.symlink_to(node.host.removeprefix("unix://"))
+    return {"KOMPOSE_SWARM_NODE_HOST": f"unix://{sockets}/{{hostname}}.sock"}
+
+
+@pytest.mark.docker
+def test_top_shows_each_task_where_kompose_reaches_its_node(
+        tmp_path: Path, swarm_cluster: SwarmCluster, stack_names: list[str]) -> None:
+    name = new_name(stack_names, "top")
+    manager, worker = swarm_cluster.nodes[0].hostname, swarm_cluster.workers[0].hostname
+    compose = "services:\n" + "".join(
+        f"  {service}:\n    image: busybox:latest\n    init: true\n"
+        f"    command: [sleep, '{seconds}']\n"
+        f"    deploy: {{placement: {{constraints: [node.hostname=={node}]}}}}\n"
+        for service, seconds, node in (("here", 3601, manager), ("there", 3602, worker)))
+    root = make_stacks(tmp_path / "root", {".env": root_env(swarm_cluster),
+                                           name: {"compose.yaml": compose}})
+    assert run_kompose(name, "up", "-d", cwd=root).code == 0
+    # The manager's task directly; the worker's task is one line saying how to reach it.
+    r = run_kompose("--json", name, "top", cwd=root)
+    assert r.code == 0, r.all
+    assert f"{name}_here.1@{manager}" in r.err and "sleep 3601" in r.err, r.all
+    assert "sleep 3602" not in r.all
+    line = (f"task {name}_there.1 runs on node {worker}, whose engine kompose cannot reach; "
+            "set KOMPOSE_SWARM_NODE_HOST (e.g. ssh://{hostname}) to see its processes")
+    assert line in r.err
+    (stack,) = json.loads(r.out)["stacks"]
+    assert stack["status"] == "success" and stack["warnings"] == [line]
+    # Nothing could be shown: the stack fails, with the node and the variable.
+    only = run_kompose(name, "top", "there", cwd=root)
+    assert only.code == 1, only.all
+    assert (f"every running task of {name}_there is on a node kompose cannot reach ({worker}; "
+            "KOMPOSE_SWARM_NODE_HOST)") in only.err
+    # Through the node's own engine, every task, each under its title.
+    both = run_kompose(name, "top", cwd=root, env=node_sockets(tmp_path, swarm_cluster))
+    assert both.code == 0, both.all
+    titles = [ln for ln in both.out.splitlines() if ln.startswith(f"{name}_")]
+    assert titles == [f"{name}_here.1@{manager}", f"{name}_there.1@{worker}"], both.out
+    assert "sleep 3601" in both.out and "sleep 3602" in both.out
+    assert "cannot reach" not in both.err
+    gone = run_kompose(name, "top", "nosuch", cwd=root)
+    assert gone.code == 1 and f"{name}_nosuch has no running task" in gone.err, gone.all
 
 
 @pytest.mark.docker

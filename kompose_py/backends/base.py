@@ -99,6 +99,10 @@ class Steps(Protocol):
         """A line shown in dry-runs and with --verbose only."""
         ...
 
+    def warn(self, text: str) -> None:
+        """A line the user must see although nothing failed (also the report's warnings)."""
+        ...
+
     def fail(self, message: str) -> None:
         """The main step failed for a reason that is not a process exit."""
         ...

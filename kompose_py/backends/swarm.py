@@ -16,8 +16,9 @@ Settings (the stack's merged environment):
 - KOMPOSE_SWARM_RESOLVE_IMAGE: ``docker stack deploy --resolve-image`` (default: docker's,
   ``always``; ``never`` for clusters without a registry);
 - KOMPOSE_SWARM_WAIT_TIMEOUT: seconds, default 300;
-- KOMPOSE_SWARM_NODE_HOST: how to reach another node's engine for ``exec`` into a task there,
-  a template such as ``ssh://admin@{hostname}`` (Swarm does not expose a node's engine).
+- KOMPOSE_SWARM_NODE_HOST: how to reach another node's engine for ``exec`` into a task there
+  and ``top`` of its processes, a template such as ``ssh://admin@{hostname}`` (Swarm does not
+  expose a node's engine).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from kompose_py.runner.command import Command
 from kompose_py.runner.run import Runner
 from kompose_py.stacks import Stack
 
-VERBS = frozenset({"up", "down", "ps", "logs", "restart", "config", "exec", "scale"})
+VERBS = frozenset({"up", "down", "ps", "logs", "restart", "config", "exec", "scale", "top"})
 OFFLINE = frozenset({"config"})
 ENDPOINT_KEY = "KOMPOSE_SWARM_ENDPOINT_MODE"
 RESOLVE_KEY = "KOMPOSE_SWARM_RESOLVE_IMAGE"
@@ -65,7 +66,6 @@ INSTEAD = {
     "pull": "nodes pull when a task starts; set KOMPOSE_SWARM_RESOLVE_IMAGE=always to pin "
             "the registry digest at `up`",
     "push": "`docker push` from where the image was built",
-    "top": "`exec SERVICE ps`, or `ps` for where each task runs",
     "attach": "`logs -f SERVICE`",
     "port": "`config` (Swarm publishes what the stack file says)",
     "cp": "`docker cp` on the node that runs the task",
@@ -170,6 +170,8 @@ class Swarm:
             self._update(steps, stack, project, verb, rest)
         elif verb == "exec":
             self._exec(steps, stack, project, rest, interactive)
+        elif verb == "top":
+            self._top(steps, stack, project, rest)
         else:
             steps.fail(self.refusal(verb) or f"swarm: {verb} is not supported")
 
@@ -297,22 +299,63 @@ class Swarm:
                 steps.fail(str(exc))
                 return
             container = task.container
+            reached = _node_env(env, task)
+            if reached is None:
+                steps.fail(f"the task of {service} runs on node {task.hostname}, whose "
+                           f"engine Swarm does not expose; set {NODE_HOST_KEY} (e.g. "
+                           "ssh://{hostname}) to exec there")
+                return
             if not task.manager:
-                template = env.get(NODE_HOST_KEY)
-                if not template:
-                    steps.fail(f"the task of {service} runs on node {task.hostname}, whose "
-                               f"engine Swarm does not expose; set {NODE_HOST_KEY} (e.g. "
-                               "ssh://{hostname}) to exec there")
-                    return
-                env.pop("DOCKER_CONTEXT", None)
-                env["DOCKER_HOST"] = template.replace("{hostname}", task.hostname)
-                where = f" on {task.hostname}"
+                env, where = reached, f" on {task.hostname}"
         tty = interactive and "-T" not in flags and "--no-TTY" not in flags and "-d" not in flags
         shown = [f for f in flags if f not in ("-T", "--no-TTY")]
         argv = ("docker", "exec", *(["-i"] if "-d" not in flags else []),
                 *(["-t"] if tty else []), *shown, container, *command)
         steps.run_command(f"swarm exec{where}", Command(argv, stack.path, env,
                                                         foreground=interactive))
+
+    # -- top ----------------------------------------------------------------------------
+    def _top(self, steps: Steps, stack: Stack, project: str, rest: Sequence[str]) -> None:
+        """``docker top`` of each running task, titled ``TASK@NODE`` on stdout as ``docker
+        compose top`` titles each container. A task on a node kompose cannot reach is one
+        warning line; the stack fails only when no task's processes could be shown."""
+        bad = [a for a in rest if a.startswith("-")]
+        if bad:
+            steps.fail(_top_refusal(bad[0]))
+            return
+        services = [f"{project}_{n}" for n in rest]
+        what = ", ".join(services) if services else f"stack {project}"
+        if steps.dry_run:
+            steps.run_command("swarm top", Command(
+                ("docker", "top", f"<each running task of {what}>"), stack.path, steps.env))
+            return
+        try:
+            tasks = engine.running_tasks(steps.queries, steps.env, stack.path, project,
+                                         services)
+        except engine.EngineError as exc:
+            steps.fail(str(exc))
+            return
+        shown = 0
+        unreachable = []
+        for task in tasks:
+            env = _node_env(steps.env, task)
+            if env is None:
+                unreachable.append(task.hostname)
+                steps.warn(f"task {task.name} runs on node {task.hostname}, whose engine "
+                           f"kompose cannot reach; set {NODE_HOST_KEY} (e.g. "
+                           "ssh://{hostname}) to see its processes")
+                continue
+            title = f"{task.name}@{task.hostname}"
+            # The title goes where docker top's table goes (stdout), right above it.
+            argv = ("sh", "-c", 'echo "$0"; exec docker top "$1"', title, task.container)
+            if steps.run_command(f"swarm top {title}", Command(argv, stack.path, env)).ok:
+                shown += 1
+        if not tasks:
+            steps.fail(f"{what} has no running task on this swarm")
+        elif not shown and unreachable:
+            steps.fail(f"no task's processes could be shown: every running task of {what} "
+                       f"is on a node kompose cannot reach ({', '.join(sorted(set(unreachable)))}"
+                       f"; {NODE_HOST_KEY})")
 
     # -- what kompose asks of it --------------------------------------------------------
     def owns(self, container: Container, stack: Stack, env: Mapping[str, str]) -> bool:
@@ -346,6 +389,24 @@ class Swarm:
                        containers=tuple(t for t in tasks
                                         if _complete(found, t.service)),
                        services=tuple(found))
+
+
+def _node_env(env: Mapping[str, str], task: engine.Task) -> dict[str, str] | None:
+    """The environment whose docker CLI talks to the engine running ``task``: the stack's own
+    for a task on the manager, KOMPOSE_SWARM_NODE_HOST's for another node (None: not set)."""
+    if task.manager:
+        return dict(env)
+    template = env.get(NODE_HOST_KEY)
+    if not template:
+        return None
+    reached = {k: v for k, v in env.items() if k != "DOCKER_CONTEXT"}
+    reached["DOCKER_HOST"] = template.replace("{hostname}", task.hostname)
+    return reached
+
+
+def _top_refusal(option: str) -> str:
+    return (f"top {option}: no meaning on a swarm stack; `top [SERVICE…]` shows the "
+            "processes of each running task")
 
 
 def _complete(found: Sequence[ServiceDetail], service: str) -> bool:

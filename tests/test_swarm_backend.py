@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from kompose_py.backends import swarm as sw
-from kompose_py.backends import swarmengine
+from kompose_py.backends import swarmargs, swarmengine
 from tests.conftest import make_stacks, run_kompose
 from tests.swarmfixture import SwarmCluster
 
@@ -391,18 +391,62 @@ def test_dry_run_shows_every_step_and_each_warning(tmp_path: Path) -> None:
     assert "container_name" not in quiet.err and "restart_policy" in quiet.out, quiet.all
 
 
+@pytest.mark.docker
+@pytest.mark.parametrize(("args", "line"), [
+    (("up", "-d", "app"), "web: up app: a swarm stack is deployed whole; use `restart app` "
+                          "or `scale app=N` for one service"),
+    (("up", "--build"), "web: up --build: no meaning on a swarm stack (docker stack deploy "
+                        "takes the whole file); use `up -d`"),
+    (("up", "--wait-timeout", "soon"), "web: up --wait-timeout takes seconds, not 'soon'"),
+    (("restart", "-t", "5", "app"), "web: restart -t: no meaning on a swarm stack (a task "
+                                    "stops within its service's stop_grace_period); use "
+                                    "`restart [SERVICE…]`"),
+    (("scale",), "web: scale needs SERVICE=REPLICAS arguments (e.g. `scale app=2`)"),
+    (("scale", "app"), "web: scale app: expected SERVICE=REPLICAS"),
+    (("scale", "--no-deps", "app=2"), "web: scale --no-deps: no meaning on a swarm stack"),
+    (("logs", "--index", "2", "app"), "web: logs --index: no meaning on a swarm stack"),
+    (("exec", "--user=x", "-l", "app", "sh"), "web: exec -l: no meaning on a swarm stack"),
+    (("exec", "app"), "web: exec app: no command to run in app (e.g. `exec app sh`)"),
+    (("exec", "--index", "x", "app", "sh"), "web: exec --index 'x': expected a task's slot"),
+    (("top", "-o", "pid"), "web: top -o: no meaning on a swarm stack"),
+    (("ps", "--services"), "web: ps --services: no meaning on a swarm stack"),
+])
+def test_arguments_swarm_cannot_honour_stop_the_run_before_any_hook(
+        tmp_path: Path, args: tuple[str, ...], line: str) -> None:
+    """On a reachable engine, so that only the check keeps the pre hook from running."""
+    root = make_stacks(tmp_path / "root", {
+        ".env": "KOMPOSE_ORCHESTRATOR=swarm\nKOMPOSE_SWARM_ENDPOINT_MODE=dnsrr\n",
+        "hooks.sh": "".join(f'hook_pre_{verb}() {{ echo "$*" >> "$KOMPOSE_ROOT/hooks.log"; }}\n'
+                            for verb in ("up", "restart", "scale", "logs", "exec", "top", "ps")),
+        "web": {"compose.yaml": "services:\n  app:\n    image: busybox:latest\n"}})
+    for dry in ((), ("--dry-run",)):
+        r = run_kompose(*dry, "web", *args, cwd=root)
+        assert r.code == 2, r.all
+        assert f"kompose: error: {line}" in r.err, r.err
+        assert not hook_log(root)
+
+
 # -- pure parts -------------------------------------------------------------------------------
 def test_compose_options_in_docker_service_spelling() -> None:
-    assert sw._logs_options(["-f", "--tail", "3", "db", "-t"]) == (
+    assert swarmargs.logs_options(["-f", "--tail", "3", "db", "-t"]) == (
         ["--follow", "--tail", "3", "--timestamps"], ["db"])
-    assert sw._logs_options(["--tail=1", "--no-log-prefix"]) == (
+    assert swarmargs.logs_options(["--tail=1", "--no-log-prefix", "--no-color"]) == (
         ["--tail", "1", "--raw"], [])
-    assert sw._exec_options(["-T", "-e", "A=1", "--index", "2", "db", "psql", "-c", "x"]) == (
-        ["-T", "-e", "A=1"], 2, "db", ["psql", "-c", "x"])
+    assert swarmargs.exec_options(["-T", "-e", "A=1", "--index", "2", "db", "psql", "-c",
+                                   "x"]) == (["-T", "-e", "A=1"], 2, "db", ["psql", "-c", "x"])
     with pytest.raises(ValueError):
-        sw._exec_options(["db"])
-    assert sw._ps_argv(["-a", "db"], "p") == ("docker", "stack", "ps", "--filter", "name=p_db",
-                                              "p")
+        swarmargs.exec_options(["db"])
+    assert swarmargs.ps_argv(["-a", "db"], "p") == ("docker", "stack", "ps", "--filter",
+                                                    "name=p_db", "p")
+    # A value is no service name.
+    assert swarmargs.ps_argv(["--format", "json"], "p") == (
+        "docker", "stack", "ps", "--filter", "desired-state=running", "--format", "json", "p")
+    for verb, *args in (["up", "-d", "--wait-timeout", "5"], ["up", "--wait-timeout=5"],
+                        ["logs", "-f", "-n", "3", "--since=1m", "--no-color", "app"],
+                        ["scale", "app=2", "db=0"], ["exec", "-T", "--index", "2", "app", "sh"],
+                        ["top"], ["top", "app"], ["restart", "app"],
+                        ["ps", "-a", "-q", "--format", "json", "app"]):
+        assert sw.SWARM.refusal(verb, args) is None, (verb, args)
     assert sw.SWARM.refusal("up") is None and sw.SWARM.refusal("my-plugin") is None
     assert "scale SERVICE=0" in (sw.SWARM.refusal("stop") or "")
 

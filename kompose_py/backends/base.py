@@ -149,8 +149,10 @@ class Backend(Protocol):
         (``command``) or several (Swarm's deploy, then its wait)."""
         ...
 
-    def refusal(self, verb: str) -> str | None:
-        """Why this backend does not run ``verb`` and what to use instead (None: it does)."""
+    def refusal(self, verb: str, args: Sequence[str] = ()) -> str | None:
+        """Why this backend does not run ``verb`` (with ``args``, the arguments after it)
+        and what to use instead, naming the argument at fault (None: it does). Asked before
+        the first stack starts, so nothing half-done: no hook runs."""
         ...
 
     def refused(self, stack: Stack, env: Mapping[str, str], verb: str,

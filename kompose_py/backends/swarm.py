@@ -46,7 +46,7 @@ from kompose_py.runner.command import Command
 from kompose_py.runner.run import Runner
 from kompose_py.stacks import Stack
 
-VERBS = frozenset({"up", "down", "ps", "logs", "restart", "config", "exec", "scale", "top"})
+VERBS = swarmargs.VERBS
 OFFLINE = frozenset({"config"})
 ENDPOINT_KEY = "KOMPOSE_SWARM_ENDPOINT_MODE"
 RESOLVE_KEY = "KOMPOSE_SWARM_RESOLVE_IMAGE"

@@ -11,6 +11,8 @@ import re
 import shlex
 from collections.abc import Sequence
 
+# The Compose subcommands a swarm stack runs (kept here, light, for shell completion too).
+VERBS = frozenset({"up", "down", "ps", "logs", "restart", "config", "exec", "scale", "top"})
 # Accepted by `up` and without effect: a deploy is always detached and waited for, builds
 # nothing and pulls on the nodes.
 UP_IGNORED = frozenset({"-d", "--detach", "--wait", "--remove-orphans", "--quiet-pull",

@@ -410,6 +410,8 @@ def test_dry_run_shows_every_step_and_each_warning(tmp_path: Path) -> None:
     (("exec", "--index", "x", "app", "sh"), "web: exec --index 'x': expected a task's slot"),
     (("top", "-o", "pid"), "web: top -o: no meaning on a swarm stack"),
     (("ps", "--services"), "web: ps --services: no meaning on a swarm stack"),
+    (("down", "-t", "0", "-v"), "web: down -v: a swarm stack's volumes and images stay on each "
+                                "node that ran a task"),
 ])
 def test_arguments_swarm_cannot_honour_stop_the_run_before_any_hook(
         tmp_path: Path, args: tuple[str, ...], line: str) -> None:
@@ -417,7 +419,8 @@ def test_arguments_swarm_cannot_honour_stop_the_run_before_any_hook(
     root = make_stacks(tmp_path / "root", {
         ".env": "KOMPOSE_ORCHESTRATOR=swarm\nKOMPOSE_SWARM_ENDPOINT_MODE=dnsrr\n",
         "hooks.sh": "".join(f'hook_pre_{verb}() {{ echo "$*" >> "$KOMPOSE_ROOT/hooks.log"; }}\n'
-                            for verb in ("up", "restart", "scale", "logs", "exec", "top", "ps")),
+                            for verb in ("up", "restart", "scale", "logs", "exec", "top", "ps",
+                                         "down")),
         "web": {"compose.yaml": "services:\n  app:\n    image: busybox:latest\n"}})
     for dry in ((), ("--dry-run",)):
         r = run_kompose(*dry, "web", *args, cwd=root)
@@ -445,6 +448,7 @@ def test_compose_options_in_docker_service_spelling() -> None:
                         ["logs", "-f", "-n", "3", "--since=1m", "--no-color", "app"],
                         ["scale", "app=2", "db=0"], ["exec", "-T", "--index", "2", "app", "sh"],
                         ["top"], ["top", "app"], ["restart", "app"],
+                        ["down", "-t", "0", "--remove-orphans"],
                         ["ps", "-a", "-q", "--format", "json", "app"]):
         assert sw.SWARM.refusal(verb, args) is None, (verb, args)
     assert sw.SWARM.refusal("up") is None and sw.SWARM.refusal("my-plugin") is None

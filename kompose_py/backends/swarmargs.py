@@ -37,6 +37,8 @@ def refusal(verb: str, rest: Sequence[str]) -> str | None:
         return scale_refusal(rest)
     if verb == "ps":
         return _ps_refusal(rest)
+    if verb == "down":
+        return _down_refusal(rest)
     if verb in ("restart", "top"):
         option = next((a for a in rest if a.startswith("-")), None)
         if option is None:
@@ -71,6 +73,25 @@ def up_limit(rest: Sequence[str], default: float) -> float | str:
             return (f"up {arg}: a swarm stack is deployed whole; use `restart {arg}` or "
                     f"`scale {arg}=N` for one service")
     return limit
+
+
+def _down_refusal(rest: Sequence[str]) -> str | None:
+    """``docker stack rm`` removes services and networks, never volumes or images: a ``down
+    -v`` that left the data behind in silence would be worse than none. -t and
+    --remove-orphans change nothing (a task stops within its stop_grace_period)."""
+    items = iter(rest)
+    for arg in items:
+        key, eq, _ = arg.partition("=")
+        if key in ("-t", "--timeout"):
+            if not eq:
+                next(items, None)
+        elif arg in ("-v", "--volumes") or key == "--rmi":
+            return (f"down {arg}: a swarm stack's volumes and images stay on each node that "
+                    "ran a task; use `down`, then `docker volume rm` / `docker image rm` on "
+                    "those nodes")
+        elif arg != "--remove-orphans":
+            return f"down {arg}: no meaning on a swarm stack; use `down`"
+    return None
 
 
 _PS_FLAGS = frozenset({"-a", "--all", "-q", "--quiet", "--no-trunc"})

@@ -581,15 +581,19 @@ def ssh_engine(docker_engine: None, tmp_path_factory: pytest.TempPathFactory
             break
     if started is None or started.poll() is not None:
         raise RuntimeError(f"sshd did not start: {log.read_text()[-800:]}")
+    config = home / "ssh_config"
     try:
         host_key = (home / "host_key.pub").read_text().split()
         (home / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
-        config = home / "ssh_config"
         config.write_text(
             f"Host kt-ssh\n    HostName 127.0.0.1\n    Port {port}\n    User {user}\n"
             f"    IdentityFile {home / 'client_key'}\n    IdentitiesOnly yes\n"
             f"    UserKnownHostsFile {home / 'known_hosts'}\n    GlobalKnownHostsFile /dev/null\n"
-            "    StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n")
+            "    StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n"
+            # One connection for every docker call, as README advises for ssh:// engines:
+            # without it each API call of the docker CLI is a new ssh handshake.
+            f"    ControlMaster auto\n    ControlPath {home / 'cm-%C'}\n"
+            "    ControlPersist 60\n")
         bin_dir = home / "bin"
         bin_dir.mkdir()
         calls = home / "ssh-calls.log"
@@ -605,4 +609,6 @@ def ssh_engine(docker_engine: None, tmp_path_factory: pytest.TempPathFactory
                                f"{check.stderr.strip()[-500:]}; sshd: {log.read_text()[-500:]}")
         yield engine
     finally:
+        subprocess.run([ssh, "-F", str(config), "-O", "exit", "kt-ssh"], capture_output=True,
+                       timeout=30, check=False)  # the shared connection, before its sshd
         end_process(started, grace=10)

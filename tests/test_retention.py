@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -172,6 +173,41 @@ def _restic() -> str:
     return found
 
 
+def _repository(restic: str, times: list[datetime], tmp_path: Path) -> dict[str, str]:
+    """The environment of a restic repository holding one snapshot of one small file at each
+    of ``times``. restic derives its key with scrypt on every call (about a second here), so a
+    repository that an earlier run on this machine made with the same restic for the same
+    times (another Python of the same CI run) is reused; it is made whole in a folder of its
+    own and then renamed into place, so a cut-short run never leaves half of one."""
+    import hashlib
+    import tempfile
+
+    base = {**os.environ, "RESTIC_PASSWORD": "kompose-retention-test", "TZ": "UTC",
+            "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    version = subprocess.run([restic, "version"], env=base, capture_output=True, text=True,
+                             check=True).stdout
+    key = hashlib.sha256("\n".join([version, *map(str, times)]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("KOMPOSE_TEST_CACHE") or tempfile.gettempdir()) \
+        / "kompose-test-cache"
+    repo = cache / f"restic-{key}"
+    if not (repo / "config").is_file():
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f"{repo.name}.", dir=cache)) / "repo"
+        env = {**base, "RESTIC_REPOSITORY": str(building)}
+        subprocess.run([restic, "init"], env=env, capture_output=True, check=True)
+        source = tmp_path / "source"  # the same path in every snapshot: one forget group
+        source.mkdir(exist_ok=True)
+        (source / "dump.sql").write_text("SELECT 1;\n")
+        for when in times:
+            subprocess.run([restic, "backup", "--quiet", "--host", "kompose", "--time",
+                            f"{when:%Y-%m-%d %H:%M:%S}", "dump.sql"],
+                           cwd=source, env=env, capture_output=True, check=True)
+        with contextlib.suppress(OSError):  # made meanwhile by another run: use that one
+            building.rename(repo)
+        shutil.rmtree(building.parent, ignore_errors=True)
+    return {**base, "RESTIC_REPOSITORY": str(repo)}
+
+
 def _history() -> list[datetime]:
     """About three years of irregular dumps: several a day some weeks, gaps of weeks,
     year and ISO-week boundaries, month ends; every second distinct (restic orders equal
@@ -209,18 +245,10 @@ def _flags(policy: Policy) -> list[str]:
 def test_matches_debian_restic(tmp_path: Path) -> None:
     restic = _restic()
     # Password in the environment only; restic reads --time and prints times in local time.
-    env = {**os.environ, "RESTIC_REPOSITORY": str(tmp_path / "repo"),
-           "RESTIC_PASSWORD": "kompose-retention-test", "TZ": "UTC",
-           "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    times = _history()
+    env = _repository(restic, times, tmp_path)
     version = subprocess.run([restic, "version"], env=env, capture_output=True, text=True,
                              check=True).stdout
-    subprocess.run([restic, "init"], env=env, capture_output=True, check=True)
-    (tmp_path / "dump.sql").write_text("SELECT 1;\n")
-    times = _history()
-    for when in times:
-        subprocess.run([restic, "backup", "--quiet", "--host", "kompose", "--time",
-                        f"{when:%Y-%m-%d %H:%M:%S}", "dump.sql"],
-                       cwd=tmp_path, env=env, capture_output=True, check=True)
     differs_without_oldest_rule = 0
     for policy in POLICIES:
         out = subprocess.run([restic, "forget", "--dry-run", "--json", *_flags(policy)],
@@ -245,19 +273,11 @@ def test_restic_edge_cases(tmp_path: Path) -> None:
     year), and restic 0.14's --keep-last=-1, which forgets everything (0.16+ and kompose:
     -1 keeps all)."""
     restic = _restic()
-    env = {**os.environ, "RESTIC_REPOSITORY": str(tmp_path / "repo"),
-           "RESTIC_PASSWORD": "kompose-retention-test", "TZ": "UTC",
-           "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
-    subprocess.run([restic, "init"], env=env, capture_output=True, check=True)
-    (tmp_path / "dump.sql").write_text("SELECT 1;\n")
     times = [datetime(2024, 3, 1, 12, tzinfo=timezone.utc),
              datetime(2024, 3, 1, 23, 59, 59, tzinfo=timezone.utc),
              datetime(2024, 3, 2, 0, 0, 30, tzinfo=timezone.utc),
              datetime(2024, 3, 31, tzinfo=timezone.utc)]
-    for when in times:
-        subprocess.run([restic, "backup", "--quiet", "--host", "kompose", "--time",
-                        f"{when:%Y-%m-%d %H:%M:%S}", "dump.sql"],
-                       cwd=tmp_path, env=env, capture_output=True, check=True)
+    env = _repository(restic, times, tmp_path)
 
     def restic_keeps(*flags: str) -> set[datetime]:
         out = subprocess.run([restic, "forget", "--dry-run", "--json", *flags], env=env,

@@ -56,6 +56,15 @@ def test_an_import_from_another_machine_is_refused_while_one_runs(
         assert blocked.code == 1, blocked.all
         assert f"another import of {name} is running" in blocked.err
         assert not (second / "shop" / ".kompose-import.json").exists()
+        # Nor does the other machine take the running import's scratch copy for a leftover:
+        # db:recover there (no journal, so it looks on the server) touches nothing.
+        scratch = [n for n in pg.databases() if n.startswith(name[:40] + "_kompose_new_")]
+        assert len(scratch) == 1, scratch
+        recovered = run_kompose("--root", str(second), "shop", "db:recover")
+        assert recovered.code == 1, recovered.all
+        assert f"not recovering: another import of {name} is running" in recovered.err
+        assert scratch[0] in pg.databases() and sleeping_in(pg, name)
+        assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)  # cancelled: its scratch database is dropped
         proc.wait(timeout=120)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from argparse import Namespace
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from kompose_py.db.dblock import held
 from kompose_py.db.journal import Journal
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import catalog
@@ -46,9 +48,24 @@ def recover(run: StackRun) -> None:
     ctx, stack = run.ctx, run.stack
     journal_data = Journal.read(stack)
     access = access_for(ctx, stack, run.env)
-    admin = open_admin(ctx, access, run)
+    # An import running elsewhere (another machine, a shared stack folder) holds the
+    # database's advisory lock: its scratch copy is not a leftover, and nothing is touched.
+    with held(run, access) as confirm:
+        admin = open_admin(ctx, access, run)
+        try:
+            confirm()
+        except StepError as exc:
+            admin.close()
+            run.fail(f"not recovering: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+            return
+        _put_right(run, access.db.name, journal_data, admin)
+
+
+def _put_right(run: StackRun, db_name: str, journal_data: dict[str, Any] | None,
+               admin: Admin) -> None:
+    ctx, stack = run.ctx, run.stack
     try:
-        target = journal_data["target"] if journal_data else access.db.name
+        target = journal_data["target"] if journal_data else db_name
         leftovers = _leftovers(admin, target)
         if journal_data:
             leftovers.setdefault("new", set()).add(journal_data["scratch"])

@@ -307,6 +307,16 @@ class Swarm:
                 env.pop("DOCKER_CONTEXT", None)
                 env["DOCKER_HOST"] = template.replace("{hostname}", task.hostname)
                 where = f" on {task.hostname}"
+                try:
+                    # Asked first: a failed `docker exec` says only "exit 1", as the command
+                    # run in the task may, and an interactive one's stderr is not ours to read.
+                    engine.ask(steps.queries, env, stack.path, "version", "--format",
+                               "{{.Server.Version}}", timeout=30)
+                except engine.EngineError as exc:
+                    steps.fail(f"the task of {service} runs on node {task.hostname}, whose "
+                               f"engine at {env['DOCKER_HOST']} ({NODE_HOST_KEY}) does not "
+                               f"answer: {str(exc).split(': ', 1)[-1]}")
+                    return
         tty = interactive and "-T" not in flags and "--no-TTY" not in flags and "-d" not in flags
         shown = [f for f in flags if f not in ("-T", "--no-TTY")]
         argv = ("docker", "exec", *(["-i"] if "-d" not in flags else []),

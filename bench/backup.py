@@ -198,6 +198,15 @@ def fresh(name: str) -> None:
         admin.execute(f"CREATE DATABASE {name}")
 
 
+def into_new(bench: Bench, conn: Sequence[str], argv: Sequence[str]) -> float:
+    """A bare restore "into a new database": the database is made for it, from template0 as
+    kompose makes its scratch copy, and making it is timed, as it is for kompose. (psql -1 -f,
+    today's raw baseline, loads into a database that exists: ``fresh`` makes it untimed.)"""
+    with connect() as admin:
+        drop_database(admin, BARE)
+    return bench.command(["createdb", *conn, "-T", "template0", BARE]) + bench.command(argv)
+
+
 # -- the kompose root ------------------------------------------------------------------------
 def make_root(root: Path, extra: str = "") -> None:
     base = (f"DB_HOST={PG['host']}\nDB_PORT={PG['port']}\nDB_USER={PG['user']}\n"
@@ -333,9 +342,8 @@ def imports(bench: Bench, root: Path, dumps: dict[str, Path]) -> tuple[list[Row]
                 continue
 
             def bare_restore(dump: Path = dump, n: int = n) -> float:
-                fresh(BARE)
-                return bench.command(["pg_restore", *conn, "-j", str(n), "-d", BARE,
-                                      str(dump)])
+                return into_new(bench, conn, ["pg_restore", *conn, "-j", str(n), "-d", BARE,
+                                              str(dump)])
 
             sides = {"k": kompose_import(dump, "--jobs", str(n)), "r": bare_restore}
             if n == 2:
@@ -361,9 +369,8 @@ def verifies(bench: Bench, root: Path, dumps: dict[str, Path]) -> list[Row]:
         plain = dumps["plain"]
 
         def psql_f() -> float:
-            fresh(BARE)
-            return bench.command(["psql", *conn, "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                                  "--single-transaction", "-d", BARE, "-f", str(plain)])
+            return into_new(bench, conn, ["psql", *conn, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                          "--single-transaction", "-d", BARE, "-f", str(plain)])
 
         got = bench.attempt(rows, "db:verify plain", {
             "k": lambda: bench.kompose(root, "app", "db:verify", str(plain)), "b": psql_f})
@@ -377,8 +384,7 @@ def verifies(bench: Bench, root: Path, dumps: dict[str, Path]) -> list[Row]:
     jobs = str(min(os.cpu_count() or 1, 4))  # the import's default -j
 
     def bare_restore() -> float:
-        fresh(BARE)
-        return bench.command(["pg_restore", *conn, "-j", jobs, "-d", BARE, str(custom)])
+        return into_new(bench, conn, ["pg_restore", *conn, "-j", jobs, "-d", BARE, str(custom)])
 
     got = bench.attempt(rows, "db:verify custom", {
         "k": lambda: bench.kompose(root, "app", "db:verify", str(custom), "--jobs", jobs),

@@ -303,6 +303,53 @@ def contained(run: StackRun, phase: str) -> Iterator[None]:
             run.fail(message, phase=phase)
 
 
+ENV_FILE_PREFIX = "kompose-env-"
+_swept: list[bool] = []
+
+
+def private_env_file() -> Path:
+    """A new empty file (0600) for one stack run's KOMPOSE_ENV_FILE: pre hooks may write
+    decrypted secrets there. Its name carries kompose's pid, so that the files of a kompose
+    that was killed (SIGKILL leaves no chance to remove them) are removed by the next one."""
+    import tempfile  # only when a hook really runs: not on the dry-run start-up path
+
+    if not _swept:
+        _swept.append(True)
+        sweep_env_files(Path(tempfile.gettempdir()))
+    fd, name = tempfile.mkstemp(prefix=f"{ENV_FILE_PREFIX}{os.getpid()}-", suffix=".env")
+    os.close(fd)
+    return Path(name)
+
+
+def sweep_env_files(folder: Path) -> list[Path]:
+    """Remove the env files of this user's kompose processes that no longer run; a file
+    whose pid is alive (a running kompose, or a pid reused since: left alone, to be safe)
+    or that is not ours is kept. The files removed."""
+    removed: list[Path] = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(ENV_FILE_PREFIX) and name.endswith(".env")):
+                continue
+            pid_text = name[len(ENV_FILE_PREFIX):].split("-", 1)[0]
+            if not pid_text.isdigit() or int(pid_text) == os.getpid():
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != os.getuid() \
+                        or not entry.is_file(follow_symlinks=False):
+                    continue
+                os.kill(int(pid_text), 0)
+                continue  # alive
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OSError):
+                continue  # another user's process, or unreadable: not ours to judge
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
                    main: Callable[[StackRun], Produced | None],
                    hook_args: Callable[[StackRun, str], Sequence[str]],
@@ -316,12 +363,7 @@ def run_with_hooks(ctx: RunContext, stack: Stack, env: StackEnv, command: str,
     run = StackRun(ctx, stack, env, command, hook_env)
     run.result.files.extend(files)
     if not ctx.dry_run:
-        # Private to this stack run: pre hooks may write decrypted secrets here.
-        import tempfile  # only when a hook really runs: not on the dry-run start-up path
-
-        fd, name = tempfile.mkstemp(prefix="kompose-env-", suffix=".env")
-        os.close(fd)
-        run.env_file = Path(name)
+        run.env_file = private_env_file()
     # A second signal ends kompose at once, past the finally below: it removes the file too.
     with contextlib.ExitStack() as keep:
         if run.env_file is not None:

@@ -39,6 +39,9 @@ class RunSteps:
         if self.dry_run or getattr(self.run.ctx.reporter, "verbose", False):
             self.run.note(text)
 
+    def warn(self, text: str) -> None:
+        self.run.warn(text)
+
     def fail(self, message: str) -> None:
         self.run.fail(message)
 

@@ -242,8 +242,8 @@ def test_sweep_finishes_a_cut_short_delete(tmp_path: Path) -> None:
             "other_20250101_000000Z.sql.json", ".shop_20250103_000000Z.sql.99.partial"}
     for name in kept:
         (folder / name).write_text(dump_text())
-    assert sorted(sweep_leftovers(folder, "shop")) == [left.name,
-                                                       "shop_20250101_000000Z.sql.gz.json"]
+    assert sorted(name for name, _ in sweep_leftovers(folder, "shop")) == [
+        left.name, "shop_20250101_000000Z.sql.gz.json"]
     assert {p.name for p in folder.iterdir()} == kept
 
 

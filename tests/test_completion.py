@@ -63,9 +63,9 @@ def test_bash_commands_options_and_dumps(root: Path) -> None:
         "shop_20250101_000000.sql", "shop_20250102_000000.sql.gz"]
 
 
-def protocol(shell: str, line: str, cwd: Path) -> list[str]:
+def protocol(shell: str, line: str, cwd: Path, more: dict[str, str] | None = None) -> list[str]:
     env = {**os.environ, "_KOMPOSE_COMPLETE": f"complete_{shell}", "_TYPER_COMPLETE_ARGS": line,
-           "_TYPER_COMPLETE_FISH_ACTION": "get-args"}
+           "_TYPER_COMPLETE_FISH_ACTION": "get-args", **(more or {})}
     out = subprocess.run([sys.executable, "-m", "kompose_py"], cwd=cwd, env=env,
                          capture_output=True, text=True, check=True).stdout
     return out.splitlines()
@@ -122,3 +122,66 @@ def test_install_completion_for_the_named_shell(tmp_path: Path) -> None:
     script = tmp_path / ".config" / "fish" / "completions" / "kompose.fish"
     assert "complete --command kompose" in script.read_text()
     assert not (tmp_path / ".bashrc").exists() and not (tmp_path / ".zshrc").exists()
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    """Two swarm stacks (each .env says so, in two spellings) and a Compose one."""
+    return make_stacks(tmp_path / "mixed", {
+        "a": {"compose.yaml": COMPOSE, ".env": "X=1\nKOMPOSE_ORCHESTRATOR=swarm\n"},
+        "b": {"compose.yaml": COMPOSE,
+              ".env": "KOMPOSE_ORCHESTRATOR=compose\nexport KOMPOSE_ORCHESTRATOR='Swarm' # here\n"},
+        "c": {"compose.yaml": COMPOSE},
+    })
+
+
+def commands_for(mixed: Path, line: str, env: dict[str, str] | None = None) -> set[str]:
+    words = [w.split("\t")[0] for w in protocol("fish", line, mixed.parent, env)]
+    # kompose's own commands aside (and the rest of a help text that fish got on two lines)
+    return {w for w in words if w and ":" not in w and " " not in w}
+
+
+SWARM_VERBS = {"up", "down", "ps", "logs", "restart", "config", "exec", "scale", "top"}
+
+
+def test_swarm_stacks_are_offered_only_what_swarm_runs(mixed: Path) -> None:
+    """After a pattern whose stacks all run on Swarm, COMMAND offers a swarm stack's verbs
+    (and kompose's commands); one Compose stack in the selection brings back Compose's."""
+    root = f"--root={mixed}"
+    assert commands_for(mixed, f"kompose {root} a ") == SWARM_VERBS
+    assert commands_for(mixed, f"kompose {root} a,b ") == SWARM_VERBS
+    assert commands_for(mixed, f"kompose {root} a st") == set()  # no start, stop on Swarm
+    assert "hooks:list" in {w.split("\t")[0] for w in
+                            protocol("fish", f"kompose {root} a ", mixed.parent)}
+    everything = commands_for(mixed, f"kompose {root} '*' ")
+    assert {"build", "start", "top"} <= everything
+    # -e on the command line wins; then the root .env, over the stack's.
+    assert "build" in commands_for(mixed, f"kompose {root} -e KOMPOSE_ORCHESTRATOR=compose a ")
+    assert commands_for(mixed, f"kompose {root} -e KOMPOSE_ORCHESTRATOR=swarm c ") == SWARM_VERBS
+    (mixed / ".env").write_text("KOMPOSE_ORCHESTRATOR=compose\n")
+    assert "build" in commands_for(mixed, f"kompose {root} a ")
+    (mixed / ".env").write_text("KOMPOSE_ORCHESTRATOR=swarm\n")
+    assert commands_for(mixed, f"kompose {root} c ") == SWARM_VERBS
+    # A value only the .env reader could work out: offer everything.
+    (mixed / ".env").write_text("KOMPOSE_ORCHESTRATOR=${WHERE}\n")
+    assert "build" in commands_for(mixed, f"kompose {root} a ")
+    assert bash_complete(mixed, ["kompose", "--root", str(mixed), "c", "do"]) == ["down"]
+    (mixed / ".env").unlink()
+    assert bash_complete(mixed, ["kompose", "--root", str(mixed), "a", "b"]) == []
+
+
+def test_completion_for_swarm_stacks_stays_light(mixed: Path) -> None:
+    """Reading KOMPOSE_ORCHESTRATOR costs a regular expression over two small files: neither
+    the .env reader nor the Swarm backend is imported."""
+    env = {**os.environ, "_KOMPOSE_COMPLETE": "complete_fish",
+           "_TYPER_COMPLETE_ARGS": f"kompose --root={mixed} a ",
+           "_TYPER_COMPLETE_FISH_ACTION": "get-args"}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "kompose_py"],
+                          cwd=mixed.parent, env=env, capture_output=True, text=True, check=True)
+    assert "scale" in proc.stdout.split()
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
+    assert "kompose_py.backends.swarmargs" in imported
+    for heavy in ("psycopg", "kompose_py.envfiles", "kompose_py.backends.swarm",
+                  "kompose_py.backends.swarmengine", "kompose_py.runner.run",
+                  "kompose_py.cli.dispatch", "kompose_py.lifecycle"):
+        assert heavy not in imported, heavy

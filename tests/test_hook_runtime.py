@@ -3,6 +3,7 @@ $KOMPOSE_ENV_FILE, time limits without orphans, Ctrl-C, root hooks, hooks:list/c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,6 +100,54 @@ hook_finally_up() { log "$DECRYPTED_TOKEN"; }
     assert "DECRYPTED_TOKEN" not in calls[1]["env"]
     assert [e[6] for e in entries(log)] == ["s3cr3t-value with space", "s3cr3t-value", "unset"]
     assert "s3cr3t-value" not in r.err + r.out.replace("s3cr3t-value with space", "")
+
+
+def test_env_files_of_a_killed_kompose_are_removed_by_the_next_one(tmp_path: Path,
+                                                                   shim: Shim) -> None:
+    """SIGKILL leaves kompose no chance to remove a stack run's env file, where a pre hook
+    may have written a decrypted secret; the next kompose of the same user removes it, and
+    leaves the files of a kompose still running alone."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    marker = tmp_path / "in-pre"
+    root = make_stacks(tmp_path / "r", {"a": {"compose.yaml": COMPOSE, "hooks.sh": f"""
+hook_pre_up() {{
+  printf 'DECRYPTED_TOKEN=s3cr3t-value\\n' >>"$KOMPOSE_ENV_FILE"; : >{marker}; sleep 600
+}}
+"""}})
+    env = {**shim.env(), "TMPDIR": str(tmpdir)}
+    stuck = []
+    for _ in range(2):  # one to kill, one that keeps running while the next starts
+        marker.unlink(missing_ok=True)
+        stuck.append(subprocess.Popen(
+            [sys.executable, "-m", "kompose_py", "--root", str(root), "a", "up"], env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert stuck[-1].poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    try:
+        files = {p.pid: list(tmpdir.glob(f"kompose-env-{p.pid}-*.env")) for p in stuck}
+        assert all(len(found) == 1 for found in files.values()), files
+        assert "s3cr3t-value" in files[stuck[0].pid][0].read_text()
+        os.killpg(stuck[0].pid, signal.SIGKILL)
+        stuck[0].wait(timeout=30)
+        assert files[stuck[0].pid][0].exists()  # killed: nothing could remove it
+        other = tmpdir / "kompose-env-notes.env"  # not a name kompose gives: left alone
+        other.write_text("x")
+        r = run_kompose("--root", str(root), "a", "ps", env=env)
+        assert r.code == 0, r.err
+        assert not files[stuck[0].pid][0].exists()
+        assert files[stuck[1].pid][0].exists()  # its kompose still runs
+        assert other.exists()
+        assert sorted(p.name for p in tmpdir.iterdir()) == sorted(
+            [other.name, files[stuck[1].pid][0].name])  # and the new run left nothing
+    finally:
+        for proc in stuck:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 # -- time limits ----------------------------------------------------------------------------

@@ -20,7 +20,8 @@ def readme_schema(command: str) -> Any:
     match = re.search(rf"<!-- schema: {re.escape(command)} -->\n```json\n(.*?)\n```", text,
                       re.DOTALL)
     assert match, f"README.md documents no schema for {command}"
-    return json.loads(match[1])
+    # The run's example carries `// …` comments for the reader.
+    return json.loads(re.sub(r"\s+//[^\n]*", "", match[1]))
 
 
 def shape(value: Any) -> Any:
@@ -105,3 +106,20 @@ def test_status_document_matches_the_readme_schema_without_an_engine(root: Path)
     same_shape(doc, readme_schema("--status"))
     assert all(s["error"] for s in doc["stacks"])
     assert doc["stacks"][0]["newest_dump"]["file"].endswith("shop_20250101_000000.sql")
+
+
+def test_run_document_matches_the_readme_schema_and_names_each_orchestrator(root: Path) -> None:
+    """A run's document (not a report's): each stack says which orchestrator ran it, as
+    --list and --status do. A dry-run of `up` needs no engine."""
+    (root / "web" / ".env").write_text("KOMPOSE_ORCHESTRATOR=swarm\n")
+    r = run_kompose("--root", str(root), "--json", "--dry-run", "*", "up", "-d",
+                    env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    documented = readme_schema("run")
+    # summary counts by status: its keys are the statuses that occurred.
+    assert doc.pop("summary") == {"success": 2} and documented.pop("summary")
+    same_shape(doc, documented)
+    assert {s["stack"]: s["orchestrator"] for s in doc["stacks"]} == {"shop": "compose",
+                                                                      "web": "swarm"}
+    assert SECRET not in r.all

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from kompose_py.backends import swarm as sw
-from kompose_py.backends import swarmengine
+from kompose_py.backends import swarmargs, swarmengine
 from tests.conftest import make_stacks, run_kompose
 from tests.swarmfixture import SwarmCluster
 
@@ -255,18 +255,63 @@ def test_ps_logs_scale_and_exec(tmp_path: Path, swarm_cluster: SwarmCluster,
     assert f"runs on node {swarm_cluster.workers[0].hostname}" in r.err
     assert "KOMPOSE_SWARM_NODE_HOST" in r.err
     # With a template from the node's hostname to its engine, exec reaches it.
-    sockets = tmp_path / "engines"
-    sockets.mkdir()
-    for node in swarm_cluster.nodes:
-        (sockets / f"{node.hostname}.sock").symlink_to(node.host.removeprefix("unix://"))
     r = run_kompose(name, "exec", "-T", "app", "sh", "-c", "echo in-$(hostname); exit 7",
-                    cwd=root,
-                    env={"KOMPOSE_SWARM_NODE_HOST": f"unix://{sockets}/{{hostname}}.sock"})
+                    cwd=root, env=node_sockets(tmp_path, swarm_cluster))
     assert "in-" in r.out and "exit 7" in r.err, r.all
     scaled = run_kompose(name, "scale", "app=2", cwd=root)
     assert scaled.code == 0, scaled.all
     status = json.loads(run_kompose("--status", "--json", name, cwd=root).out)
     assert status["stacks"][0]["services"][0]["running"] == 2
+
+
+def node_sockets(tmp_path: Path, cluster: SwarmCluster) -> dict[str, str]:
+    """A KOMPOSE_SWARM_NODE_HOST template from each node's hostname to its engine."""
+    sockets = tmp_path / "engines"
+    sockets.mkdir(exist_ok=True)
+    for node in cluster.nodes:
+        link = sockets / f"{node.hostname}.sock"
+        if not link.exists():
+            link.symlink_to(node.host.removeprefix("unix://"))
+    return {"KOMPOSE_SWARM_NODE_HOST": f"unix://{sockets}/{{hostname}}.sock"}
+
+
+@pytest.mark.docker
+def test_top_shows_each_task_where_kompose_reaches_its_node(
+        tmp_path: Path, swarm_cluster: SwarmCluster, stack_names: list[str]) -> None:
+    name = new_name(stack_names, "top")
+    manager, worker = swarm_cluster.nodes[0].hostname, swarm_cluster.workers[0].hostname
+    compose = "services:\n" + "".join(
+        f"  {service}:\n    image: busybox:latest\n    init: true\n"
+        f"    command: [sleep, '{seconds}']\n"
+        f"    deploy: {{placement: {{constraints: [node.hostname=={node}]}}}}\n"
+        for service, seconds, node in (("here", 3601, manager), ("there", 3602, worker)))
+    root = make_stacks(tmp_path / "root", {".env": root_env(swarm_cluster),
+                                           name: {"compose.yaml": compose}})
+    assert run_kompose(name, "up", "-d", cwd=root).code == 0
+    # The manager's task directly; the worker's task is one line saying how to reach it.
+    r = run_kompose("--json", name, "top", cwd=root)
+    assert r.code == 0, r.all
+    assert f"{name}_here.1@{manager}" in r.err and "sleep 3601" in r.err, r.all
+    assert "sleep 3602" not in r.all
+    line = (f"task {name}_there.1 runs on node {worker}, whose engine kompose cannot reach; "
+            "set KOMPOSE_SWARM_NODE_HOST (e.g. ssh://{hostname}) to see its processes")
+    assert line in r.err
+    (stack,) = json.loads(r.out)["stacks"]
+    assert stack["status"] == "success" and stack["warnings"] == [line]
+    # Nothing could be shown: the stack fails, with the node and the variable.
+    only = run_kompose(name, "top", "there", cwd=root)
+    assert only.code == 1, only.all
+    assert (f"every running task of {name}_there is on a node kompose cannot reach ({worker}; "
+            "KOMPOSE_SWARM_NODE_HOST)") in only.err
+    # Through the node's own engine, every task, each under its title.
+    both = run_kompose(name, "top", cwd=root, env=node_sockets(tmp_path, swarm_cluster))
+    assert both.code == 0, both.all
+    titles = [ln for ln in both.out.splitlines() if ln.startswith(f"{name}_")]
+    assert titles == [f"{name}_here.1@{manager}", f"{name}_there.1@{worker}"], both.out
+    assert "sleep 3601" in both.out and "sleep 3602" in both.out
+    assert "cannot reach" not in both.err
+    gone = run_kompose(name, "top", "nosuch", cwd=root)
+    assert gone.code == 1 and f"{name}_nosuch has no running task" in gone.err, gone.all
 
 
 @pytest.mark.docker
@@ -346,18 +391,66 @@ def test_dry_run_shows_every_step_and_each_warning(tmp_path: Path) -> None:
     assert "container_name" not in quiet.err and "restart_policy" in quiet.out, quiet.all
 
 
+@pytest.mark.docker
+@pytest.mark.parametrize(("args", "line"), [
+    (("up", "-d", "app"), "web: up app: a swarm stack is deployed whole; use `restart app` "
+                          "or `scale app=N` for one service"),
+    (("up", "--build"), "web: up --build: no meaning on a swarm stack (docker stack deploy "
+                        "takes the whole file); use `up -d`"),
+    (("up", "--wait-timeout", "soon"), "web: up --wait-timeout takes seconds, not 'soon'"),
+    (("restart", "-t", "5", "app"), "web: restart -t: no meaning on a swarm stack (a task "
+                                    "stops within its service's stop_grace_period); use "
+                                    "`restart [SERVICE…]`"),
+    (("scale",), "web: scale needs SERVICE=REPLICAS arguments (e.g. `scale app=2`)"),
+    (("scale", "app"), "web: scale app: expected SERVICE=REPLICAS"),
+    (("scale", "--no-deps", "app=2"), "web: scale --no-deps: no meaning on a swarm stack"),
+    (("logs", "--index", "2", "app"), "web: logs --index: no meaning on a swarm stack"),
+    (("exec", "--user=x", "-l", "app", "sh"), "web: exec -l: no meaning on a swarm stack"),
+    (("exec", "app"), "web: exec app: no command to run in app (e.g. `exec app sh`)"),
+    (("exec", "--index", "x", "app", "sh"), "web: exec --index 'x': expected a task's slot"),
+    (("top", "-o", "pid"), "web: top -o: no meaning on a swarm stack"),
+    (("ps", "--services"), "web: ps --services: no meaning on a swarm stack"),
+    (("down", "-t", "0", "-v"), "web: down -v: a swarm stack's volumes and images stay on each "
+                                "node that ran a task"),
+])
+def test_arguments_swarm_cannot_honour_stop_the_run_before_any_hook(
+        tmp_path: Path, args: tuple[str, ...], line: str) -> None:
+    """On a reachable engine, so that only the check keeps the pre hook from running."""
+    root = make_stacks(tmp_path / "root", {
+        ".env": "KOMPOSE_ORCHESTRATOR=swarm\nKOMPOSE_SWARM_ENDPOINT_MODE=dnsrr\n",
+        "hooks.sh": "".join(f'hook_pre_{verb}() {{ echo "$*" >> "$KOMPOSE_ROOT/hooks.log"; }}\n'
+                            for verb in ("up", "restart", "scale", "logs", "exec", "top", "ps",
+                                         "down")),
+        "web": {"compose.yaml": "services:\n  app:\n    image: busybox:latest\n"}})
+    for dry in ((), ("--dry-run",)):
+        r = run_kompose(*dry, "web", *args, cwd=root)
+        assert r.code == 2, r.all
+        assert f"kompose: error: {line}" in r.err, r.err
+        assert not hook_log(root)
+
+
 # -- pure parts -------------------------------------------------------------------------------
 def test_compose_options_in_docker_service_spelling() -> None:
-    assert sw._logs_options(["-f", "--tail", "3", "db", "-t"]) == (
+    assert swarmargs.logs_options(["-f", "--tail", "3", "db", "-t"]) == (
         ["--follow", "--tail", "3", "--timestamps"], ["db"])
-    assert sw._logs_options(["--tail=1", "--no-log-prefix"]) == (
+    assert swarmargs.logs_options(["--tail=1", "--no-log-prefix", "--no-color"]) == (
         ["--tail", "1", "--raw"], [])
-    assert sw._exec_options(["-T", "-e", "A=1", "--index", "2", "db", "psql", "-c", "x"]) == (
-        ["-T", "-e", "A=1"], 2, "db", ["psql", "-c", "x"])
+    assert swarmargs.exec_options(["-T", "-e", "A=1", "--index", "2", "db", "psql", "-c",
+                                   "x"]) == (["-T", "-e", "A=1"], 2, "db", ["psql", "-c", "x"])
     with pytest.raises(ValueError):
-        sw._exec_options(["db"])
-    assert sw._ps_argv(["-a", "db"], "p") == ("docker", "stack", "ps", "--filter", "name=p_db",
-                                              "p")
+        swarmargs.exec_options(["db"])
+    assert swarmargs.ps_argv(["-a", "db"], "p") == ("docker", "stack", "ps", "--filter",
+                                                    "name=p_db", "p")
+    # A value is no service name.
+    assert swarmargs.ps_argv(["--format", "json"], "p") == (
+        "docker", "stack", "ps", "--filter", "desired-state=running", "--format", "json", "p")
+    for verb, *args in (["up", "-d", "--wait-timeout", "5"], ["up", "--wait-timeout=5"],
+                        ["logs", "-f", "-n", "3", "--since=1m", "--no-color", "app"],
+                        ["scale", "app=2", "db=0"], ["exec", "-T", "--index", "2", "app", "sh"],
+                        ["top"], ["top", "app"], ["restart", "app"],
+                        ["down", "-t", "0", "--remove-orphans"],
+                        ["ps", "-a", "-q", "--format", "json", "app"]):
+        assert sw.SWARM.refusal(verb, args) is None, (verb, args)
     assert sw.SWARM.refusal("up") is None and sw.SWARM.refusal("my-plugin") is None
     assert "scale SERVICE=0" in (sw.SWARM.refusal("stop") or "")
 

@@ -1,8 +1,8 @@
 """A worker of the real 3-node cluster whose engine stops (issue 18): its dockerd ends, the
 manager sees the node Down, and what kompose does with the stacks pinned to it -- `up`,
-`db:export` of a PostgreSQL service whose task was there, `exec` into a task there -- ends in
-one clear line, with nothing half-done. The node is started again afterwards (Ready, its data
-kept), so the session's other tests still have three nodes.
+`db:export` of a PostgreSQL service whose task was there, `exec` and `top` of a task there --
+ends in one clear line, with nothing half-done. The node is started again afterwards (Ready,
+its data kept), so the session's other tests still have three nodes.
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ def summary(r: Result, stack: str) -> str:
 
 
 def running(cluster: SwarmCluster, service: str) -> bool:
-    return cluster.docker("service", "ls", "--filter", f"name={service}", "--format",
-                          "{{.Replicas}}").stdout.split() == ["1/1"]
+    """Its one task meant to run is running. (Not `service ls`'s 1/1: right after the node is
+    back, that may still count the task the node ran before it went down.)"""
+    states = cluster.docker("service", "ps", "--filter", "desired-state=running", "--format",
+                            "{{.CurrentState}}", service).stdout.splitlines()
+    return len(states) == 1 and states[0].startswith("Running")
 
 
 def dumps(folder: Path) -> list[str]:
@@ -111,6 +114,11 @@ def test_a_node_whose_engine_stops(tmp_path: Path, swarm_cluster: SwarmCluster) 
         assert f"the task of app runs on node {node.hostname}, whose engine at unix://{gone} " \
                "(KOMPOSE_SWARM_NODE_HOST) does not answer: Cannot connect" in summary(r, app)
         assert "docker exec" not in r.err
+        r = run_kompose(app, "top", cwd=root, env=node_host)
+        assert r.code == 1, r.all
+        assert f"task {app}_app.1 runs on node {node.hostname}, whose engine at unix://{gone} " \
+               "(KOMPOSE_SWARM_NODE_HOST) does not answer: Cannot connect" in r.err, r.err
+        assert "docker top" not in r.err
         # The node is back with its data: the database answers again, the pinned stack runs.
         exported = run_kompose(db, "db:export", cwd=root)
         assert exported.code == 0, exported.all

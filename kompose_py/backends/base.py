@@ -99,6 +99,10 @@ class Steps(Protocol):
         """A line shown in dry-runs and with --verbose only."""
         ...
 
+    def warn(self, text: str) -> None:
+        """A line the user must see although nothing failed (also the report's warnings)."""
+        ...
+
     def fail(self, message: str) -> None:
         """The main step failed for a reason that is not a process exit."""
         ...
@@ -145,8 +149,10 @@ class Backend(Protocol):
         (``command``) or several (Swarm's deploy, then its wait)."""
         ...
 
-    def refusal(self, verb: str) -> str | None:
-        """Why this backend does not run ``verb`` and what to use instead (None: it does)."""
+    def refusal(self, verb: str, args: Sequence[str] = ()) -> str | None:
+        """Why this backend does not run ``verb`` (with ``args``, the arguments after it)
+        and what to use instead, naming the argument at fault (None: it does). Asked before
+        the first stack starts, so nothing half-done: no hook runs."""
         ...
 
     def refused(self, stack: Stack, env: Mapping[str, str], verb: str,

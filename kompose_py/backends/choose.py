@@ -17,10 +17,16 @@ BACKENDS = {"compose": "kompose_py.backends.compose:COMPOSE",
             "swarm": "kompose_py.backends.swarm:SWARM"}
 
 
+def orchestrator_name(env: Mapping[str, str]) -> str:
+    """The orchestrator the environment names, as :func:`backend_for` reads it (not checked:
+    a report names what was asked for without importing the backend)."""
+    return (env.get(ORCHESTRATOR_KEY) or "compose").strip().lower()
+
+
 def backend_for(env: Mapping[str, str]) -> Backend:
     """The stack's backend (default: Compose); a name kompose does not know is a
     configuration error."""
-    chosen = (env.get(ORCHESTRATOR_KEY) or "compose").strip().lower()
+    chosen = orchestrator_name(env)
     target = BACKENDS.get(chosen)
     if target is None:
         raise ConfigError(f"{ORCHESTRATOR_KEY}={env.get(ORCHESTRATOR_KEY)!r}: not one of "

@@ -414,7 +414,7 @@ class Compose:
         steps.run_command(f"{self.name} {args[0]}",
                           self.command(stack, steps.env, args, interactive))
 
-    def refusal(self, verb: str) -> str | None:
+    def refusal(self, verb: str, args: Sequence[str] = ()) -> str | None:
         return None
 
     def refused(self, stack: Stack, env: Mapping[str, str], verb: str,

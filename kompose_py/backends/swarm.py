@@ -7,8 +7,9 @@ that folder, with kompose's merged environment and Compose's interpolation.
 ``docker stack deploy --prune -c -`` with the rendered file on stdin (swarmrender.py), then
 one wait for every service at once (swarmengine.py, swarmstate.py) until each has converged
 or failed, within KOMPOSE_SWARM_WAIT_TIMEOUT seconds. ``down`` removes the stack and waits
-until the manager lists nothing of it. Compose subcommands Swarm has no meaning for are
-refused before any hook, with what to use instead.
+until the manager lists nothing of it. Compose subcommands Swarm has no meaning for, and
+arguments it has none for (swarmargs.py), are refused before any hook, with what to use
+instead.
 
 Settings (the stack's merged environment):
 - KOMPOSE_SWARM_ENDPOINT_MODE: ``vip`` (default) or ``dnsrr`` (clusters without IPVS: every
@@ -16,21 +17,21 @@ Settings (the stack's merged environment):
 - KOMPOSE_SWARM_RESOLVE_IMAGE: ``docker stack deploy --resolve-image`` (default: docker's,
   ``always``; ``never`` for clusters without a registry);
 - KOMPOSE_SWARM_WAIT_TIMEOUT: seconds, default 300;
-- KOMPOSE_SWARM_NODE_HOST: how to reach another node's engine for ``exec`` into a task there,
-  a template such as ``ssh://admin@{hostname}`` (Swarm does not expose a node's engine).
+- KOMPOSE_SWARM_NODE_HOST: how to reach another node's engine for ``exec`` into a task there
+  and ``top`` of its processes, a template such as ``ssh://admin@{hostname}`` (Swarm does not
+  expose a node's engine).
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
+from kompose_py.backends import swarmargs, swarmstate
 from kompose_py.backends import swarmengine as engine
-from kompose_py.backends import swarmstate
 from kompose_py.backends.base import ServiceDetail, ServiceState, StackStatus, Steps
 from kompose_py.backends.compose import (
     COMPOSE_COMMANDS,
@@ -45,7 +46,7 @@ from kompose_py.runner.command import Command
 from kompose_py.runner.run import Runner
 from kompose_py.stacks import Stack
 
-VERBS = frozenset({"up", "down", "ps", "logs", "restart", "config", "exec", "scale"})
+VERBS = swarmargs.VERBS
 OFFLINE = frozenset({"config"})
 ENDPOINT_KEY = "KOMPOSE_SWARM_ENDPOINT_MODE"
 RESOLVE_KEY = "KOMPOSE_SWARM_RESOLVE_IMAGE"
@@ -65,7 +66,6 @@ INSTEAD = {
     "pull": "nodes pull when a task starts; set KOMPOSE_SWARM_RESOLVE_IMAGE=always to pin "
             "the registry digest at `up`",
     "push": "`docker push` from where the image was built",
-    "top": "`exec SERVICE ps`, or `ps` for where each task runs",
     "attach": "`logs -f SERVICE`",
     "port": "`config` (Swarm publishes what the stack file says)",
     "cp": "`docker cp` on the node that runs the task",
@@ -93,8 +93,10 @@ class Swarm:
     def project(self, stack: Stack, env: Mapping[str, str]) -> str:
         return project_name(stack, env)
 
-    def refusal(self, verb: str) -> str | None:
-        if verb in VERBS or verb not in COMPOSE_COMMANDS | INSTEAD.keys():
+    def refusal(self, verb: str, args: Sequence[str] = ()) -> str | None:
+        if verb in VERBS:
+            return swarmargs.refusal(verb, args)
+        if verb not in COMPOSE_COMMANDS | INSTEAD.keys():
             return None
         why = INSTEAD.get(verb, "`docker service` or `docker stack` on the manager")
         return f"{verb!r} has no meaning on a swarm stack; use {why}"
@@ -123,7 +125,7 @@ class Swarm:
         """The single process of a one-step verb (``ps``, ``config`` without its stdin)."""
         project = self.project(stack, env)
         if args and args[0] == "ps":
-            return Command(_ps_argv(args[1:], project), stack.path, env)
+            return Command(swarmargs.ps_argv(args[1:], project), stack.path, env)
         if args and args[0] == "down":
             return Command(("docker", "stack", "rm", project), stack.path, env)
         raise ValueError(f"swarm: {args[0] if args else '?'} takes several steps")
@@ -132,6 +134,10 @@ class Swarm:
                 interactive: bool) -> None:
         verb, rest = args[0], list(args[1:])
         project = self.project(stack, steps.env)
+        why = self.refusal(verb, rest)  # checked before any hook too, by the CLI
+        if why:
+            steps.fail(why)
+            return
         if verb in ("up", "config"):
             rendered = self.render(stack, steps.env, steps.queries)
             if isinstance(rendered, str):
@@ -152,7 +158,7 @@ class Swarm:
                 steps.fail(f"{len(rendered.refused)} key(s) refused on swarm: "
                            + "; ".join(f.line() for f in rendered.refused))
             else:
-                limit = _up_limit(rest, engine.wait_limit(steps.env))
+                limit = swarmargs.up_limit(rest, engine.wait_limit(steps.env))
                 if isinstance(limit, str):
                     steps.fail(limit)
                 else:
@@ -170,8 +176,10 @@ class Swarm:
             self._update(steps, stack, project, verb, rest)
         elif verb == "exec":
             self._exec(steps, stack, project, rest, interactive)
+        elif verb == "top":
+            self._top(steps, stack, project, rest)
         else:
-            steps.fail(self.refusal(verb) or f"swarm: {verb} is not supported")
+            steps.fail(f"swarm: {verb} is not supported")
 
     # -- up -----------------------------------------------------------------------------
     def render(self, stack: Stack, env: Mapping[str, str], runner: Runner) -> Rendered | str:
@@ -229,10 +237,6 @@ class Swarm:
             steps.fail(str(exc))
             return
         if verb == "scale":
-            bad = [a for a in names if "=" not in a]
-            if bad or not names:
-                steps.fail("scale takes SERVICE=REPLICAS arguments")
-                return
             argv: tuple[str, ...] = ("docker", "service", "scale", "--detach=true",
                                      *(f"{project}_{a}" for a in names))
             if not steps.run_command("swarm scale", Command(argv, stack.path, steps.env)).ok:
@@ -252,7 +256,7 @@ class Swarm:
     # -- logs ---------------------------------------------------------------------------
     def _logs(self, steps: Steps, stack: Stack, project: str, rest: Sequence[str],
               interactive: bool) -> None:
-        options, names = _logs_options(rest)
+        options, names = swarmargs.logs_options(rest)
         if not names:
             try:
                 names = sorted(engine.short(str((s.get("Spec") or {}).get("Name")), project)
@@ -281,9 +285,9 @@ class Swarm:
     def _exec(self, steps: Steps, stack: Stack, project: str, rest: Sequence[str],
               interactive: bool) -> None:
         try:
-            flags, index, service, command = _exec_options(rest)
+            flags, index, service, command = swarmargs.exec_options(rest)
         except ValueError as exc:
-            steps.fail(f"exec: {exc}")
+            steps.fail(str(exc))
             return
         env = dict(steps.env)
         where = ""
@@ -297,25 +301,17 @@ class Swarm:
                 steps.fail(str(exc))
                 return
             container = task.container
+            reached = _node_env(env, task)
+            if reached is None:
+                steps.fail(f"the task of {service} runs on node {task.hostname}, whose "
+                           f"engine Swarm does not expose; set {NODE_HOST_KEY} (e.g. "
+                           "ssh://{hostname}) to exec there")
+                return
             if not task.manager:
-                template = env.get(NODE_HOST_KEY)
-                if not template:
-                    steps.fail(f"the task of {service} runs on node {task.hostname}, whose "
-                               f"engine Swarm does not expose; set {NODE_HOST_KEY} (e.g. "
-                               "ssh://{hostname}) to exec there")
-                    return
-                env.pop("DOCKER_CONTEXT", None)
-                env["DOCKER_HOST"] = template.replace("{hostname}", task.hostname)
-                where = f" on {task.hostname}"
-                try:
-                    # Asked first: a failed `docker exec` says only "exit 1", as the command
-                    # run in the task may, and an interactive one's stderr is not ours to read.
-                    engine.ask(steps.queries, env, stack.path, "version", "--format",
-                               "{{.Server.Version}}", timeout=30)
-                except engine.EngineError as exc:
-                    steps.fail(f"the task of {service} runs on node {task.hostname}, whose "
-                               f"engine at {env['DOCKER_HOST']} ({NODE_HOST_KEY}) does not "
-                               f"answer: {str(exc).split(': ', 1)[-1]}")
+                env, where = reached, f" on {task.hostname}"
+                silent = _silent_engine(steps, stack, env, task)
+                if silent:
+                    steps.fail(f"the task of {service} runs on node {task.hostname}, {silent}")
                     return
         tty = interactive and "-T" not in flags and "--no-TTY" not in flags and "-d" not in flags
         shown = [f for f in flags if f not in ("-T", "--no-TTY")]
@@ -323,6 +319,46 @@ class Swarm:
                 *(["-t"] if tty else []), *shown, container, *command)
         steps.run_command(f"swarm exec{where}", Command(argv, stack.path, env,
                                                         foreground=interactive))
+
+    # -- top ----------------------------------------------------------------------------
+    def _top(self, steps: Steps, stack: Stack, project: str, rest: Sequence[str]) -> None:
+        """``docker top`` of each running task, titled ``TASK@NODE`` on stdout as ``docker
+        compose top`` titles each container. A task on a node kompose cannot reach is one
+        warning line; the stack fails only when no task's processes could be shown."""
+        services = [f"{project}_{n}" for n in rest]
+        what = ", ".join(services) if services else f"stack {project}"
+        if steps.dry_run:
+            steps.run_command("swarm top", Command(
+                ("docker", "top", f"<each running task of {what}>"), stack.path, steps.env))
+            return
+        try:
+            tasks = engine.running_tasks(steps.queries, steps.env, stack.path, project,
+                                         services)
+        except engine.EngineError as exc:
+            steps.fail(str(exc))
+            return
+        shown = 0
+        unreachable = []
+        for task in tasks:
+            env = _node_env(steps.env, task)
+            silent = _silent_engine(steps, stack, env, task) if env is not None else ""
+            if env is None or silent:
+                unreachable.append(task.hostname)
+                steps.warn(f"task {task.name} runs on node {task.hostname}, " + (
+                    silent or f"whose engine kompose cannot reach; set {NODE_HOST_KEY} (e.g. "
+                    "ssh://{hostname}) to see its processes"))
+                continue
+            title = f"{task.name}@{task.hostname}"
+            # The title goes where docker top's table goes (stdout), right above it.
+            argv = ("sh", "-c", 'echo "$0"; exec docker top "$1"', title, task.container)
+            if steps.run_command(f"swarm top {title}", Command(argv, stack.path, env)).ok:
+                shown += 1
+        if not tasks:
+            steps.fail(f"{what} has no running task on this swarm")
+        elif not shown and unreachable:
+            steps.fail(f"no task's processes could be shown: every running task of {what} "
+                       f"is on a node kompose cannot reach ({', '.join(sorted(set(unreachable)))}"
+                       f"; {NODE_HOST_KEY})")
 
     # -- what kompose asks of it --------------------------------------------------------
     def owns(self, container: Container, stack: Stack, env: Mapping[str, str]) -> bool:
@@ -358,6 +394,36 @@ class Swarm:
                        services=tuple(found))
 
 
+def _silent_engine(steps: Steps, stack: Stack, env: Mapping[str, str],
+                   task: engine.Task) -> str:
+    """Why the engine of a task on another node does not answer where KOMPOSE_SWARM_NODE_HOST
+    says ("" when it does, or the task is on the manager). Asked first: a failed `docker
+    exec` says only "exit 1", as the command run in the task may, and an interactive one's
+    stderr is not ours to read."""
+    if task.manager:
+        return ""
+    try:
+        engine.ask(steps.queries, env, stack.path, "version", "--format",
+                   "{{.Server.Version}}", timeout=30)
+    except engine.EngineError as exc:
+        return (f"whose engine at {env.get('DOCKER_HOST')} ({NODE_HOST_KEY}) does not "
+                f"answer: {str(exc).split(': ', 1)[-1]}")
+    return ""
+
+
+def _node_env(env: Mapping[str, str], task: engine.Task) -> dict[str, str] | None:
+    """The environment whose docker CLI talks to the engine running ``task``: the stack's own
+    for a task on the manager, KOMPOSE_SWARM_NODE_HOST's for another node (None: not set)."""
+    if task.manager:
+        return dict(env)
+    template = env.get(NODE_HOST_KEY)
+    if not template:
+        return None
+    reached = {k: v for k, v in env.items() if k != "DOCKER_CONTEXT"}
+    reached["DOCKER_HOST"] = template.replace("{hostname}", task.hostname)
+    return reached
+
+
 def _complete(found: Sequence[ServiceDetail], service: str) -> bool:
     """Every desired replica runs and no update failed."""
     return any(d.service == service and d.running >= d.desired
@@ -372,101 +438,6 @@ def _stdin_json(argv: Sequence[str], stack: Stack, env: Mapping[str, str],
         sink.write(data)
 
     return Command(tuple(argv), stack.path, env, feeder=feed)
-
-
-_UP_IGNORED = frozenset({"-d", "--detach", "--wait", "--remove-orphans", "--quiet-pull",
-                         "--no-build", "--no-color", "--yes", "-y"})
-
-
-def _up_limit(rest: Sequence[str], default: float) -> float | str:
-    """The wait's limit from ``up``'s options (``--wait-timeout N``), or why an option has no
-    meaning on a swarm. Detached or not, ``up`` waits for convergence: a deploy is done when
-    the cluster says so."""
-    limit = default
-    items = list(rest)
-    while items:
-        arg = items.pop(0)
-        key, eq, value = arg.partition("=")
-        if key == "--wait-timeout":
-            text = value if eq else (items.pop(0) if items else "")
-            try:
-                limit = float(text)
-            except ValueError:
-                return f"--wait-timeout takes seconds, not {text!r}"
-        elif arg in _UP_IGNORED:
-            continue
-        elif arg.startswith("-"):
-            return f"up {arg}: no meaning on a swarm stack (docker stack deploy takes none)"
-        else:
-            return (f"up {arg}: a swarm stack is deployed whole; use `scale` or `restart "
-                    f"{arg}` for one service")
-    return limit
-
-
-def _ps_argv(rest: Sequence[str], project: str) -> tuple[str, ...]:
-    """``docker stack ps`` of the running tasks (``-a``: the history too); SERVICE names
-    become name filters."""
-    show_all = any(a in ("-a", "--all") for a in rest)
-    flags = [a for a in rest if a.startswith("-") and a not in ("-a", "--all")]
-    names = [a for a in rest if not a.startswith("-")]
-    filters = [] if show_all else ["--filter", "desired-state=running"]
-    for name in names:
-        filters += ["--filter", f"name={project}_{name}"]
-    return ("docker", "stack", "ps", *filters, *flags, project)
-
-
-_LOG_VALUE = {"--tail": "--tail", "-n": "--tail", "--since": "--since", "--until": "--until"}
-_LOG_FLAG = {"-f": "--follow", "--follow": "--follow", "-t": "--timestamps",
-             "--timestamps": "--timestamps", "--no-log-prefix": "--raw"}
-
-
-def _logs_options(rest: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Compose's ``logs`` options as ``docker service logs`` spells them, and the services."""
-    options: list[str] = []
-    names: list[str] = []
-    items = iter(rest)
-    for arg in items:
-        key, eq, value = arg.partition("=")
-        if key in _LOG_VALUE:
-            options += [_LOG_VALUE[key], value if eq else next(items, "")]
-        elif arg in _LOG_FLAG:
-            options.append(_LOG_FLAG[arg])
-        elif arg.startswith("-"):
-            options.append(arg)
-        else:
-            names.append(arg)
-    return options, names
-
-
-_EXEC_VALUE = {"-e": "-e", "--env": "-e", "-u": "-u", "--user": "-u", "-w": "-w",
-               "--workdir": "-w"}
-
-
-def _exec_options(rest: Sequence[str]) -> tuple[list[str], int | None, str, list[str]]:
-    """Compose's ``exec [OPTIONS] SERVICE COMMAND…`` → docker exec flags, --index, service,
-    command."""
-    flags: list[str] = []
-    index: int | None = None
-    items = list(rest)
-    while items and items[0].startswith("-"):
-        arg = items.pop(0)
-        key, eq, value = arg.partition("=")
-        if key in _EXEC_VALUE:
-            flags += [_EXEC_VALUE[key], value if eq else (items.pop(0) if items else "")]
-        elif key == "--index":
-            index = int(value if eq else (items.pop(0) if items else "1"))
-        elif arg in ("-d", "--detach", "--privileged", "-T", "--no-TTY"):
-            flags.append("-d" if arg == "--detach" else arg)
-        elif arg in ("-i", "--interactive", "-t", "--tty"):
-            continue
-        else:
-            raise ValueError(f"option {arg} is not supported on swarm")
-    if not items:
-        raise ValueError("a SERVICE and a COMMAND are needed")
-    service, command = items[0], items[1:]
-    if not command:
-        raise ValueError(f"no command to run in {service}: {shlex.join(rest)}")
-    return flags, index, service, command
 
 
 SWARM = Swarm()

@@ -197,6 +197,34 @@ class Task:
     node_id: str
     hostname: str
     manager: bool  # the task runs on the engine kompose talks to
+    name: str = ""  # SERVICE.SLOT (SERVICE.NODE_ID for a global service), as Swarm names it
+
+
+def running_tasks(runner: Runner, env: Mapping[str, str], cwd: Path, project: str,
+                  services: Sequence[str] = ()) -> list[Task]:
+    """Every running task of the stack, or of these services (full names), by name, each
+    with its node: two questions to the manager, whatever the number of tasks."""
+    text = ask(runner, env, cwd, "stack", "ps", "--no-trunc", "--filter",
+               "desired-state=running", "--format", "{{.ID}}\t{{.Name}}\t{{.Node}}", project)
+    wanted = set(services)
+    # A task's name is its service's and one more dotted part (a service name may hold dots).
+    rows = [row for row in (line.split("\t") for line in text.splitlines())
+            if len(row) == 3 and (not wanted or row[1].rpartition(".")[0] in wanted)]
+    if not rows:
+        return []
+    found = {str(t.get("ID")): t for t in _json_list(
+        ask(runner, env, cwd, "inspect", "--type", "task", *(r[0] for r in rows)))}
+    own = ask(runner, env, cwd, "info", "--format", "{{.Swarm.NodeID}}").strip()
+    out = []
+    for task_id, name, hostname in rows:
+        task = found.get(task_id) or {}
+        status = task.get("Status") or {}
+        if status.get("State") != "running":
+            continue
+        node_id = str(task.get("NodeID") or "")
+        out.append(Task(str((status.get("ContainerStatus") or {}).get("ContainerID") or ""),
+                        node_id, hostname, node_id == own, name))
+    return sorted(out, key=lambda t: t.name)
 
 
 def running_task(runner: Runner, env: Mapping[str, str], cwd: Path, service: str,

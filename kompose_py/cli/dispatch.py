@@ -19,6 +19,7 @@ from typing import Any
 
 from kompose_py import commands as table
 from kompose_py import stacks as stacks_mod
+from kompose_py.backends.choose import orchestrator_name
 from kompose_py.cli.app import VERSION, Invocation
 from kompose_py.cli.output import HumanReporter, use_color
 from kompose_py.envfiles import EnvBuilder, StackEnv, parse_override
@@ -195,10 +196,13 @@ def execute(inv: Invocation) -> int:
         return result
 
     started = time.monotonic()
+    # --json names each stack's orchestrator, as --list and --status do.
+    orchestrators = {s.name: orchestrator_name(envs[s.name].values) for s in selected}
     if inv.json:
         from kompose_py.cli.report import abort_writer
 
-        supervisor.on_abort = abort_writer(done, line.command, line.dry_run, supervisor)
+        supervisor.on_abort = abort_writer(done, line.command, line.dry_run, orchestrators,
+                                           supervisor)
     reporter.on_closed = supervisor.output_closed
     supervisor.install()
     results = run_all(selected, run_one, supervisor, inv.fail_fast, parallel,
@@ -209,7 +213,7 @@ def execute(inv: Invocation) -> int:
         from kompose_py.cli.report import write_json
 
         signame = signal_name(supervisor)
-        write_json(sys.stdout, results, line.command, line.dry_run,
+        write_json(sys.stdout, results, line.command, line.dry_run, orchestrators,
                    **({"signal": signame} if signame else {}))
     failed = any(r.status in ("failed", "timeout") for r in results)
     if supervisor.cancelled.is_set():

@@ -27,14 +27,15 @@ def _quote(pattern: str) -> str:
 def check_subcommand(command: str, args: Sequence[str], pattern: str,
                      selected: Sequence[Stack], envs: Mapping[str, StackEnv],
                      runner: Runner) -> None:
-    """A COMMAND that a selected stack's backend does not know is a usage error (exit 2),
-    with the closest name. One question per distinct program, answered from the cache on
-    every later run."""
+    """A COMMAND that a selected stack's backend does not know, or runs not with these
+    arguments (``up SERVICE`` on a swarm stack), is a usage error (exit 2), with the
+    closest name or what to use instead. One question per distinct program, answered from
+    the cache on every later run."""
     asked: dict[tuple[str, ...], frozenset[str] | None] = {}
     for stack in selected:
         env = envs[stack.name].values
         backend = backend_for(env)
-        why = backend.refusal(command)
+        why = backend.refusal(command, args)
         if why:
             raise UsageError(f"{stack.name}: {why}",
                              hint=f"{stack.name} runs on {backend.name} (KOMPOSE_ORCHESTRATOR)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from kompose_py import __version__
@@ -25,7 +25,9 @@ def write_report(out: TextIO, command: str, body: dict[str, Any]) -> None:
     write_document(out, envelope(command, **body))
 
 
-def as_document(results: Sequence[StackResult], command: str, dry_run: bool) -> dict[str, Any]:
+def as_document(results: Sequence[StackResult], command: str, dry_run: bool,
+                orchestrators: Mapping[str, str]) -> dict[str, Any]:
+    """``orchestrators``: each stack's (``compose``, ``swarm``), from its merged environment."""
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -36,6 +38,7 @@ def as_document(results: Sequence[StackResult], command: str, dry_run: bool) -> 
         "stacks": [
             {
                 "stack": r.stack,
+                "orchestrator": orchestrators.get(r.stack),
                 "status": r.status,
                 "exit_code": r.exit_code,
                 "failed_step": r.failed_step or None,
@@ -57,20 +60,20 @@ def as_document(results: Sequence[StackResult], command: str, dry_run: bool) -> 
 
 
 def write_json(out: TextIO, results: Sequence[StackResult], command: str, dry_run: bool,
-               **extra: Any) -> None:
+               orchestrators: Mapping[str, str], **extra: Any) -> None:
     """The run's document; ``extra``: top-level fields (``"signal": "SIGTERM"``)."""
-    write_document(out, {**as_document(results, command, dry_run), **extra})
+    write_document(out, {**as_document(results, command, dry_run, orchestrators), **extra})
 
 
 def abort_writer(done: Sequence[StackResult], command: str, dry_run: bool,
-                 supervisor: Supervisor) -> Callable[[], None]:
+                 orchestrators: Mapping[str, str], supervisor: Supervisor) -> Callable[[], None]:
     """What a second signal writes before kompose ends at once: the document of the stacks
     finished so far, ``"aborted": true``. One ``os.write`` (this runs in a signal handler);
     skipped when the final document has begun, so stdout never holds two."""
     def write() -> None:
         if _started:
             return
-        document = {**as_document(list(done), command, dry_run), "aborted": True,
+        document = {**as_document(list(done), command, dry_run, orchestrators), "aborted": True,
                     "signal": signal_name(supervisor)}
         os.write(1, (json.dumps(document, indent=2) + "\n").encode())
     return write

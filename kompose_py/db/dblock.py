@@ -36,13 +36,15 @@ def _query(database: str) -> bytes:
 
 
 @contextlib.contextmanager
-def held(run: StackRun, access: AccessKind) -> Iterator[None]:
-    """The advisory lock of ``access.db.name``, for the block; StepError when another session
-    (another kompose, on any machine) holds it."""
+def held(run: StackRun, access: AccessKind) -> Iterator[Callable[[], None]]:
+    """The advisory lock of ``access.db.name``, asked for at once and kept for the block. The
+    block gets ``confirm``, to call before it changes anything: it waits for the server's
+    answer (read-only work such as opening the admin session goes on meanwhile) and raises
+    StepError when another session (another kompose, on any machine) holds the lock."""
     if run.ctx.dry_run:
         run.note(f"would hold the advisory lock of {access.db.name} on the server (one import "
                  "per database across machines)")
-        yield
+        yield lambda: None
         return
     answered = threading.Event()
     release = threading.Event()
@@ -76,9 +78,7 @@ def held(run: StackRun, access: AccessKind) -> Iterator[None]:
         finally:
             answered.set()
 
-    holder = threading.Thread(target=hold, name=f"dblock-{run.stack.name}", daemon=True)
-    holder.start()
-    try:
+    def confirm() -> None:
         answered.wait(ANSWER_TIMEOUT)
         if answer == ["busy"]:
             raise StepError(f"another import of {access.db.name} is running (its advisory "
@@ -91,13 +91,20 @@ def held(run: StackRun, access: AccessKind) -> Iterator[None]:
             holder.join(ANSWER_TIMEOUT)
             why = outcome[0].reason if outcome else f"no answer in {ANSWER_TIMEOUT:g}s"
             run.note(f"advisory lock of {access.db.name} not taken: {why}")
-        yield
+
+    holder = threading.Thread(target=hold, name=f"dblock-{run.stack.name}", daemon=True)
+    holder.start()
+    try:
+        yield confirm
     finally:
         release.set()
         holder.join(ANSWER_TIMEOUT)
 
 
-def locked_import(run: StackRun, replace_target: Callable[[], _T]) -> _T:
-    """``replace_target()`` under the database's advisory lock (restore.py's import)."""
-    with held(run, access_for(run.ctx, run.stack, run.env)):
-        return replace_target()
+def locked_import(run: StackRun,
+                  replace_target: Callable[[AccessKind, Callable[[], None]], _T]) -> _T:
+    """``replace_target(access, confirm)`` under the database's advisory lock (restore.py's
+    import): ``confirm()`` before the first change, see :func:`held`."""
+    access = access_for(run.ctx, run.stack, run.env)
+    with held(run, access) as confirm:
+        return replace_target(access, confirm)

@@ -203,30 +203,72 @@ def remove_dump(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[str]:
-    """What a cut-short cleanup left in ``folder`` (call under the stack's lock): hidden
-    ``.deleting`` trees of a directory dump, and manifests of this database's dumps whose dump
-    is gone. Returns their names, removed unless ``remove`` is false (a dry-run)."""
-    removed: list[str] = []
+_PARTIAL = ".partial"
+
+
+def partial_name(final_name: str) -> str:
+    """The hidden name a dump is written under until it is complete: ``.<name>.<host>-<pid>
+    .partial``, naming the process that writes it, so that what a killed kompose of this host
+    left can be told from an export still running (maybe on another host sharing
+    DB_DUMP_DIR)."""
+    return f".{final_name}.{_host_tag()}-{os.getpid()}{_PARTIAL}"
+
+
+def _host_tag() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def _writer_is_gone(name: str) -> bool:
+    """Whether the partial dump ``name`` was written by a process of this host that no longer
+    runs (an older name without the host, or a live or unknown pid: not known to be gone)."""
+    tag = name[:-len(_PARTIAL)].rsplit(".", 1)[-1]
+    host, sep, pid = tag.rpartition("-")
+    if not sep or host != _host_tag() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, as another user's process
+    return False
+
+
+def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[tuple[str, str]]:
+    """What a cut-short cleanup or a killed export left in ``folder`` (call under the stack's
+    lock): hidden ``.deleting`` trees of a directory dump, manifests of this database's dumps
+    whose dump is gone, and partial dumps whose writer on this host no longer runs. Returns
+    (name, what left it), each removed unless ``remove`` is false (a dry-run)."""
+    removed: list[tuple[str, str]] = []
     if not folder.is_dir():
         return removed
     stem = file_stem(db_name)
     for path in folder.iterdir():
         name = path.name
-        if name.startswith(f".{stem}_") and name.endswith(_DELETING) and path.is_dir() \
-                and not path.is_symlink():
+        tree = path.is_dir() and not path.is_symlink()
+        if name.startswith(f".{stem}_") and name.endswith(_DELETING) and tree:
             # Only remove_dump makes these names: .<dump name>.<pid>.deleting
             pid = name[:-len(_DELETING)].rsplit(".", 1)[-1]
             if pid.isdigit():
                 if remove:
                     shutil.rmtree(path, ignore_errors=True)
-                removed.append(name)
+                removed.append((name, "left by a cleanup that was cut short"))
+        elif name.startswith(f".{stem}_") and name.endswith(_PARTIAL) \
+                and _writer_is_gone(name):
+            if remove:
+                if tree:
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            removed.append((name, "a partial dump left by a kompose that was killed"))
         elif name.endswith(".json") and path.is_file():
             dump = folder / name.removesuffix(".json")
             if parse_dump_name(dump, db_name) is not None and not os.path.lexists(dump):
                 if remove:
                     path.unlink(missing_ok=True)
-                removed.append(name)
+                removed.append((name, "left by a cleanup that was cut short"))
     return removed
 
 

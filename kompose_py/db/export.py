@@ -3,11 +3,12 @@ fsynced and published under its dump name (never replacing a file), between the 
 hooks.
 
 The promise: an export never leaves a file with a dump name unless pg_dump succeeded and the
-file is a complete dump of its format. The stream goes to a hidden ``.<name>.partial`` (mode
-0600) that is checked, fsynced and hard-linked into place (a link never overwrites, so two
-dumps in one second both survive), then unlinked. A directory archive is a hidden partial
-folder, checked, fsynced file by file and renamed into place without replacing anything
-(transfer.py).
+file is a complete dump of its format. The stream goes to a hidden
+``.<name>.<host>-<pid>.partial`` (mode 0600; what a killed kompose of this host left is
+removed by the next export) that is checked, fsynced and hard-linked into place (a link never
+overwrites, so two dumps in one second both survive), then unlinked. A directory archive is
+a hidden partial folder, checked, fsynced file by file and renamed into place without
+replacing anything (transfer.py).
 
 Formats (``--format``, else ``DB_DUMP_FORMAT``, else plain) and compression (``--compress``)
 are planned by postgres/formats.py from the version of the pg_dump that runs.
@@ -30,7 +31,14 @@ from pathlib import Path
 from kompose_py.backends.docker import engine_label, running_containers
 from kompose_py.db import transfer
 from kompose_py.db.compression import Compression, parse_compress
-from kompose_py.db.dumpfiles import dump_name, dump_size, export_folder, human_size
+from kompose_py.db.dumpfiles import (
+    dump_name,
+    dump_size,
+    export_folder,
+    human_size,
+    partial_name,
+    sweep_leftovers,
+)
 from kompose_py.db.dumpproof import DumpEvidence
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres.formats import (
@@ -43,7 +51,14 @@ from kompose_py.db.postgres.formats import (
     plan_export,
 )
 from kompose_py.db.postgres.tools import pg_error
-from kompose_py.db.reach import AccessKind, ContainerAccess, access_for, publishers, through
+from kompose_py.db.reach import (
+    AccessKind,
+    ContainerAccess,
+    access_for,
+    publishers,
+    through,
+    warm_admin,
+)
 from kompose_py.db.recovery import with_recovery
 from kompose_py.db.settings import is_database_stack, skipped
 from kompose_py.envfiles import StackEnv
@@ -132,6 +147,7 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, kind: Kind | None = Non
     for plain, pg_dump's default inside an archive."""
     if not is_database_stack(env):
         return skipped(stack)
+    warm_admin(ctx)  # psycopg, for the counting session at pg_dump's snapshot
     planned_paths: list[str] = []  # dry-run: the post hook is shown with the path it would get
 
     def main(run: StackRun) -> Produced | None:
@@ -254,7 +270,10 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, plan: ExportPlan,
     stack, db, fmt = run.stack, access.db, plan.fmt
     dest = export_folder(stack, run.env, run.ctx.dry_run, run.warn)  # DB_DUMP_DIR
     planned = dest / dump_name(db.name, when, 1, fmt)
-    tmp = dest / f".{planned.name}.{os.getpid()}.partial"
+    tmp = dest / partial_name(planned.name)
+    if not run.ctx.dry_run:  # (under the stack's lock: no export of this stack runs here)
+        for name, why in sweep_leftovers(dest, db.name):
+            run.note(f"removed {name}, {why}")
     show = (lambda size: progress(stack.name, size)) if progress else None
     directory = fmt.kind == "directory"
 

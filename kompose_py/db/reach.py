@@ -296,6 +296,28 @@ def describe_access(stack: Stack, env: StackEnv, runner: Runner) -> tuple[str, s
     return short, access.describe()
 
 
+_ADMIN_MODULE = "kompose_py.db.postgres.admin"
+
+
+def warm_admin(ctx: RunContext) -> None:
+    """Start importing the admin layer (psycopg: about 0.1 s of CPU) in a thread of its own,
+    so that it overlaps what the main thread waits for first (the lock, hooks, docker ps).
+    Errors are left to the real import, which says them."""
+    import sys
+
+    if ctx.dry_run or _ADMIN_MODULE in sys.modules:
+        return
+    import contextlib
+    import importlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # said by the import that needs it
+            importlib.import_module(_ADMIN_MODULE)
+
+    threading.Thread(target=load, name="warm-admin").start()
+
+
 def open_admin(ctx: RunContext, access: AccessKind, run: StackRun) -> Admin:
     """The admin channel of this stack run: the plan's in a dry-run (it says which SQL would
     run and connects to nothing), else the access's own."""

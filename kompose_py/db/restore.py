@@ -31,7 +31,7 @@ from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.postgres.formats import format_of
 from kompose_py.db.postgres.tools import pg_error
-from kompose_py.db.reach import AccessKind, ContainerAccess, access_for, open_admin
+from kompose_py.db.reach import AccessKind, ContainerAccess, open_admin, warm_admin
 from kompose_py.db.recovery import with_recovery
 from kompose_py.db.settings import is_database_stack, skipped
 from kompose_py.envfiles import StackEnv
@@ -83,6 +83,7 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
             jobs: int | None = None) -> StackResult:
     if not is_database_stack(env):
         return skipped(stack)
+    warm_admin(ctx)
 
     def body() -> StackResult:
         db_name = env.values["DB_NAME"]
@@ -117,8 +118,8 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
                 run.warn(f"--force: {refusal}")
             else:
                 run.note(said)
-            return locked_import(run, lambda: _replace(run, source, force, skip_unrestorable,
-                                                       jobs or default_jobs()))
+            return locked_import(run, lambda access, confirm: _replace(
+                run, access, confirm, source, force, skip_unrestorable, jobs or default_jobs()))
 
         return with_recovery(ctx, stack, env, "db:import", main,
                              lambda run, phase: [str(source)], files=[str(source)])
@@ -132,13 +133,13 @@ def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool,
-             jobs: int = 1) -> Produced | None:
+def _replace(run: StackRun, access: AccessKind, confirm: Callable[[], None], dump: Path,
+             force: bool, skip_unrestorable: bool, jobs: int = 1) -> Produced | None:
     """Load ``dump`` into a scratch database created like the target (its owner, encoding,
     locale), give it every database-level property of the target, then swap it in for the
-    target in one transaction, journaling each step."""
+    target in one transaction, journaling each step. ``confirm()``: the advisory lock, waited
+    for before the first change."""
     ctx = run.ctx
-    access = access_for(ctx, run.stack, run.env)
     db = access.db
     run.note(f"database {db.name} via {access.describe()}")
     scratch, aside = catalog.scratch_names(db.name, secrets.token_hex(4))
@@ -154,6 +155,7 @@ def _replace(run: StackRun, dump: Path, force: bool, skip_unrestorable: bool,
             run.note(f"a real run reads {db.name}'s owner, locale, privileges and settings "
                      f"first, and refuses, touching nothing, what {db.user or 'its role'} "
                      f"could not put back")
+        confirm()
         journal.write(target=db.name, scratch=scratch, aside=aside, phase="load",
                       allow_connections=facts["allow_connections"] if facts else True)
         admin.execute(_sql(carryover.create_scratch(facts, scratch) if facts else

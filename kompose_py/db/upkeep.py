@@ -101,9 +101,8 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         from kompose_py.db.retention import apply_policy
 
         folder = readable_dump_folder(stack, run.env)
-        for name in sweep_leftovers(folder, db_name, remove=not ctx.dry_run):
-            run.note(f"{'would remove' if ctx.dry_run else 'removed'} {name}, left by a "
-                     f"cleanup that was cut short")
+        for name, why in sweep_leftovers(folder, db_name, remove=not ctx.dry_run):
+            run.note(f"{'would remove' if ctx.dry_run else 'removed'} {name}, {why}")
         found = find_dumps(folder, db_name)
         problems = {d.path: incomplete_reason(d.path) for d in found}
         dumps = [d for d in found if problems[d.path] is None]

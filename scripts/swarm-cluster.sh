@@ -4,6 +4,8 @@
 #   scripts/swarm-cluster.sh up [N]   build N nodes (default 3; node 1 manages, the rest work)
 #   scripts/swarm-cluster.sh env      print the export lines of the running cluster again
 #   scripts/swarm-cluster.sh down     remove everything `up` made; harmless when nothing is there
+#   scripts/swarm-cluster.sh stop K   stop node K's engine (a worker) and wait until it is Down
+#   scripts/swarm-cluster.sh start K  start it again and wait until it is Ready
 #
 # `up` and `env` print only `export NAME=value` lines on stdout, so `eval "$(... up)"` works;
 # progress and errors go to stderr. Needs root and: dockerd, docker, ip (iproute2), nsenter,
@@ -47,6 +49,66 @@ node_ids() { local d; for d in "$STATE"/n[0-9]*; do [ -d "$d" ] && echo "${d##*/
 # A recorded pid counts only while its command line still names our socket (pids get reused).
 still_ours() { [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] &&
   tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -qF -- "--host unix://$STATE/n$2.sock "; }
+
+# Node K's dockerd in its namespace, in the background (its pid in nK/pid). The same command
+# line brings a stopped node back with its data, so it rejoins the swarm by itself.
+start_engine() { local k=$1 idx=$2
+  # nsenter --net keeps the host's /sys (cgroups stay visible, unlike `ip netns exec`);
+  # unshare --uts gives the node its own hostname; exec keeps $! = dockerd's pid.
+  setsid nsenter --net="/run/netns/ksw$idx-n$k" unshare --uts \
+    sh -c 'hostname "$1"; shift; exec "$@"' sh "ksw-n$k" \
+    dockerd --config-file "$STATE/n$k/daemon.json" --host "unix://$STATE/n$k.sock" \
+      --data-root "$STATE/n$k/data" --exec-root "$STATE/n$k/exec" \
+      --pidfile "$STATE/n$k/dockerd.pid" --cgroup-parent "/ksw$idx-n$k" \
+      >> "$STATE/n$k/dockerd.log" 2>&1 < /dev/null &
+  echo $! > "$STATE/n$k/pid"
+}
+
+engine_answers() { local k=$1 t
+  for t in $(seq 1 300); do
+    on_node "$k" info >/dev/null 2>&1 && return 0
+    still_ours "$(cat "$STATE/n$k/pid")" "$k" || fail "dockerd of node $k died"
+    sleep 0.2
+  done
+  fail "dockerd of node $k does not answer"
+}
+
+# The node's state as the manager sees it (Ready/Down/Unknown).
+node_status() { on_node 1 node ls --filter "name=ksw-n$1" --format '{{.Hostname}} {{.Status}}' |
+  awk -v h="ksw-n$1" '$1 == h {print $2}'; }
+
+existing_node() { local k=$1
+  [ -f "$MARKER" ] && [ -f "$STATE/env" ] || fail "no cluster at $STATE"
+  case "$k" in ''|*[!0-9]*) fail "K must be a node number" ;; esac
+  [ -d "$STATE/n$k" ] || fail "no node $k in the cluster at $STATE"
+  [ "$k" != 1 ] || fail "node 1 is the manager; stopping it would end the cluster"
+}
+
+# stop K: node K's engine goes away as a crashed or powered-off one would (SIGTERM: dockerd
+# stops its containers and its containerd), then waits until the manager says it is Down.
+stop_node() { local k=$1 pid t
+  existing_node "$k"
+  pid=$(cat "$STATE/n$k/pid" 2>/dev/null || true)
+  still_ours "$pid" "$k" || fail "dockerd of node $k is not running"
+  kill -TERM "$pid"
+  for t in $(seq 1 300); do still_ours "$pid" "$k" || break; sleep 0.2; done
+  still_ours "$pid" "$k" && fail "dockerd of node $k did not stop"
+  for t in $(seq 1 600); do [ "$(node_status "$k")" = Down ] && break; sleep 0.2; done
+  [ "$(node_status "$k")" = Down ] || fail "the manager does not see node $k Down"
+  say "node $k stopped; the manager sees it Down"
+}
+
+# start K: node K's engine again, with its data; waits until the manager says it is Ready.
+start_node() { local k=$1 pid t
+  existing_node "$k"
+  pid=$(cat "$STATE/n$k/pid" 2>/dev/null || true)
+  # Already running (a `stop` that failed half-way): only wait for it to be Ready.
+  still_ours "$pid" "$k" || start_engine "$k" "$(cat "$STATE/slot")"
+  engine_answers "$k"
+  for t in $(seq 1 600); do [ "$(node_status "$k")" = Ready ] && break; sleep 0.2; done
+  [ "$(node_status "$k")" = Ready ] || fail "node $k did not become Ready again"
+  say "node $k Ready again"
+}
 
 show_env() {
   [ -f "$STATE/env" ] || fail "no cluster at $STATE"
@@ -103,24 +165,9 @@ up() {
     # dockerd 20.10 takes its engine ID from a key file, /etc/docker/key.json unless told
     # otherwise; nodes sharing it would all claim to be the same engine.
     printf '{"deprecated-key-path": "%s/n%s/key.json"}\n' "$STATE" "$k" > "$STATE/n$k/daemon.json"
-    # nsenter --net keeps the host's /sys (cgroups stay visible, unlike `ip netns exec`);
-    # unshare --uts gives the node its own hostname; exec keeps $! = dockerd's pid.
-    setsid nsenter --net="/run/netns/$ns" unshare --uts \
-      sh -c 'hostname "$1"; shift; exec "$@"' sh "ksw-n$k" \
-      dockerd --config-file "$STATE/n$k/daemon.json" --host "unix://$STATE/n$k.sock" \
-        --data-root "$STATE/n$k/data" --exec-root "$STATE/n$k/exec" \
-        --pidfile "$STATE/n$k/dockerd.pid" --cgroup-parent "/ksw$idx-n$k" \
-        > "$STATE/n$k/dockerd.log" 2>&1 < /dev/null &
-    echo $! > "$STATE/n$k/pid"
+    start_engine "$k" "$idx"
   done
-  for k in $(seq 1 "$n"); do
-    for t in $(seq 1 300); do
-      on_node "$k" info >/dev/null 2>&1 && break
-      still_ours "$(cat "$STATE/n$k/pid")" "$k" || fail "dockerd of node $k died"
-      sleep 0.2
-    done
-    on_node "$k" info >/dev/null 2>&1 || fail "dockerd of node $k does not answer"
-  done
+  for k in $(seq 1 "$n"); do engine_answers "$k"; done
   say "$n engines answer (slot $idx)"
 
   on_node 1 swarm init --advertise-addr "$NET.$idx.1" --listen-addr "$NET.$idx.1:2377" >/dev/null
@@ -223,5 +270,7 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
   env) show_env ;;
-  *) sed -n '2,8s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  stop) stop_node "${2:-}" ;;
+  start) start_node "${2:-}" ;;
+  *) sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,3 +191,24 @@ def swarm_cluster() -> Iterator[SwarmCluster]:
         yield cluster_from_exports(parse_exports(r.stdout))
     finally:
         take_down(state)
+
+
+def _node_script(cluster: SwarmCluster, verb: str, node: SwarmNode) -> None:
+    k = cluster.nodes.index(node) + 1
+    r = subprocess.run([str(SCRIPT), verb, str(k)], env=_script_env(cluster.state_dir),
+                       capture_output=True, text=True, timeout=UP_TIMEOUT,
+                       start_new_session=True)
+    if r.returncode != 0:
+        raise AssertionError(f"swarm-cluster.sh {verb} {k} -> {r.returncode}: "
+                             f"{r.stderr.strip()[-2000:]}")
+
+
+@contextmanager
+def engine_stopped(cluster: SwarmCluster, node: SwarmNode) -> Iterator[None]:
+    """``node``'s engine stopped, the manager seeing the node Down, for the with-block; then
+    started again with its data and Ready, whatever happened, for the session's other tests."""
+    try:
+        _node_script(cluster, "stop", node)
+        yield
+    finally:
+        _node_script(cluster, "start", node)

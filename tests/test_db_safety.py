@@ -23,10 +23,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,13 +38,30 @@ from tests.conftest import (
     PG,
     ContainerPostgres,
     Postgres,
-    Result,
     drop_database,
     make_stacks,
-    run_kompose,
+)
+from tests.dbharness import (
+    KILL_CASES,
+    WAIT_LONG,
+    Holder,
+    blocked,
+    catalog,
+    dump_files,
+    journal,
+    kill_mid_swap,
+    kompose,
+    leftovers,
+    object_lock,
+    output,
+    phase_is,
+    put_right,
+    row_lock,
+    start,
+    summary_line,
+    wait_for,
 )
 
-T = TypeVar("T")
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (runuser, mount)")
 
@@ -57,105 +74,6 @@ def stack_root(tmp_path: Path, pg: Postgres, hooks: str = "", **stacks: str) -> 
         if hooks:
             tree[stack]["hooks.sh"] = hooks
     return make_stacks(tmp_path / "root", tree)
-
-
-def kompose(root: Path, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 180) -> Result:
-    return run_kompose("--root", str(root), *args, env=env, timeout=timeout)
-
-
-def dump_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()
-                  if ".sql" in p.name and not p.name.endswith(".json"))  # not manifests
-
-
-def wait_for(what: str, probe: Callable[[], T | None], limit: float = 90) -> T:
-    """Poll until ``probe`` answers; a deadline only so that a broken test cannot hang."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.02)
-
-
-def journal(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / JOURNAL_NAME).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def leftovers(pg: Postgres, name: str) -> set[str]:
-    stem = scratch_names(name, "0" * 8)[0].rsplit("_kompose_new_", 1)[0]
-    return {d for d in pg.databases()
-            if re.fullmatch(re.escape(stem) + r"_kompose_(new|old)_[0-9a-f]{8}", d)}
-
-
-def catalog(pg: Postgres, name: str) -> dict[str, Any] | None:
-    with pg.connect() as conn:
-        row = conn.execute("SELECT datallowconn, datconnlimit FROM pg_database "
-                           "WHERE datname = %s", (name,)).fetchone()
-    return None if row is None else {"datallowconn": row[0], "datconnlimit": row[1]}
-
-
-def blocked(pg: Postgres, fragment: str) -> list[int]:
-    """Backends (kompose's) whose statement mentions ``fragment`` and waits for a lock."""
-    with pg.connect() as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
-            "pid <> pg_backend_pid() AND strpos(query, %s) > 0", (fragment,))]
-
-
-def settle(pg: Postgres, fragment: str) -> None:
-    """Wait until no other session is still running a statement that mentions
-    ``fragment`` (an orphaned statement of a killed kompose finishes or fails first)."""
-    def quiet() -> bool:
-        with pg.connect() as conn:
-            return not conn.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND "
-                "pid <> pg_backend_pid() AND strpos(query, %s) > 0", (fragment,)).fetchall()
-    wait_for(f"no statement on {fragment} running", quiet)
-
-
-def terminate(pg: Postgres, pids: list[int]) -> None:
-    with pg.connect() as conn:
-        for pid in pids:
-            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-
-class Holder:
-    """Another session holding a lock in an open transaction, as an admin's half-finished
-    GRANT or COMMENT would."""
-
-    def __init__(self, pg: Postgres, statement: Any) -> None:
-        self.conn = pg.connect()
-        self.conn.execute("BEGIN")
-        self.conn.execute(statement)
-
-    def release(self) -> None:
-        if not self.conn.closed:
-            with contextlib.suppress(Exception):
-                self.conn.execute("ROLLBACK")
-            self.conn.close()
-
-
-def row_lock(pg: Postgres, name: str) -> Holder:
-    """A row lock on ``name``'s pg_database entry (an open GRANT): blocks every ALTER."""
-    from psycopg import sql
-
-    return Holder(pg, sql.SQL("GRANT CONNECT ON DATABASE {} TO PUBLIC").format(
-        sql.Identifier(name)))
-
-
-def object_lock(pg: Postgres, name: str) -> Holder:
-    """The database object's lock (an open COMMENT): blocks RENAME and DROP only."""
-    from psycopg import sql
-
-    return Holder(pg, sql.SQL("COMMENT ON DATABASE {} IS 'held by a test'").format(
-        sql.Identifier(name)))
 
 
 class SuperSession:
@@ -202,50 +120,9 @@ def superuser(sql_text: str) -> str:
     return out.stdout
 
 
-def start(root: Path, *args: str, env: dict[str, str] | None = None,
-          logs: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:
-    logs = logs or root.parent / f"kompose-{uuid.uuid4().hex[:6]}"
-    with open(f"{logs}.out", "wb") as out, open(f"{logs}.err", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "kompose_py", "--root", str(root),
-                                 *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
-    return proc, logs
-
-
-def output(logs: Path) -> str:
-    return Path(f"{logs}.out").read_text() + Path(f"{logs}.err").read_text()
-
-
-def phase_is(folder: Path, proc: subprocess.Popen[bytes], *phases: str
-             ) -> Callable[[], dict[str, Any] | None]:
-    def probe() -> dict[str, Any] | None:
-        assert proc.poll() is None, f"kompose ended early ({proc.returncode})"
-        data = journal(folder)
-        return data if data and data["phase"] in phases else None
-    return probe
-
-
-def summary_line(text: str, stack: str) -> str:
-    """The last line that gives ``stack``'s outcome (the summary's, when it lists it)."""
-    lines = [x for x in text.splitlines()
-             if re.match(rf"\s*[✗✓⊘] {re.escape(stack)}\b", x)]
-    assert lines, text
-    return lines[-1]
-
-
-# Long enough for any blocked statement to be waiting when the test kills kompose.
-WAIT_LONG = {"KOMPOSE_DB_LOCK_TIMEOUT": "300"}
-
-
 # -- 12.1 / issue 17.8: the swap survives SIGKILL at each point ------------------------------
-# (point, what the orphaned statement of the killed kompose does afterwards: "done" it
-# completes once the lock is released, "cut" its session is ended before that). Both renames
-# run in one transaction ("swap"): killed while it waits at the first rename ("swap") or at
-# the second ("swap-second"), the target's name still names one complete database, the old
-# or the new one, and never goes missing. (A kill at "drop-old", the swap committed and the
-# replaced copy still there, is the forged state of the test after this one.)
-KILL_CASES = [("load", ""), ("connections-off", "done"), ("swap", "done"), ("swap", "cut"),
-              ("swap-second", "done"), ("swap-second", "cut")]
+# (A kill at "drop-old", the swap committed and the replaced copy still there, is the forged
+# state of the test after this one.)
 NEXT = ("db:recover", "db:export", "db:import")
 
 
@@ -254,106 +131,17 @@ NEXT = ("db:recover", "db:export", "db:import")
 def test_sigkill_during_the_swap_is_put_right_by_the_next_command(
         tmp_path: Path, server: Postgres, point: str, orphan: str) -> None:
     pg = server
-    phase = "swap" if point == "swap-second" else point  # what the journal says
     name = pg.new_name()
     pg.create(name, rows=30)
     root = stack_root(tmp_path, pg, shop=name)
-    folder = root / "shop"
     assert kompose(root, "shop", "db:export").code == 0
     with pg.connect(name) as conn:
         conn.execute("DELETE FROM items WHERE id > 10")  # the live data: 10 rows, dump: 30
-    args = ["shop", "db:import"]
-    if point == "load":
-        # A dump that is still loading when kompose dies (its psql sleeps in the scratch DB).
-        (dump,) = dump_files(folder)
-        text = (folder / dump).read_text()
-        cut = text.index("-- PostgreSQL database dump complete")
-        (folder / "sleepy.sql").write_text(text[:cut] + "SELECT pg_sleep(3600);\n"
-                                           + text[cut - 4:])
-        args.append(str(folder / "sleepy.sql"))
-    held: list[Holder] = []
-    if point in ("connections-off", "swap-second"):
-        held.append(row_lock(pg, name))  # kompose waits at "connections off"
-    if point == "swap":
-        held.append(object_lock(pg, name))  # connections go off, the first rename waits
-    proc, logs = start(root, *args, env=WAIT_LONG)
-    try:
-        if point == "load":
-            data = wait_for("psql sleeping in the scratch DB", lambda: (
-                (j := phase_is(folder, proc, "load")()) and _sleeping(pg, j["scratch"]) and j))
-        else:
-            data = wait_for("kompose at connections-off or later",
-                            phase_is(folder, proc, "connections-off", "swap"))
-            waits_on = name
-            if point == "swap-second":
-                # Hold the scratch DB's rename, then let the swap go on until it waits there,
-                # its first rename done inside the transaction.
-                held.append(object_lock(pg, data["scratch"]))
-                held.pop(0).release()
-                data = wait_for("kompose at swap", phase_is(folder, proc, "swap"))
-                waits_on = data["scratch"]
-            else:
-                data = wait_for(f"kompose at {phase}", phase_is(folder, proc, phase))
-            pids = wait_for("kompose's statement waiting for the lock",
-                            lambda: blocked(pg, waits_on))
-            # Killed while it waits: whatever point, the target's name answers now.
-            assert name in pg.databases()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        if orphan == "cut":
-            terminate(pg, pids)
-    finally:
-        for holder in held:
-            holder.release()
-    if point != "load":
-        settle(pg, name)
-
-    # The state the kill left, as forced.
-    there = pg.databases()
-    scratch, aside = data["scratch"], data["aside"]
-    completed = f"the import had completed; dropping the replaced copy {aside}"
-    refused = "is in place with new connections refused"
-    expected_state = {
-        ("load", ""): f"state: dropping the scratch database {scratch}",
-        ("connections-off", "done"): refused,
-        ("swap", "done"): completed, ("swap", "cut"): refused,
-        ("swap-second", "done"): completed, ("swap-second", "cut"): refused,
-    }[(point, orphan)]
-    assert name in there  # never missing, whatever was killed when
-    if expected_state == refused:
-        assert catalog(pg, name)["datallowconn"] is False
-    assert journal(folder) is not None, output(logs)
-
-    # Listings say so, from the journal, before anything is put right.
-    listed = kompose(root, "--list")
-    assert listed.code == 0 and "INTERRUPTED IMPORT" in listed.out, listed.all
-    dbl = kompose(root, "shop", "db:list")
-    assert f"interrupted import of {name} (step {phase}" in dbl.out, dbl.all
-    assert "db:recover" in dbl.out
-
-    # The next command for the stack puts it right, says what it found, then does its job.
+    killed = kill_mid_swap(pg, root, "shop", name, point, orphan)
     next_command = NEXT[(KILL_CASES.index((point, orphan)) + isinstance(pg, ContainerPostgres))
                         % len(NEXT)]
-    r = kompose(root, "shop", next_command)
-    assert r.code == 0, r.all
-    assert f"an import of {name} was interrupted at step {phase!r}" in r.err, r.err
-    assert expected_state in r.err, r.err
-    assert "Traceback" not in r.all
-    info = catalog(pg, name)
-    assert info is not None and info["datallowconn"] is True
-    assert leftovers(pg, name) == set(), pg.databases()
-    assert journal(folder) is None
-    swapped = expected_state.startswith("the import had completed")
-    rows = pg.rows(name)
-    if next_command == "db:import":
-        assert len(rows) == 30  # recovered, then imported the newest dump
-    else:
-        assert len(rows) == (30 if swapped else 10)
-    with pg.connect(name) as conn:  # it accepts connections
-        conn.execute("SELECT 1")
-    if next_command == "db:export":
-        assert len(dump_files(folder)) == 2 + (point == "load")
-    assert "INTERRUPTED" not in kompose(root, "--list").out
+    put_right(pg, root, "shop", name, killed, next_command, rows=(10, 30),
+              dumps_before=1 + (point == "load"))
 
 
 @pytest.mark.parametrize("phase", ["drop-old", "rename-in"])
@@ -468,12 +256,6 @@ def test_export_stopped_while_pg_dump_waits_leaves_nothing_running(
     assert stack["status"] == "cancelled", stack
     assert (folder / "status").read_text().strip() == "cancelled"
     no_dump_left(folder)
-
-
-def _sleeping(pg: Postgres, database: str) -> bool:
-    with pg.connect() as conn:
-        return bool(conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND "
-                                 "wait_event = 'PgSleep'", (database,)).fetchall())
 
 
 def test_recover_without_journal_finds_leftovers_and_disabled_target(tmp_path: Path,

@@ -24,7 +24,7 @@ from tests.conftest import (
     make_stacks,
     run_kompose,
 )
-from tests.test_db_safety import blocked, output, start, wait_for
+from tests.dbharness import blocked, output, start, wait_for
 
 
 @pytest.fixture

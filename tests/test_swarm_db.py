@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_stacks, run_kompose
+from tests.conftest import Postgres, drop_database, make_stacks, run_kompose
+from tests.dbharness import kill_mid_swap, kompose, put_right, wait_for
 from tests.swarmfixture import SwarmCluster
 
 PASSWORD = "swarm-pw-" + uuid.uuid4().hex[:8]
@@ -32,11 +33,15 @@ PG_STACK = """services:
       test: ["CMD-SHELL", "pg_isready -h 127.0.0.1 -U $$POSTGRES_USER"]
       interval: 1s
       retries: 60
+    ports: [{target: 5432, published: %s, mode: host}]
     deploy:
       placement: {constraints: [node.hostname==%s]}
 volumes:
   pgdata:
 """
+# Published on the worker's own address only (host mode): the tests look at the server from
+# the host with psycopg; kompose itself still reaches it through a client container.
+PUBLISHED = "5432"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +53,7 @@ def pg_stack(tmp_path_factory: pytest.TempPathFactory,
     root = make_stacks(tmp_path_factory.mktemp("swarmdb") / "root", {
         ".env": f"KOMPOSE_ORCHESTRATOR=swarm\nKOMPOSE_SWARM_ENDPOINT_MODE=dnsrr\n"
                 f"KOMPOSE_SWARM_RESOLVE_IMAGE=never\nDOCKER_HOST={swarm_cluster.manager}\n",
-        name: {"compose.yaml": PG_STACK % worker,
+        name: {"compose.yaml": PG_STACK % (PUBLISHED, worker),
                ".env": f"DB_HOST=postgres\nDB_PORT=5432\nDB_USER=app\n"
                        f"DB_PASSWORD={PASSWORD}\nDB_NAME=appdb\n"}})
     try:
@@ -143,3 +148,61 @@ def test_an_import_killed_mid_load_is_recovered_from_the_manager(
     names = shell(root, name, "SELECT string_agg(datname, ',') FROM pg_database")
     assert "kompose" not in names and "appdb" in names
     assert "1" in shell(root, name, "SELECT count(*) FROM k")
+
+
+@pytest.fixture
+def worker_pg(pg_stack: tuple[Path, str], swarm_cluster: SwarmCluster) -> Iterator[Postgres]:
+    """The stack's server as the host sees it (its port published on the worker's address),
+    for the lock-holding sessions and checks; its databases are dropped afterwards."""
+    server = Postgres(swarm_cluster.workers[-1].addr, PUBLISHED, "app", PASSWORD, [])
+    wait_for("the worker's server answering on its published port", _answers(server))
+    yield server
+    with server.connect() as conn:
+        for name in server.databases():
+            if any(name == c or name.startswith(c[:40] + "_kompose_") for c in server.created):
+                drop_database(conn, name)
+
+
+def _answers(server: Postgres) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            return bool(server.databases())
+        except Exception:
+            return False
+    return probe
+
+
+def clients(cluster: SwarmCluster) -> list[str]:
+    return cluster.docker("ps", "-aq", "--filter", "name=kompose-db-").stdout.split()
+
+
+# Killed at connections-off, and inside the one rename transaction at either rename; the next
+# command (a different one each time) puts it right, from the manager.
+SWARM_KILLS = [("connections-off", "done", "db:recover"), ("swap", "cut", "db:import"),
+               ("swap-second", "done", "db:export")]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("point", "orphan", "next_command"), SWARM_KILLS,
+                         ids=[f"{p}-{o}" for p, o, _ in SWARM_KILLS])
+def test_sigkill_mid_swap_on_a_worker_is_put_right_from_the_manager(
+        tmp_path: Path, pg_stack: tuple[Path, str], worker_pg: Postgres,
+        swarm_cluster: SwarmCluster, point: str, orphan: str, next_command: str) -> None:
+    deployed, stack = pg_stack
+    pg = worker_pg
+    name = pg.new_name("ksw")
+    pg.create(name, rows=30)
+    # The same swarm stack, its .env naming this test's database, in a folder of its own.
+    env = (deployed / stack / ".env").read_text().replace("DB_NAME=appdb", f"DB_NAME={name}")
+    root = make_stacks(tmp_path / "root", {
+        ".env": (deployed / ".env").read_text(),
+        stack: {"compose.yaml": (deployed / stack / "compose.yaml").read_text(), ".env": env}})
+    exported = kompose(root, stack, "db:export")
+    assert exported.code == 0, exported.all
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 10")  # the live data: 10 rows, dump: 30
+    killed = kill_mid_swap(pg, root, stack, name, point, orphan)
+    assert "over network" in Path(f"{killed.logs}.err").read_text()  # a client container
+    put_right(pg, root, stack, name, killed, next_command, rows=(10, 30), dumps_before=1)
+    # The killed kompose's client container ended with its psql; none of the next's is left.
+    assert not clients(swarm_cluster)

@@ -20,7 +20,8 @@ import pytest
 from kompose_py.db.journal import JOURNAL_NAME
 from kompose_py.db.manifest import digest, manifest_path, read_manifest, write_manifest
 from tests.conftest import Postgres
-from tests.test_db_safety import kompose, leftovers, output, stack_root, start, wait_for
+from tests.dbharness import kompose, leftovers, output, start, wait_for
+from tests.test_db_safety import stack_root
 
 
 def exported(tmp_path: Path, pg: Postgres, rows: int = 100) -> tuple[Path, str, Path]:

@@ -309,6 +309,10 @@ class Swarm:
                 return
             if not task.manager:
                 env, where = reached, f" on {task.hostname}"
+                silent = _silent_engine(steps, stack, env, task)
+                if silent:
+                    steps.fail(f"the task of {service} runs on node {task.hostname}, {silent}")
+                    return
         tty = interactive and "-T" not in flags and "--no-TTY" not in flags and "-d" not in flags
         shown = [f for f in flags if f not in ("-T", "--no-TTY")]
         argv = ("docker", "exec", *(["-i"] if "-d" not in flags else []),
@@ -337,11 +341,12 @@ class Swarm:
         unreachable = []
         for task in tasks:
             env = _node_env(steps.env, task)
-            if env is None:
+            silent = _silent_engine(steps, stack, env, task) if env is not None else ""
+            if env is None or silent:
                 unreachable.append(task.hostname)
-                steps.warn(f"task {task.name} runs on node {task.hostname}, whose engine "
-                           f"kompose cannot reach; set {NODE_HOST_KEY} (e.g. "
-                           "ssh://{hostname}) to see its processes")
+                steps.warn(f"task {task.name} runs on node {task.hostname}, " + (
+                    silent or f"whose engine kompose cannot reach; set {NODE_HOST_KEY} (e.g. "
+                    "ssh://{hostname}) to see its processes"))
                 continue
             title = f"{task.name}@{task.hostname}"
             # The title goes where docker top's table goes (stdout), right above it.
@@ -387,6 +392,23 @@ class Swarm:
                        containers=tuple(t for t in tasks
                                         if _complete(found, t.service)),
                        services=tuple(found))
+
+
+def _silent_engine(steps: Steps, stack: Stack, env: Mapping[str, str],
+                   task: engine.Task) -> str:
+    """Why the engine of a task on another node does not answer where KOMPOSE_SWARM_NODE_HOST
+    says ("" when it does, or the task is on the manager). Asked first: a failed `docker
+    exec` says only "exit 1", as the command run in the task may, and an interactive one's
+    stderr is not ours to read."""
+    if task.manager:
+        return ""
+    try:
+        engine.ask(steps.queries, env, stack.path, "version", "--format",
+                   "{{.Server.Version}}", timeout=30)
+    except engine.EngineError as exc:
+        return (f"whose engine at {env.get('DOCKER_HOST')} ({NODE_HOST_KEY}) does not "
+                f"answer: {str(exc).split(': ', 1)[-1]}")
+    return ""
 
 
 def _node_env(env: Mapping[str, str], task: engine.Task) -> dict[str, str] | None:

@@ -239,7 +239,8 @@ def running_task(runner: Runner, env: Mapping[str, str], cwd: Path, service: str
         found = [t for t in found if t.get("Slot") == index]
     if not found:
         raise EngineError(f"service {service} has no running task"
-                          + (f" in slot {index}" if index is not None else ""))
+                          + (f" in slot {index}" if index is not None else "")
+                          + last_node(runner, env, cwd, tasks(runner, env, cwd, [service])))
     task = sorted(found, key=lambda t: int(t.get("Slot") or 0))[0]
     node_id = str(task.get("NodeID") or "")
     own = ask(runner, env, cwd, "info", "--format", "{{.Swarm.NodeID}}").strip()
@@ -248,6 +249,24 @@ def running_task(runner: Runner, env: Mapping[str, str], cwd: Path, service: str
     container = str(((task.get("Status") or {}).get("ContainerStatus") or {})
                     .get("ContainerID") or "")
     return Task(container, node_id, hostname, node_id == own)
+
+
+def last_node(runner: Runner, env: Mapping[str, str], cwd: Path,
+              found: Sequence[dict[str, Any]]) -> str:
+    """Where the newest placed of these tasks ran, when that node is not Ready (its engine
+    stopped or cut off: what a user must look at), else ""."""
+    placed = [t for t in found if t.get("NodeID")]
+    if not placed:
+        return ""
+    last = max(placed, key=lambda t: str((t.get("Status") or {}).get("Timestamp", "")))
+    try:
+        host, _, state = ask(runner, env, cwd, "node", "inspect", "--format",
+                             "{{.Description.Hostname}} {{.Status.State}}",
+                             str(last["NodeID"])).strip().partition(" ")
+    except EngineError:
+        return ""
+    return f" (its last task ran on node {host}, which is {state})" \
+        if state and state != "ready" else ""
 
 
 # -- --status: one listing per engine -----------------------------------------------------

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kompose_py.backends.swarmengine import NAMESPACE_LABEL, EngineError, ask
+from kompose_py.backends import swarmstate
+from kompose_py.backends.swarmengine import NAMESPACE_LABEL, EngineError, ask, last_node, tasks
 from kompose_py.db.postgres.tools import (
     client_flags,
     db_argument,
@@ -127,9 +128,19 @@ def service_access(db: DbSettings, project: str, env: Mapping[str, str], cwd: Pa
             name, _, attachable = text.strip().partition(" ")
             if attachable == "true":
                 networks.append(name)
+        found = tasks(runner, env, cwd, [str(service.get("ID"))])
     except (EngineError, ValueError) as exc:
         return f"cannot inspect the swarm service {db.host}: {exc}"
     full = str(spec.get("Name"))
+    if not any(t.get("DesiredState") == "running" and (t.get("Status") or {}).get("State")
+               == "running" for t in found):
+        # Its node down or drained, or the task not started: a client container would only
+        # wait for a name that resolves nowhere (a dozen seconds) and then say that.
+        state = swarmstate.decide(service, found)
+        why = last_node(runner, env, cwd, found) or \
+            f" ({state.reason or f'{state.running}/{state.desired} running'})"
+        return f"swarm service {full} has no running task{why}, so its database cannot be " \
+               "reached"
     if not networks:
         return (f"swarm service {full} is on no attachable network, so no client container "
                 "can reach it (kompose renders stack networks attachable: redeploy with "

@@ -124,7 +124,7 @@ class ContainerAccess:
 
     def tool(self, program: str, database: str, extra: Sequence[str], env: Mapping[str, str],
              cwd: Path, *, stdin: bool = False, tty: bool = False) -> Command:
-        flags = client_flags(self.db, stdin, tty)
+        flags = client_flags(self.db, stdin, tty, env)
         # TCP to the server inside the container, so that DB_USER/DB_PASSWORD are checked
         # as they are for the stack's own clients (local socket connections are often
         # "trust" in database images).

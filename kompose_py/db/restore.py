@@ -30,7 +30,7 @@ from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.postgres.formats import format_of
-from kompose_py.db.postgres.tools import pg_error
+from kompose_py.db.postgres.tools import load_tuning, pg_error
 from kompose_py.db.reach import AccessKind, ContainerAccess, open_admin, warm_admin
 from kompose_py.db.recovery import with_recovery
 from kompose_py.db.settings import is_database_stack, skipped
@@ -162,8 +162,10 @@ def _replace(run: StackRun, access: AccessKind, confirm: Callable[[], None], dum
                            f"CREATE DATABASE {carryover.ident(scratch)} TEMPLATE template0"))
         try:
             removed: list[tuple[int, str]] = []
-            loaded = _restore(run, access, scratch, dump, jobs) if format_of(dump).archive \
-                else _load(run, access, scratch, dump, force, removed)
+            tuning = load_tuning(run.env, facts["server_version"] if facts else None)
+            loaded = _restore(run, access, scratch, dump, jobs, tuning) \
+                if format_of(dump).archive \
+                else _load(run, access, scratch, dump, force, removed, tuning)
             if loaded and not run.interrupted():
                 for line, command in removed:
                     run.note(f"--force: left out line {line} of {dump.name} (psql "
@@ -239,10 +241,12 @@ def _carryable(run: StackRun, facts: dict[str, Any], skip_unrestorable: bool) ->
 
 
 def _load(run: StackRun, access: AccessKind, scratch: str, dump: Path, force: bool,
-          removed: list[tuple[int, str]]) -> bool:
+          removed: list[tuple[int, str]], env: Mapping[str, str] | None = None) -> bool:
+    """psql -1 of a plain dump into ``scratch``; ``env``: the load's environment (the run's
+    by default)."""
     cmd = access.tool("psql", scratch,
                       ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
-                      run.env, run.stack.path, stdin=True)
+                      run.env if env is None else env, run.stack.path, stdin=True)
     cmd = replace(cmd, stdout="null", capture_stderr=True,
                   feeder=_guarded_feed(dump, force, removed))
 
@@ -258,10 +262,13 @@ def _load(run: StackRun, access: AccessKind, scratch: str, dump: Path, force: bo
     return outcome.ok
 
 
-def _restore(run: StackRun, access: AccessKind, scratch: str, dump: Path, jobs: int) -> bool:
+def _restore(run: StackRun, access: AccessKind, scratch: str, dump: Path, jobs: int,
+             env: Mapping[str, str] | None = None) -> bool:
     """pg_restore of a custom or directory archive into ``scratch``. In a container: a custom
     archive streams in on stdin with one job; a directory (or more jobs, which need a
-    seekable file) is copied into a private temporary folder there first."""
+    seekable file) is copied into a private temporary folder there first. ``env``: the
+    load's environment (the run's by default)."""
+    tool_env = run.env if env is None else env
     fmt = format_of(dump)
     options = ["--exit-on-error", f"--jobs={jobs}"]
     prefix = {"PGPASSWORD": ""} if access.db.password else None
@@ -274,7 +281,7 @@ def _restore(run: StackRun, access: AccessKind, scratch: str, dump: Path, jobs: 
 
     def pg_restore(path: str | None) -> bool:
         cmd = access.tool("pg_restore", scratch, options if path is not None
-                          else ["--exit-on-error"], run.env, run.stack.path,
+                          else ["--exit-on-error"], tool_env, run.stack.path,
                           stdin=path is None)
         cmd = replace(cmd, argv=cmd.argv + ((path,) if path is not None else ()),
                       stdout="null", capture_stderr=True,

@@ -75,7 +75,7 @@ class NetworkAccess:
     def tool(self, program: str, database: str, extra: Sequence[str], env: Mapping[str, str],
              cwd: Path, *, stdin: bool = False, tty: bool = False) -> Command:
         name = NAME_PREFIX + os.urandom(8).hex()
-        flags = client_flags(self.db, stdin, tty)
+        flags = client_flags(self.db, stdin, tty, env)
         argv = ("docker", "run", "--rm", *flags, "--name", name, "--network", self.network,
                 "--log-driver", "none", self.image, program,
                 *pg_options(self.db, self.server, self.port), *extra,

@@ -86,13 +86,28 @@ def with_password(env: Mapping[str, str], db: DbSettings) -> dict[str, str]:
     return out
 
 
-def client_flags(db: DbSettings, stdin: bool, tty: bool) -> list[str]:
+def client_flags(db: DbSettings, stdin: bool, tty: bool,
+                 env: Mapping[str, str] | None = None) -> list[str]:
     """``docker exec``/``docker run`` flags of a client tool: its stdin and terminal, the
-    password by name only (docker passes the value on from its own environment), the connect
-    time-out."""
+    password (and PGOPTIONS, when ``env`` has it) by name only (docker passes the value on from
+    its own environment), the connect time-out."""
     flags = ["-i"] if stdin or tty else []
     if tty:
         flags.append("-t")
     if db.password:
         flags += ["-e", "PGPASSWORD"]
+    if env is not None and "PGOPTIONS" in env:
+        flags += ["-e", "PGOPTIONS"]
     return [*flags, "-e", f"PGCONNECT_TIMEOUT={CONNECT_TIMEOUT}"]
+
+
+def load_tuning(env: Mapping[str, str], server_version: int | None) -> dict[str, str]:
+    """The environment of a load into an import's scratch database: libpq's PGOPTIONS with
+    ``backend_flush_after`` at its largest (256 pages, 2 MB; PostgreSQL 9.6+), so the loaded
+    data goes to disk while it is written instead of all at once at the checkpoint that DROP
+    DATABASE of the replaced copy forces (on a 600 MB database that halved the DROP). The
+    stack's own PGOPTIONS comes after, so its settings win."""
+    if server_version is None or server_version < 90600:
+        return dict(env)
+    own = env.get("PGOPTIONS", "").strip()
+    return {**env, "PGOPTIONS": "-c backend_flush_after=256" + (f" {own}" if own else "")}

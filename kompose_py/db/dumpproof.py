@@ -98,8 +98,10 @@ class DumpEvidence:
         if self.session is not None:
             self.session.__exit__(*exc)
 
-    def record(self, final: Path, when: datetime) -> None:
-        """Write ``<final>.json``. Never fails the export: a warning says what is missing."""
+    def record(self, final: Path, when: datetime,
+               hashed: tuple[str, int] | None = None) -> None:
+        """Write ``<final>.json``. Never fails the export: a warning says what is missing.
+        ``hashed``: (sha256, size) of a plain dump taken while it was written."""
         session = self.session
         if session is None:
             return
@@ -108,7 +110,7 @@ class DumpEvidence:
             self.run.warn(f"row counts not taken ({error}); the dump is complete and its "
                           f"manifest says the counts are unknown")
         try:
-            sha, size, files = mf.digest(final)
+            sha, size, files = (*hashed, ()) if hashed is not None else mf.digest(final)
             kind, method, by, tool, server = describe(final, self.kompose_compresses)
             manifest = mf.Manifest(
                 dump=final.name, format=kind, compression=method, compressed_by=by,

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from kompose_py.backends.docker import engine_label, running_containers
 from kompose_py.db import transfer
@@ -71,35 +72,74 @@ from kompose_py.stacks import Stack
 
 class _DumpWatcher:
     """While pg_dump writes: flush the file to disk as it grows (so the fsync before the
-    rename has little left to do: ~0.3 s saved on a 500 MB dump here), and show a live byte
-    counter when someone watches a terminal."""
+    rename has little left to do: ~0.3 s saved on a 500 MB dump here), show a live byte
+    counter when someone watches a terminal, and, for a plain dump (a stream only ever
+    appended to; a custom archive's table of contents is rewritten at its end), take the
+    manifest's sha256 of the bytes as they land, so the manifest does not read the whole dump
+    again once it is published."""
 
     FLUSH_EVERY = 32 << 20
+    CHUNK = 1 << 20
 
-    def __init__(self, path: Path, show: Callable[[int], None] | None) -> None:
+    def __init__(self, path: Path, show: Callable[[int], None] | None,
+                 follow: bool = False) -> None:
         self.path, self.show = path, show
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.sha: Any = None
+        if follow:
+            import hashlib
+
+            self.sha = hashlib.sha256()
+        self.hashed = 0
+        self.failed = False
+
+    def _catch_up(self, fd: int, size: int) -> None:
+        while self.sha is not None and self.hashed < size:
+            block = os.pread(fd, min(self.CHUNK, size - self.hashed), self.hashed)
+            if not block:
+                break
+            self.sha.update(block)
+            self.hashed += len(block)
 
     def _loop(self) -> None:
         fd = -1
         flushed = 0
         try:
-            while not self.done.wait(0.25):
+            while True:
+                ended = self.done.wait(0.25)
                 if fd < 0:
                     with contextlib.suppress(OSError):
                         fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
-                    continue
+                    if fd < 0:
+                        if ended:
+                            break
+                        continue
                 size = os.fstat(fd).st_size
+                self._catch_up(fd, size)
+                if ended:
+                    break
                 if size - flushed >= self.FLUSH_EVERY:
                     with contextlib.suppress(OSError):
                         os.fdatasync(fd)
                     flushed = size
                 if self.show is not None:
                     self.show(size)
+        except OSError:
+            self.failed = True
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def digest(self, final: Path) -> tuple[str, int] | None:
+        """(sha256, size) of the published dump when every byte of it was hashed on the way,
+        else None (the manifest reads it again)."""
+        if self.sha is None or self.failed:
+            return None
+        with contextlib.suppress(OSError):
+            if final.stat().st_size == self.hashed:
+                return self.sha.hexdigest(), self.hashed
+        return None
 
     def __enter__(self) -> _DumpWatcher:
         self.thread.start()
@@ -290,7 +330,8 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, plan: ExportPlan,
     with run.ctx.runner.supervisor.temporary(tmp):
         try:
             # [manifest] the snapshot shared with pg_dump, row counts taken at it
-            with contextlib.nullcontext() if directory else _DumpWatcher(tmp, show), \
+            watcher = None if directory else _DumpWatcher(tmp, show, fmt.kind == "plain")
+            with watcher or contextlib.nullcontext(), \
                     DumpEvidence(run, access, plan.kompose_compresses is not None) as evidence:
                 plan = replace(plan, options=(*plan.options, *evidence.pg_dump_options()))
                 outcome = _run_dump(run, access, tmp, planned, plan, explain, tentative)
@@ -312,7 +353,8 @@ def _dump(run: StackRun, access: AccessKind, when: datetime, plan: ExportPlan,
             except OSError as exc:
                 run.fail(f"cannot publish the dump in {dest}: {exc.strerror or exc}")
                 return None, None
-            evidence.record(final, when)  # [manifest] <dump>.json, after the dump is published
+            # [manifest] <dump>.json, after the dump is published
+            evidence.record(final, when, watcher.digest(final) if watcher else None)
             return final, None
         finally:
             with contextlib.suppress(OSError):

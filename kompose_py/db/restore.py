@@ -162,10 +162,12 @@ def _replace(run: StackRun, access: AccessKind, confirm: Callable[[], None], dum
                            f"CREATE DATABASE {carryover.ident(scratch)} TEMPLATE template0"))
         try:
             removed: list[tuple[int, str]] = []
-            tuning = load_tuning(run.env, facts["server_version"] if facts else None)
-            loaded = _restore(run, access, scratch, dump, jobs, tuning) \
+            # Only pg_restore's sessions: measured on a 600 MB archive it took 0.25 s off the
+            # import; on psql's one-transaction load of a plain dump it gained nothing.
+            loaded = _restore(run, access, scratch, dump, jobs, load_tuning(
+                run.env, facts["server_version"] if facts else None)) \
                 if format_of(dump).archive \
-                else _load(run, access, scratch, dump, force, removed, tuning)
+                else _load(run, access, scratch, dump, force, removed)
             if loaded and not run.interrupted():
                 for line, command in removed:
                     run.note(f"--force: left out line {line} of {dump.name} (psql "
@@ -241,12 +243,10 @@ def _carryable(run: StackRun, facts: dict[str, Any], skip_unrestorable: bool) ->
 
 
 def _load(run: StackRun, access: AccessKind, scratch: str, dump: Path, force: bool,
-          removed: list[tuple[int, str]], env: Mapping[str, str] | None = None) -> bool:
-    """psql -1 of a plain dump into ``scratch``; ``env``: the load's environment (the run's
-    by default)."""
+          removed: list[tuple[int, str]]) -> bool:
     cmd = access.tool("psql", scratch,
                       ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
-                      run.env if env is None else env, run.stack.path, stdin=True)
+                      run.env, run.stack.path, stdin=True)
     cmd = replace(cmd, stdout="null", capture_stderr=True,
                   feeder=_guarded_feed(dump, force, removed))
 

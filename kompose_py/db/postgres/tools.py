@@ -102,7 +102,7 @@ def client_flags(db: DbSettings, stdin: bool, tty: bool,
 
 
 def load_tuning(env: Mapping[str, str], server_version: int | None) -> dict[str, str]:
-    """The environment of a load into an import's scratch database: libpq's PGOPTIONS with
+    """The environment of pg_restore into an import's scratch database: libpq's PGOPTIONS with
     ``backend_flush_after`` at its largest (256 pages, 2 MB; PostgreSQL 9.6+), so the loaded
     data goes to disk while it is written instead of all at once at the checkpoint that DROP
     DATABASE of the replaced copy forces (on a 600 MB database that halved the DROP). The

@@ -55,3 +55,15 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process of this host has ``pid`` (what a killed kompose left behind is
+    then safe to remove). A live one, another user's included, is not gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False

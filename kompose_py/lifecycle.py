@@ -22,6 +22,7 @@ from pathlib import Path
 from kompose_py import hooks
 from kompose_py.envfiles import StackEnv, read_env_file
 from kompose_py.errors import KomposeError
+from kompose_py.files import process_gone
 from kompose_py.masking import display, mask, mask_argument, secret_values
 from kompose_py.results import Reporter, StackResult, StepResult
 from kompose_py.runner.command import Command, Outcome, failure_line
@@ -338,12 +339,10 @@ def sweep_env_files(folder: Path) -> list[Path]:
                 if entry.stat(follow_symlinks=False).st_uid != os.getuid() \
                         or not entry.is_file(follow_symlinks=False):
                     continue
-                os.kill(int(pid_text), 0)
-                continue  # alive
-            except ProcessLookupError:
-                pass
-            except (PermissionError, OSError):
-                continue  # another user's process, or unreadable: not ours to judge
+            except OSError:
+                continue  # unreadable: not ours to judge
+            if not process_gone(int(pid_text)):
+                continue
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))

@@ -48,6 +48,14 @@ def reseal(dump: Path) -> None:
     write_manifest(dump, replace(manifest, sha256=sha, size=size, files=files))
 
 
+def insert_before_items(dump: Path, statement: str) -> None:
+    """Put ``statement`` into a plain dump just before its table is made, and reseal it."""
+    text = dump.read_text()
+    at = text.index("CREATE TABLE public.items")
+    dump.write_text(text[:at] + statement + "\n" + text[at:])
+    reseal(dump)
+
+
 def verify_json(root: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     r = kompose(root, "--json", "shop", "db:verify", *args)
     (stack,) = json.loads(r.out)["stacks"]
@@ -152,10 +160,7 @@ def test_a_dump_edited_to_lose_rows_fails_on_the_counts(tmp_path: Path,
 def test_a_dump_that_does_not_load_fails(tmp_path: Path, server: Postgres) -> None:
     pg = server
     root, name, dump = exported(tmp_path, pg)
-    text = dump.read_text()
-    at = text.index("CREATE TABLE public.items")
-    dump.write_text(text[:at] + "SELECT no_such_function_kt();\n" + text[at:])
-    reseal(dump)
+    insert_before_items(dump, "SELECT no_such_function_kt();")
     code, stack, err = verify_json(root)
     assert code == 1, err
     assert stack["details"]["load"] == "failed"
@@ -194,10 +199,7 @@ def test_a_stopped_verify_leaves_no_throwaway_database(tmp_path: Path, server: P
     (143); after a SIGKILL the journal makes the next db command of the stack drop it."""
     pg = server
     root, name, dump = exported(tmp_path, pg)
-    text = dump.read_text()
-    at = text.index("CREATE TABLE public.items")
-    dump.write_text(text[:at] + "SELECT pg_sleep(600);\n" + text[at:])
-    reseal(dump)
+    insert_before_items(dump, "SELECT pg_sleep(600);")
     proc, logs = start(root, "shop", "db:verify")
     try:
         wait_for("the load sleeping in the throwaway copy", lambda: _sleeping_in_copy(pg, name))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from kompose_py.db.postgres.formats import SUFFIX_PATTERN, DumpFormat, format_of
 from kompose_py.errors import StepError
-from kompose_py.files import fsync_dir
+from kompose_py.files import fsync_dir, process_gone
 from kompose_py.stacks import Stack
 
 DUMP_DIR = "DB_DUMP_DIR"
@@ -225,15 +225,7 @@ def _writer_is_gone(name: str) -> bool:
     runs (an older name without the host, or a live or unknown pid: not known to be gone)."""
     tag = name[:-len(_PARTIAL)].rsplit(".", 1)[-1]
     host, sep, pid = tag.rpartition("-")
-    if not sep or host != _host_tag() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # alive, as another user's process
-    return False
+    return bool(sep) and host == _host_tag() and pid.isdigit() and process_gone(int(pid))
 
 
 def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[tuple[str, str]]:
@@ -270,6 +262,13 @@ def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[tup
                     path.unlink(missing_ok=True)
                 removed.append((name, "left by a cleanup that was cut short"))
     return removed
+
+
+def chosen_dump(given: Path | None, stack: Stack, values: Mapping[str, str], db_name: str
+                ) -> tuple[Path, list[str]]:
+    """The dump a command works on: ``given`` (FILE) as it is, else :func:`newest_complete`
+    (StepError when there is none)."""
+    return (given, []) if given is not None else newest_complete(stack, values, db_name)
 
 
 def newest_complete(stack: Stack, values: Mapping[str, str], db_name: str

@@ -24,7 +24,7 @@ from typing import IO, Any
 from kompose_py.db import journal as journal_mod
 from kompose_py.db import transfer
 from kompose_py.db.dblock import locked_import
-from kompose_py.db.dumpfiles import dump_folder, incomplete_reason, newest_complete
+from kompose_py.db.dumpfiles import chosen_dump, dump_folder, incomplete_reason
 from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
@@ -87,14 +87,10 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
 
     def body() -> StackResult:
         db_name = env.values["DB_NAME"]
-        chosen = dump
-        passed_over: list[str] = []
-        if chosen is None:
-            # Chosen under the lock: an export that was running has finished by now.
-            try:
-                chosen, passed_over = newest_complete(stack, env.values, db_name)
-            except StepError as exc:
-                return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
+        try:  # (under the lock: an export that was running has finished by now)
+            chosen, passed_over = chosen_dump(dump, stack, env.values, db_name)
+        except StepError as exc:
+            return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
         reason = incomplete_reason(chosen)
         if reason is not None and not force:
             return StackResult(

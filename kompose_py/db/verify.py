@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kompose_py.db import manifest as mf
-from kompose_py.db.dumpfiles import incomplete_reason, newest_complete
+from kompose_py.db.dumpfiles import chosen_dump, incomplete_reason
 from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.journal import Journal
 from kompose_py.db.lock import locked
@@ -67,13 +67,10 @@ def verify(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
 
     def body() -> StackResult:
         db_name = env.values["DB_NAME"]
-        chosen = dump
-        passed_over: list[str] = []
-        if chosen is None:
-            try:
-                chosen, passed_over = newest_complete(stack, env.values, db_name)
-            except StepError as exc:
-                return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
+        try:  # (under the lock: an export that was running has finished by now)
+            chosen, passed_over = chosen_dump(dump, stack, env.values, db_name)
+        except StepError as exc:
+            return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
         source, checked = chosen, dump is None
 
         def main(run: StackRun) -> Produced | None:

@@ -129,11 +129,26 @@ def test_changed_bytes_fail_on_sha256_and_the_import_refuses(tmp_path: Path,
     assert code == 1 and stack["status"] == "failed", err
     assert "sha256" in stack["message"] and "nothing was restored" in stack["message"]
     assert stack["details"]["sha256"] == "mismatch" and stack["details"]["load"] == "not run"
+    # With no hook, the sha256 is read while the session opens and the scratch database is
+    # made; it is still known before a statement of the dump runs.
+    r = kompose(root, "shop", "db:import")
+    assert r.code == 1, r.all
+    (line,) = [x for x in r.err.splitlines() if x.startswith("  ✗ shop")]  # the summary
+    assert "does not match its manifest: sha256" in line and "nothing was touched" in line
+    assert "pg_dump" not in r.err and "psql" not in r.err.replace("(psql", "")
+    assert pg.rows(name)[41] == (42, "item 42")
+    assert not leftovers(pg, name)
+    assert not (root / "shop" / JOURNAL_NAME).exists()
+    # With a hook, it is known before the first hook runs, and no hook runs.
+    marker = tmp_path / "hook-ran"
+    (root / "shop" / "hooks.sh").write_text(
+        f"hook_pre_db_import() {{ touch {marker}; }}\n"
+        f"hook_finally_db_import() {{ touch {marker}; }}\n")
     r = kompose(root, "shop", "db:import")
     assert r.code == 1, r.all
     (line,) = [x for x in r.err.splitlines() if x.startswith("✗ shop")]
     assert "does not match its manifest: sha256" in line and "nothing was touched" in line
-    assert "pg_dump" not in r.err and "psql" not in r.err.replace("(psql", "")
+    assert not marker.exists() and "pre_db_import" not in r.err
     assert pg.rows(name)[41] == (42, "item 42")
     assert not leftovers(pg, name)
 

@@ -28,8 +28,10 @@ REFUSED = {
 
 
 def scan(data: bytes, chunk: int, force: bool = False) -> tuple[bytes, MetaCommandGuard]:
+    """What the guard hands on, fed in chunks as the import feeds psql (piece by piece)."""
     guard = MetaCommandGuard(force)
-    out = b"".join(guard.feed(data[i:i + chunk]) for i in range(0, len(data), chunk))
+    out = b"".join(part for i in range(0, len(data), chunk)
+                   for part in guard.parts(data[i:i + chunk]))
     return out + guard.finish(), guard
 
 
@@ -53,3 +55,21 @@ def test_force_leaves_the_command_out_and_keeps_the_rest() -> None:
     out, guard = scan(REFUSED["connect"][0], 5, force=True)
     assert out == b"SELECT 1;\n\nDROP TABLE x;\n"
     assert guard.removed == [(2, "connect")]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 1 << 20])
+def test_copy_data_full_of_backslashes_ends_at_its_own_line(chunk: int) -> None:
+    """COPY data with more backslashes than the fast search looks at (NULLs are ``\\N``,
+    escapes ``\\t``), lines that only start or end like the end (``\\.x``, ``\\\\.``), a CR
+    before the end's newline: the data passes unchanged, and a meta-command after it is still
+    caught on its own line."""
+    rows = b"".join(b"%d\t\\N\t\\.x\\\\\n\\.%d\t\\N\tends in \\\\.\n" % (n, n)
+                    for n in range(500))
+    data = (b"COPY t (a, b, c) FROM stdin;\n" + rows + b"\\.\r\n"
+            + b"COPY u (a) FROM stdin;\n" + rows + b"\\.\n")
+    out, guard = scan(data, chunk)
+    assert out == data and guard.removed == []
+    with pytest.raises(UnsafeDump) as caught:
+        scan(data + b"\\! echo\n", chunk)
+    assert caught.value.line == data.count(b"\n") + 1 and caught.value.command == "!"
+    assert b"".join([MetaCommandGuard().feed(data)]) == data  # feed: the pieces, joined

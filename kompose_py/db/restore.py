@@ -71,7 +71,8 @@ def _guarded_feed(path: Path, force: bool, removed: list[tuple[int, str]]
         assert opener is not None  # a plain dump
         with opener(path) as source:
             while chunk := source.read(1 << 20):
-                sink.write(guard.feed(chunk))
+                for part in guard.parts(chunk):
+                    sink.write(part)
             sink.write(guard.finish())
         removed.extend(guard.removed)
 

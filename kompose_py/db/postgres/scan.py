@@ -32,23 +32,45 @@ _COPY_STDIN = re.compile(rb"\s*copy\b.*\bfrom\s+stdin\b", re.IGNORECASE | re.DOT
 _COMMENT = re.compile(rb"/\*|\*/")
 
 
-def _copy_end(buf: bytes, pos: int) -> int:
+def _copy_end(buf: bytes, pos: int, end: int) -> int:
     """Just past the line that ends a COPY's data (``\\.`` alone, a CR allowed before its
-    newline), the first at or after ``pos`` (a line start) in ``buf`` (whole lines); -1 when
-    there is none. ``bytes.find`` rather than a MULTILINE regular expression: the data of a big
-    dump goes through here, and this is several times faster (the guard must keep up with
-    psql)."""
-    start = pos
+    newline), the first at or after ``pos`` (a line start) in ``buf[pos:end]`` (whole lines);
+    -1 when there is none. The data of a big dump goes through here, so it looks for the
+    backslash first (``bytes.find`` of one byte is a ``memchr``: on a 322 MB dump 0.01 s,
+    against 0.2 s for finding ``"\\n\\."`` and 1.6 s for a MULTILINE regular expression);
+    data with many backslashes (``\\N`` for NULL) goes back to the two-byte search."""
+    i, seen = pos, 0
+    while seen < _BACKSLASHES_BEFORE_LINE_SEARCH:
+        j = buf.find(b"\\", i, end)
+        if j < 0:
+            return -1
+        if j == pos or buf[j - 1] == _NEWLINE:
+            stop = _end_line(buf, j)
+            if stop > 0:
+                return stop
+        i, seen = j + 1, seen + 1
     while True:
-        if buf.startswith(b"\\.", start):
-            if buf.startswith(b"\n", start + 2):
-                return start + 3
-            if buf.startswith(b"\r\n", start + 2):
-                return start + 4
-        found = buf.find(b"\n\\.", start)
+        found = buf.find(b"\n\\.", i, end)
         if found < 0:
             return -1
-        start = found + 1
+        stop = _end_line(buf, found + 1)
+        if stop > 0:
+            return stop
+        i = found + 1
+
+
+_NEWLINE = ord("\n")
+_BACKSLASHES_BEFORE_LINE_SEARCH = 64  # per block of COPY data
+
+
+def _end_line(buf: bytes, at: int) -> int:
+    """Just past the line at ``at`` when it is ``\\.`` alone (its newline within whole lines),
+    else -1."""
+    if buf.startswith(b"\\.\n", at):
+        return at + 3
+    if buf.startswith(b"\\.\r\n", at):
+        return at + 4
+    return -1
 
 
 class UnsafeDump(Exception):
@@ -79,36 +101,59 @@ class MetaCommandGuard:
         self._statement = bytearray()  # code of the current statement, outside literals
 
     def feed(self, data: bytes) -> bytes:
-        buf = self._pending + data
-        cut = buf.rfind(b"\n") + 1
-        self._pending = buf[cut:]
-        return self._lines(buf[:cut]) if cut else b""
+        """What of ``data`` may go to psql now: its whole lines, checked (a line cut at the
+        chunk's end waits for the next)."""
+        return b"".join(self.parts(data))
+
+    def parts(self, data: bytes) -> list[bytes | memoryview]:
+        """:meth:`feed` in pieces to write one after the other: COPY data is handed on as a
+        view of ``data``, not copied."""
+        start = 0
+        out: list[bytes | memoryview] = []
+        if self._pending:
+            nl = data.find(b"\n")
+            if nl < 0:
+                self._pending += data
+                return []
+            head = self._pending + data[:nl + 1]
+            self._pending = b""
+            out += self._lines(head, 0, len(head))
+            start = nl + 1
+        cut = data.rfind(b"\n", start) + 1
+        if cut <= start:
+            self._pending = data[start:]
+        else:
+            self._pending = data[cut:]
+            out += self._lines(data, start, cut)
+        return out
 
     def finish(self) -> bytes:
         rest, self._pending = self._pending, b""
-        return self._lines(rest + b"\n")[:-1] if rest else b""
+        if not rest:
+            return b""
+        return b"".join(self._lines(rest + b"\n", 0, len(rest) + 1))[:-1]
 
     # -- the lexer -----------------------------------------------------------------------
-    def _lines(self, buf: bytes) -> bytes:
-        out: list[bytes] = []
-        pos = 0
-        end = len(buf)
+    def _lines(self, buf: bytes, pos: int, end: int) -> list[bytes | memoryview]:
+        """The whole lines ``buf[pos:end]``, checked, as pieces to hand on."""
+        out: list[bytes | memoryview] = []
+        view = memoryview(buf)
         while pos < end:
             if self._state == "copy":
-                stop = _copy_end(buf, pos)
+                stop = _copy_end(buf, pos, end)
                 if stop < 0:
                     stop = end
                 else:
                     self._state = "sql"
                 self._line += buf.count(b"\n", pos, stop)
-                out.append(buf[pos:stop])
+                out.append(view[pos:stop])
                 pos = stop
                 continue
             nl = buf.index(b"\n", pos) + 1
             out.append(self._line_of_sql(buf[pos:nl]))
             self._line += 1
             pos = nl
-        return b"".join(out)
+        return out
 
     def _line_of_sql(self, line: bytes) -> bytes:
         i = 0

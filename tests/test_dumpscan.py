@@ -20,9 +20,12 @@ PASSES = {
 REFUSED = {
     "connect": (b"SELECT 1;\n\\connect shop\nDROP TABLE x;\n", 2, "connect"),
     "shell mid-line": (b"SELECT 1; \\! rm -rf /\n", 1, "!"),
-    "after an E-string": (b"SELECT E'it\\'s \\\\'; \\c shop\n", 1, "c"),
+    "after an E-string": (b"SELECT E'it''s \\\\x'; \\c shop\n", 1, "c"),
     "set ON_ERROR_STOP": (b"\\set ON_ERROR_STOP off\n", 1, "set"),
-    "COPY TO stdout is no data block": (b"COPY t TO stdout;\n\\c x\n", 2, "c"),
+    "a COPY's data ends at its own line": (b"COPY t (a) FROM stdin;\n\\N\n\\.\n\\c x\n", 4, "c"),
+    "backtick in \\restrict": (b"\\restrict `touch x`\n", 1, "restrict"),
+    "\\echo": (b"\\echo hi\n", 1, "echo"),
+    "a CR ends a -- comment": (b"SELECT 1; -- x\r\\! touch x\n", 1, "!"),
     "output to a file": (b"SELECT 1;\n\\o /tmp/x\n", 2, "o"),
 }
 
@@ -73,3 +76,51 @@ def test_copy_data_full_of_backslashes_ends_at_its_own_line(chunk: int) -> None:
         scan(data + b"\\! echo\n", chunk)
     assert caught.value.line == data.count(b"\n") + 1 and caught.value.command == "!"
     assert b"".join([MetaCommandGuard().feed(data)]) == data  # feed: the pieces, joined
+
+
+# What psql could read differently from the guard: refused at that line whatever --force says.
+# (Found by a hostile review; each of these ran its shell command through psql 15 before.)
+P = b"\\! touch /tmp/kompose-guard-pwned\n"
+T = b"CREATE TABLE t (a text);\n"
+UNCLEAR = {
+    "NUL in COPY data": (T + b"COPY t (a) FROM stdin;\n1\\\x00\n\\.\n/*\n\\.\n" + P, 3),
+    "NUL in SQL": (b"SELECT 1;\n\x00/*\n" + P + b"*/\n", 2),
+    "two COPYs on one line": (T + b"COPY t (a) FROM stdin; COPY t (a) FROM stdin;\n1\n\\.\n'\n"
+                              b"\\.\n" + P, 2),
+    "COPY TO STDOUT that mentions stdin": (
+        b"COPY (WITH stdin AS (SELECT 1) SELECT * FROM stdin) TO STDOUT;\n" + P + b"\\.\n", 1),
+    "COPY TO stdout": (b"COPY t TO stdout;\n\\c x\n", 1),
+    "COPY FROM stdin with options": (T + b"COPY t FROM stdin WITH (FORMAT text);\n'\n\\.\n" + P
+                                     + b"'\n", 2),
+    "standard_conforming_strings off": (
+        b"SET standard_conforming_strings = off;\nSELECT '\\'' " + P + b"';\n", 2),
+    "$e'": (b"SELECT $e'\\'' " + P + b"';\n", 1),
+    "SJIS backslash": (b"SET client_encoding = 'SJIS';\nSELECT E'\x95\\' " + P + b"';\n", 2),
+    "E-string escaped quote": (b"SELECT E'it\\'s';\n", 1),
+}
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4096])
+@pytest.mark.parametrize("case", list(UNCLEAR))
+def test_what_psql_could_read_otherwise_is_refused_even_with_force(case: str,
+                                                                   chunk: int) -> None:
+    data, line = UNCLEAR[case]
+    for force in (False, True):
+        with pytest.raises(UnsafeDump) as caught:
+            scan(data, chunk, force=force)
+        assert caught.value.line == line, caught.value.message
+        assert "--force does not help" in caught.value.message
+
+
+@pytest.mark.parametrize("case", ["from/**/stdin", "FROM -- x then stdin"])
+def test_a_copy_split_by_comments_is_followed_like_psql(case: str) -> None:
+    """A comment between FROM and stdin is white space to the server: the data that follows
+    is data (a quote in it opens nothing), and a meta-command after its end is caught."""
+    copy = {"from/**/stdin": b"COPY t (a) FROM/**/stdin;\n",
+            "FROM -- x then stdin": b"COPY t (a) FROM -- x\nstdin;\n"}[case]
+    data = T + copy + b"'\n\\.\n"
+    out, _ = scan(data, 5)
+    assert out == data
+    with pytest.raises(UnsafeDump) as caught:
+        scan(data + P, 5)
+    assert caught.value.command == "!" and caught.value.line == data.count(b"\n") + 1

@@ -3,32 +3,43 @@
 An import loads a dump into a scratch database, so that nothing reaches the live database
 before the whole dump has loaded. A psql meta-command can break out of that: ``\\connect
 shop`` (pg_dump writes one with ``-C``; a hand-made file can aim one at the live target) runs
-everything after it in another database; ``\\!`` runs a shell command; ``\\o`` and ``\\copy …
-to`` write files; ``\\set ON_ERROR_STOP off`` would let a failing load look like a success;
-``\\i`` pulls in a file nobody checked. pg_dump itself writes only ``\\restrict`` /
-``\\unrestrict`` (and ``\\connect`` with ``-C``), so everything outside a small allowlist is
-refused.
+everything after it in another database; ``\\!`` runs a shell command, and so does a
+backtick in any meta-command's arguments; ``\\o`` and ``\\copy … to`` write files; ``\\set
+ON_ERROR_STOP off`` would let a failing load look like a success; ``\\i`` pulls in a file
+nobody checked. pg_dump itself writes only ``\\restrict KEY`` / ``\\unrestrict KEY`` on lines
+of their own (and ``\\connect`` with ``-C``), so those two lines are all that is let through.
 
 The scan follows psql's own lexing as far as it matters here: string literals (``'…'``,
-``E'…'``), quoted identifiers, dollar quoting, ``--`` and nested ``/* */`` comments, and the
-data of ``COPY … FROM stdin`` up to its ``\\.`` line (data lines often start with a backslash:
-``\\N``). COPY data, nearly all of a big dump, is skipped with one regular-expression search
-per block, so the scan keeps up with psql.
+``E'…'``), quoted identifiers, dollar quoting, ``--`` comments (which end at a CR too, as in
+psql) and nested ``/* */`` comments, and the data of ``COPY … FROM stdin`` up to its ``\\.``
+line (data lines often start with a backslash: ``\\N``). Where psql's reading could differ
+from this one, the dump is refused rather than guessed at, whatever ``--force`` says:
 
-It runs in the thread that feeds psql: psql only ever receives lines that were checked, so a
-refused command is never executed, not even in the scratch database.
+- a NUL byte (psql cuts a line at it, and then no longer sees where COPY data ends);
+- a backslash right before a quote inside a string literal: whether it ends the literal
+  depends on ``standard_conforming_strings`` and the client encoding, which the dump's own
+  statements can change under psql (pg_dump sets it on and writes no such literal);
+- a statement that starts with COPY and is not pg_dump's ``COPY … FROM stdin;`` alone at the
+  end of its line: the server, not the text, decides whether psql then reads data, and only
+  that form is read the same way by both.
+
+COPY data, nearly all of a big dump, is skipped with a few ``bytes.find`` per block, so the
+scan keeps up with psql. It runs in the thread that feeds psql: psql only ever receives lines
+that were checked, so a refused command is never executed, not even in the scratch database.
 """
 
 from __future__ import annotations
 
 import re
 
-# Meta-commands that stay inside the scratch database and change nothing around it.
-ALLOWED = frozenset({"restrict", "unrestrict", "echo", "qecho", "warn"})
+# The meta-command lines pg_dump writes (16.10/17.6+), the only ones let through: alone on
+# their line, with a key of letters and digits (no backticks, no variables).
+_ALLOWED_LINE = re.compile(rb"\\(un)?restrict [A-Za-z0-9]+\r?\n\Z")
+_COPY_FIRST = re.compile(rb"\s*copy\b", re.IGNORECASE)
 _TOKEN = re.compile(rb"--|/\*|'|\"|\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$|\\|;")
 _WORD_BEFORE = re.compile(rb"[A-Za-z0-9_\x80-\xff$]")
 _META = re.compile(rb"\\([A-Za-z]+|[!?.\\]|)")
-_COPY_STDIN = re.compile(rb"\s*copy\b.*\bfrom\s+stdin\b", re.IGNORECASE | re.DOTALL)
+_COPY_STDIN = re.compile(rb"\s*copy\s.*\sfrom\s+stdin\s*\Z", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(rb"/\*|\*/")
 
 
@@ -74,21 +85,26 @@ def _end_line(buf: bytes, at: int) -> int:
 
 
 class UnsafeDump(Exception):
-    def __init__(self, line: int, command: str) -> None:
-        super().__init__(f"line {line}: psql meta-command \\{command}")
+    """A dump psql must not be given: a meta-command (``command``: its name) at ``line``, or,
+    with ``why``, something psql could read differently from the guard (``--force`` does not
+    let that through)."""
+
+    def __init__(self, line: int, command: str, why: str | None = None) -> None:
+        super().__init__(f"line {line}: " + (why or f"psql meta-command \\{command}"))
         self.line = line
         self.command = command
         # The whole sentence, as the import reports it.
-        self.message = (f"refusing the dump: line {line} runs the psql meta-command "
+        self.message = (f"refusing the dump: line {line} {why}" if why else
+                        f"refusing the dump: line {line} runs the psql meta-command "
                         f"\\{command}, which would act outside the scratch database "
                         f"(--force leaves such commands out)")
 
 
 class MetaCommandGuard:
     """Feed it the dump in chunks; it returns what may go to psql. Refuses (raises
-    :class:`UnsafeDump`) at the first meta-command outside :data:`ALLOWED`, or with
-    ``force`` leaves that command out (everything then still runs in the scratch
-    database)."""
+    :class:`UnsafeDump`) at the first meta-command but pg_dump's ``\\restrict`` lines, or with
+    ``force`` leaves that command out (everything then still runs in the scratch database);
+    refuses whatever psql could read differently (see the module's text), force or not."""
 
     def __init__(self, force: bool = False) -> None:
         self.force = force
@@ -107,7 +123,12 @@ class MetaCommandGuard:
 
     def parts(self, data: bytes) -> list[bytes | memoryview]:
         """:meth:`feed` in pieces to write one after the other: COPY data is handed on as a
-        view of ``data``, not copied."""
+        view of ``data``, not copied: ``data`` must be ``bytes`` (never changed afterwards)."""
+        nul = data.find(b"\0")
+        if nul >= 0:
+            raise UnsafeDump(self._line + data.count(b"\n", 0, nul) + 1, "NUL",
+                             "has a NUL byte, which psql cuts lines at (no dump has one); "
+                             "--force does not help")
         start = 0
         out: list[bytes | memoryview] = []
         if self._pending:
@@ -156,30 +177,36 @@ class MetaCommandGuard:
         return out
 
     def _line_of_sql(self, line: bytes) -> bytes:
+        if self._state == "sql" and _ALLOWED_LINE.match(line):
+            return line  # pg_dump's \\restrict / \\unrestrict line
         i = 0
         copy_after = False
         while i < len(line):
             state = self._state
-            if state in ("quote", "ident"):
-                # '…' and "…": a doubled quote is part of the text.
-                mark = b"'" if state == "quote" else b'"'
-                j = line.find(mark, i)
+            if state in ("quote", "estring"):
+                # '…' and E'…': a doubled quote is part of the text. A backslash before a
+                # quote is refused: it escapes the quote in E'…', and in '…' too when
+                # standard_conforming_strings is off or the client encoding makes the
+                # backslash the second byte of a character — settings the dump can change.
+                j = line.find(b"'", i)
                 if j < 0:
                     return line
-                if line[j + 1:j + 2] == mark:
+                if line[j - 1:j] == b"\\":
+                    self._ambiguous("has a string literal with \\' in it, which psql reads "
+                                    "as its end or not depending on settings the dump itself "
+                                    "can change (standard_conforming_strings, client_encoding)")
+                if line[j + 1:j + 2] == b"'":
                     i = j + 2
                     continue
                 self._state, i = "sql", j + 1
-            elif state == "estring":
-                j = i
-                while j < len(line) and line[j:j + 1] not in (b"'", b"\\"):
-                    j += 1
-                if j >= len(line):
+            elif state == "ident":
+                j = line.find(b'"', i)
+                if j < 0:
                     return line
-                if line[j:j + 1] == b"\\" or line[j + 1:j + 2] == b"'":
+                if line[j + 1:j + 2] == b'"':
                     i = j + 2
-                else:
-                    self._state, i = "sql", j + 1
+                    continue
+                self._state, i = "sql", j + 1
             elif state == "dollar":
                 j = line.find(self._dollar, i)
                 if j < 0:
@@ -192,8 +219,12 @@ class MetaCommandGuard:
                 self._depth += 1 if match[0] == b"/*" else -1
                 if self._depth == 0:
                     self._state = "sql"
+                    self._statement += b" "
                 i = match.end()
             else:
+                if copy_after and line[i:].strip():
+                    self._ambiguous("has more on the line of a COPY … FROM stdin statement "
+                                    "(pg_dump writes it alone on its line)")
                 match = _TOKEN.search(line, i)
                 if match is None:
                     self._statement += line[i:]
@@ -202,8 +233,13 @@ class MetaCommandGuard:
                 token, i = match[0], match.end()
                 before = line[match.start() - 1:match.start()] if match.start() else b""
                 if token == b"--":
-                    break
-                if token == b"/*":
+                    # to the end of the line: in psql's lexer a CR ends it too
+                    cr = line.find(b"\r", i)
+                    if cr < 0 or cr >= len(line) - 2:
+                        break
+                    self._statement += b" "
+                    i = cr + 1
+                elif token == b"/*":
                     self._state, self._depth = "block", 1
                 elif token == b"'":
                     estring = before in (b"E", b"e") and not _WORD_BEFORE.match(
@@ -218,16 +254,17 @@ class MetaCommandGuard:
                         continue
                     self._state, self._dollar = "dollar", token
                 elif token == b";":
-                    if _COPY_STDIN.match(bytes(self._statement)):
-                        copy_after = True
+                    statement = bytes(self._statement)
                     self._statement.clear()
+                    if _COPY_FIRST.match(statement):
+                        if not _COPY_STDIN.match(statement):
+                            self._ambiguous("has a COPY statement that is not pg_dump's "
+                                            "COPY … FROM stdin")
+                        copy_after = True
                 else:  # a backslash: a meta-command, which takes the rest of the line
                     meta = _META.match(line, match.start())
-                    name = meta[1].decode() if meta else ""
-                    if name in ALLOWED or name == "\\":
-                        i = meta.end() if meta else i
-                        continue
-                    shown = name or line[i:i + 1].decode(errors="replace")
+                    shown = (meta[1].decode() if meta else "") or \
+                        line[i:i + 1].decode(errors="replace")
                     if not self.force:
                         raise UnsafeDump(self._line + 1, shown)
                     self.removed.append((self._line + 1, shown))
@@ -236,3 +273,7 @@ class MetaCommandGuard:
         if copy_after:
             self._state = "copy"
         return line
+
+    def _ambiguous(self, why: str) -> None:
+        raise UnsafeDump(self._line + 1, "", why + "; --force does not help")
+

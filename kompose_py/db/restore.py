@@ -29,7 +29,7 @@ from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
-from kompose_py.db.postgres.formats import format_of
+from kompose_py.db.postgres.formats import PLAIN, format_of
 from kompose_py.db.postgres.tools import load_tuning, pg_error
 from kompose_py.db.reach import AccessKind, ContainerAccess, open_admin, warm_admin
 from kompose_py.db.recovery import with_recovery
@@ -127,10 +127,15 @@ class DumpProof:
         self._thread.start()
 
     def _work(self) -> None:
-        reason = incomplete_reason(self.dump)
         # [manifest] a dump whose manifest says other bytes is refused before anything is
         # touched; no manifest is said, not refused
-        _, refusal, said = check_manifest(self.dump)
+        manifest, refusal, said = check_manifest(self.dump)
+        # Bytes that match the manifest's sha256 are those the export checked complete before
+        # it wrote the manifest: checking again would only repeat it, and for a compressed
+        # dump that means inflating all of it (0.4 s for a 17 MB directory archive of 600 MB).
+        # A plain dump's trailer is read anyway: that costs nothing.
+        repeat = manifest is None or refusal is not None or format_of(self.dump) is PLAIN
+        reason = incomplete_reason(self.dump) if repeat else None
         self._answer = reason, refusal, said
 
     def _wait(self) -> tuple[str | None, str | None, str]:

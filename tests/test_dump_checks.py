@@ -143,3 +143,23 @@ def test_db_shell_on_a_terminal_wherever_the_database_lives(tmp_path: Path,
     make_stacks(root, {"blog": {"compose.yaml": pg.compose, ".env": pg.env_text(name)}})
     r = run_kompose("--root", str(root), "*", "db:shell")
     assert r.code == 2 and "db:shell opens one database" in r.err
+
+
+def test_a_check_that_raises_raises_where_its_answer_is_waited_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dump's checks run in a thread (db:import): an error there reaches the import as
+    it would have without the thread, and the thread prints nothing of its own."""
+    import threading
+
+    from kompose_py.db import restore
+
+    def unreadable(dump: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(dump))
+
+    unhandled: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", unhandled.append)
+    monkeypatch.setattr(restore, "check_manifest", unreadable)
+    proof = restore.DumpProof(tmp_path / "shop_20240101_000000Z.sql", force=False)
+    with pytest.raises(PermissionError):
+        proof.refusal()
+    assert unhandled == []

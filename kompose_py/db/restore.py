@@ -123,10 +123,17 @@ class DumpProof:
 
         self.dump, self.force = dump, force
         self._answer: tuple[str | None, str | None, str] | None = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="dump-proof", daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
+        try:
+            self._answer = self._checks()
+        except BaseException as exc:  # raised where the answer is waited for, not printed here
+            self._error = exc
+
+    def _checks(self) -> tuple[str | None, str | None, str]:
         # [manifest] a dump whose manifest says other bytes is refused before anything is
         # touched; no manifest is said, not refused
         manifest, refusal, said = check_manifest(self.dump)
@@ -136,12 +143,12 @@ class DumpProof:
         # A plain dump's trailer is read anyway: that costs nothing.
         repeat = manifest is None or refusal is not None or format_of(self.dump) is PLAIN
         reason = incomplete_reason(self.dump) if repeat else None
-        self._answer = reason, refusal, said
+        return reason, refusal, said
 
     def _wait(self) -> tuple[str | None, str | None, str]:
         self._thread.join()
-        if self._answer is None:  # the thread died: check here, and let it raise
-            self._work()
+        if self._error is not None:
+            raise self._error
         assert self._answer is not None
         return self._answer
 

@@ -163,3 +163,27 @@ def test_a_check_that_raises_raises_where_its_answer_is_waited_for(
     with pytest.raises(PermissionError):
         proof.refusal()
     assert unhandled == []
+
+
+def test_the_newest_complete_dump_is_found_reading_no_older_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Newest first: each dump is checked once (a check inflates a compressed dump), none
+    older than the one chosen, and the newer incomplete ones are said in their order."""
+    from kompose_py.db import dumpfiles
+    from kompose_py.stacks import Stack
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    for day, text in (("01", dump_text()), ("02", dump_text()), ("03", dump_text()),
+                      ("04", "SELECT 1;\n"), ("05", "")):
+        (folder / f"shop_202401{day}_000000Z.sql").write_text(text)
+    checked: list[str] = []
+    real = dumpfiles.incomplete_reason
+    monkeypatch.setattr(dumpfiles, "incomplete_reason",
+                        lambda path: checked.append(path.name) or real(path))
+    stack = Stack("shop", folder, folder / "compose.yaml")
+    chosen, passed_over = dumpfiles.newest_complete(stack, {}, "shop")
+    assert chosen.name == "shop_20240103_000000Z.sql"
+    assert checked == [f"shop_202401{d}_000000Z.sql" for d in ("05", "04", "03")]
+    assert [line.split(",")[0] for line in passed_over] == [
+        "skipped shop_20240104_000000Z.sql", "skipped shop_20240105_000000Z.sql"]

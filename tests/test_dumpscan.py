@@ -75,7 +75,6 @@ def test_copy_data_full_of_backslashes_ends_at_its_own_line(chunk: int) -> None:
     with pytest.raises(UnsafeDump) as caught:
         scan(data + b"\\! echo\n", chunk)
     assert caught.value.line == data.count(b"\n") + 1 and caught.value.command == "!"
-    assert b"".join([MetaCommandGuard().feed(data)]) == data  # feed: the pieces, joined
 
 
 # What psql could read differently from the guard: refused at that line whatever --force says.

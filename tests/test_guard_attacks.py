@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Postgres
-from tests.dbharness import leftovers
-from tests.test_verify import exported, insert_before_items, kompose
+from tests.dbharness import kompose, leftovers
+from tests.test_verify import exported, insert_before_items
 
 T = "CREATE TABLE public.guard_t (a text);\n"
 C = "COPY public.guard_t (a) FROM"

@@ -278,12 +278,14 @@ def newest_complete(stack: Stack, values: Mapping[str, str], db_name: str
     silent). StepError when there is none, or the folder cannot be read."""
     folder = readable_dump_folder(stack, values)
     found = find_dumps(folder, db_name)
-    complete = [d for d in found if incomplete_reason(d.path) is None]
-    if not complete:
-        raise StepError(f"no complete dump of {db_name} in {folder}"
-                        + (f" ({len(found)} incomplete, see db:list)" if found else ""))
-    chosen = complete[-1].path
-    passed_over = [f"skipped {newer.path.name}, newer than {chosen.name}: "
-                   f"{incomplete_reason(newer.path)}"
-                   for newer in found[found.index(complete[-1]) + 1:]]
-    return chosen, passed_over
+    # Newest first, each dump checked once, none older than the one chosen (a check inflates
+    # a compressed dump).
+    newer: list[tuple[Path, str]] = []
+    for dump in reversed(found):
+        reason = incomplete_reason(dump.path)
+        if reason is None:
+            return dump.path, [f"skipped {path.name}, newer than {dump.path.name}: {why}"
+                               for path, why in reversed(newer)]
+        newer.append((dump.path, reason))
+    raise StepError(f"no complete dump of {db_name} in {folder}"
+                    + (f" ({len(found)} incomplete, see db:list)" if found else ""))

@@ -92,7 +92,7 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
             chosen, passed_over = chosen_dump(dump, stack, env.values, db_name)
         except StepError as exc:
             return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
-        proof = DumpProof(chosen, force)
+        proof = DumpProof(chosen, force, checked=dump is None)
         if not _proof_may_wait(ctx, stack):
             refused = proof.refusal()
             if refused is not None:
@@ -118,10 +118,11 @@ class DumpProof:
     creating the scratch database; its answer is waited for before any hook runs or any
     statement of the dump does (:meth:`refusal`)."""
 
-    def __init__(self, dump: Path, force: bool) -> None:
+    def __init__(self, dump: Path, force: bool, checked: bool = False) -> None:
+        """``checked``: the dump was chosen as the newest complete one (checked already)."""
         import threading
 
-        self.dump, self.force = dump, force
+        self.dump, self.force, self.checked = dump, force, checked
         self._answer: tuple[str | None, str | None, str] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="dump-proof", daemon=True)
@@ -142,7 +143,7 @@ class DumpProof:
         # dump that means inflating all of it (0.4 s for a 17 MB directory archive of 600 MB).
         # A plain dump's trailer is read anyway: that costs nothing.
         repeat = manifest is None or refusal is not None or format_of(self.dump) is PLAIN
-        reason = incomplete_reason(self.dump) if repeat else None
+        reason = incomplete_reason(self.dump) if repeat and not self.checked else None
         return reason, refusal, said
 
     def _wait(self) -> tuple[str | None, str | None, str]:

@@ -111,24 +111,20 @@ class MetaCommandGuard:
         self.removed: list[tuple[int, str]] = []  # with force: what was left out
         self._pending = b""
         self._line = 0  # lines completed so far
-        self._state = "sql"  # sql | quote | estring | ident | dollar | block | copy
+        self._state = "sql"  # sql | quote | ident | dollar | block | copy
         self._dollar = b""
         self._depth = 0
         self._statement = bytearray()  # code of the current statement, outside literals
 
-    def feed(self, data: bytes) -> bytes:
-        """What of ``data`` may go to psql now: its whole lines, checked (a line cut at the
-        chunk's end waits for the next)."""
-        return b"".join(self.parts(data))
-
     def parts(self, data: bytes) -> list[bytes | memoryview]:
-        """:meth:`feed` in pieces to write one after the other: COPY data is handed on as a
-        view of ``data``, not copied: ``data`` must be ``bytes`` (never changed afterwards)."""
+        """What of ``data`` may go to psql now, in pieces to write one after the other: its
+        whole lines, checked (a line cut at the chunk's end waits for the next). COPY data is
+        handed on as a view of ``data``, not copied: ``data`` must be ``bytes`` (never changed
+        afterwards)."""
         nul = data.find(b"\0")
         if nul >= 0:
-            raise UnsafeDump(self._line + data.count(b"\n", 0, nul) + 1, "NUL",
-                             "has a NUL byte, which psql cuts lines at (no dump has one); "
-                             "--force does not help")
+            raise _unclear(self._line + data.count(b"\n", 0, nul) + 1,
+                           "has a NUL byte, which psql cuts lines at (no dump has one)")
         start = 0
         out: list[bytes | memoryview] = []
         if self._pending:
@@ -183,27 +179,21 @@ class MetaCommandGuard:
         copy_after = False
         while i < len(line):
             state = self._state
-            if state in ("quote", "estring"):
-                # '…' and E'…': a doubled quote is part of the text. A backslash before a
-                # quote is refused: it escapes the quote in E'…', and in '…' too when
-                # standard_conforming_strings is off or the client encoding makes the
-                # backslash the second byte of a character — settings the dump can change.
-                j = line.find(b"'", i)
+            if state in ("quote", "ident"):
+                # '…' (E'…' too) and "…": a doubled quote is part of the text. A backslash
+                # before a single quote is refused: it escapes the quote in E'…', and in '…'
+                # too when standard_conforming_strings is off or the client encoding makes
+                # the backslash the second byte of a character — settings the dump can change.
+                mark = b"'" if state == "quote" else b'"'
+                j = line.find(mark, i)
                 if j < 0:
                     return line
-                if line[j - 1:j] == b"\\":
-                    self._ambiguous("has a string literal with \\' in it, which psql reads "
-                                    "as its end or not depending on settings the dump itself "
-                                    "can change (standard_conforming_strings, client_encoding)")
-                if line[j + 1:j + 2] == b"'":
-                    i = j + 2
-                    continue
-                self._state, i = "sql", j + 1
-            elif state == "ident":
-                j = line.find(b'"', i)
-                if j < 0:
-                    return line
-                if line[j + 1:j + 2] == b'"':
+                if state == "quote" and line[j - 1:j] == b"\\":
+                    raise _unclear(self._line + 1,
+                                   "has a string literal with \\' in it, which psql reads as "
+                                   "its end or not depending on settings the dump itself can "
+                                   "change (standard_conforming_strings, client_encoding)")
+                if line[j + 1:j + 2] == mark:
                     i = j + 2
                     continue
                 self._state, i = "sql", j + 1
@@ -223,8 +213,8 @@ class MetaCommandGuard:
                 i = match.end()
             else:
                 if copy_after and line[i:].strip():
-                    self._ambiguous("has more on the line of a COPY … FROM stdin statement "
-                                    "(pg_dump writes it alone on its line)")
+                    raise _unclear(self._line + 1, "has more on the line of a COPY … FROM "
+                                   "stdin statement (pg_dump writes it alone on its line)")
                 match = _TOKEN.search(line, i)
                 if match is None:
                     self._statement += line[i:]
@@ -242,9 +232,7 @@ class MetaCommandGuard:
                 elif token == b"/*":
                     self._state, self._depth = "block", 1
                 elif token == b"'":
-                    estring = before in (b"E", b"e") and not _WORD_BEFORE.match(
-                        line[match.start() - 2:match.start() - 1] or b" ")
-                    self._state = "estring" if estring else "quote"
+                    self._state = "quote"
                 elif token == b'"':
                     self._state = "ident"
                 elif token.startswith(b"$"):
@@ -258,8 +246,8 @@ class MetaCommandGuard:
                     self._statement.clear()
                     if _COPY_FIRST.match(statement):
                         if not _COPY_STDIN.match(statement):
-                            self._ambiguous("has a COPY statement that is not pg_dump's "
-                                            "COPY … FROM stdin")
+                            raise _unclear(self._line + 1, "has a COPY statement that is not "
+                                           "pg_dump's COPY … FROM stdin")
                         copy_after = True
                 else:  # a backslash: a meta-command, which takes the rest of the line
                     meta = _META.match(line, match.start())
@@ -274,6 +262,8 @@ class MetaCommandGuard:
             self._state = "copy"
         return line
 
-    def _ambiguous(self, why: str) -> None:
-        raise UnsafeDump(self._line + 1, "", why + "; --force does not help")
+
+def _unclear(line: int, why: str) -> UnsafeDump:
+    """The refusal of what psql could read differently from the guard (no --force for it)."""
+    return UnsafeDump(line, "", why + "; --force does not help")
 

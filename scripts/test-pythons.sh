@@ -2,9 +2,10 @@
 # The test suite on the oldest and the newest Python the package claims (pyproject classifiers),
 # each in its own venv (.venv-3.10, .venv-3.13), against the same Docker engine and PostgreSQL
 # server as scripts/test.sh (run that first: it sets them up). Extra arguments go to pytest.
-# The tests on the Swarm cluster (marked `swarm`) run in scripts/test.sh only: they drive the
-# same docker subprocesses on every Python and take minutes; KOMPOSE_TEST_PYTHONS_SWARM=1 runs
-# them here too.
+# The tests on the Swarm cluster (marked `swarm`) and those of a database in a container
+# (marked `container`; most are twins of host-mode tests that run here) run in scripts/test.sh only:
+# they drive the same docker subprocesses on every Python and take most of the suite's time.
+# KOMPOSE_TEST_PYTHONS_ALL=1 runs them here too.
 #
 # Interpreters: python3.X on PATH, else pyenv's ~/.pyenv/versions/3.X.*. One that is missing is
 # skipped with a message, or fails the run under KOMPOSE_REQUIRE_INTEGRATION=1 (as .ci/run sets).
@@ -35,8 +36,8 @@ for version in ${KOMPOSE_TEST_PYTHONS:-3.10 3.13}; do
     touch "$venv/.kompose-installed"
   fi
   echo "== pytest on $("$venv/bin/python" -V)"
-  marker=(-m "not swarm")
-  [ "${KOMPOSE_TEST_PYTHONS_SWARM:-0}" = 1 ] && marker=()
+  marker=(-m "not swarm and not container")
+  [ "${KOMPOSE_TEST_PYTHONS_ALL:-0}" = 1 ] && marker=()
   PATH="$PWD/$venv/bin:$PATH" "$venv/bin/python" -m pytest -q -p no:cacheprovider "${marker[@]}" "$@" || status=1
 done
 exit $status

@@ -36,11 +36,15 @@ pytest_plugins = ["tests.swarmfixture"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test on the Swarm cluster is marked ``swarm`` (scripts/test-pythons.sh leaves them
-    to the main run: they drive the same subprocesses on every Python, and take minutes)."""
+    """Every test on the Swarm cluster is marked ``swarm``, and every test of a database in a
+    container (by its name or parameters) ``container``: scripts/test-pythons.sh leaves both
+    to the main run. They drive the same docker subprocesses on every Python and take most of
+    the suite's time; most container tests are twins of host-mode ones, which run everywhere."""
     for item in items:
         if "swarm_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.swarm)
+        if "container" in item.name:
+            item.add_marker(pytest.mark.container)
 _CLEARED = ("KOMPOSE_", "COMPOSE_", "DOCKER_", "PG", "DB_", "NETWORK_NAME", "NO_COLOR")
 
 

@@ -21,11 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from kompose_py.db import journal as journal_mod
 from kompose_py.db import transfer
 from kompose_py.db.dblock import locked_import
 from kompose_py.db.dumpfiles import chosen_dump, dump_folder, incomplete_reason
 from kompose_py.db.dumpproof import check_manifest
+from kompose_py.db.journal import Journal
 from kompose_py.db.lock import locked
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
@@ -41,7 +41,6 @@ from kompose_py.results import StackResult
 from kompose_py.runner.command import Outcome
 from kompose_py.stacks import Stack
 
-Journal = journal_mod.Journal
 
 # -- import -------------------------------------------------------------------------------
 def resolve_dump(given: str, cwd: Path, root: Path, stack: Stack,

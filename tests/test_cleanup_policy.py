@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import gzip
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from kompose_py.db.dumpfiles import remove_dump, sweep_leftovers
+from kompose_py.db.manifest import Manifest, digest, write_manifest
 from tests.conftest import COMPOSE, REPO, Result, dump_text, make_stacks, run_kompose
 
 COMPLETE = gzip.compress(dump_text().encode())
@@ -55,9 +57,16 @@ def fates(err: str) -> list[str]:
 def example_root(tmp_path: Path) -> tuple[Path, Path]:
     root, folder = stack_root(tmp_path, EXAMPLE_POLICY, EXAMPLE, hooks="")
     (folder / CUT_OFF).write_bytes(COMPLETE[:20])
-    (folder / "shop_20250203_020000Z.sql.gz.json").write_text("{}\n")  # a manifest
-    (folder / "shop_20250131_020000Z.sql.gz.json").write_text("{}\n")
+    for name in ("shop_20250203_020000Z.sql.gz", "shop_20250131_020000Z.sql.gz"):
+        seal(folder / name)  # a manifest beside it, which goes with it
     return root, folder
+
+
+def seal(dump: Path) -> None:
+    """A manifest for the dump's bytes (as an export writes one)."""
+    sha, size, files = digest(dump)
+    write_manifest(dump, Manifest(dump.name, "plain", "gzip", size, sha, "shop",
+                                  "2025-01-01T00:00:00Z", "15.0", "15.0", {}, files=files))
 
 
 def readme_example() -> list[str]:
@@ -200,17 +209,43 @@ def test_a_dump_that_cannot_be_deleted_fails_the_stack_and_the_rest_goes(
         tmp_path: Path) -> None:
     root, folder = stack_root(tmp_path, "", ["20250101_000000", "20250102_000000",
                                              "20250103_000000"])
-    # Root may unlink anything in a folder whatever its mode: a folder where the oldest
-    # dump's manifest should be is what makes its removal fail here.
-    manifest = folder / "shop_20250101_000000Z.sql.gz.json"
-    manifest.mkdir()
-    (manifest / "x").write_text("x")
-    r = cleanup(root, "--keep-last", "1")
+    # Root may unlink anything in a folder whatever its mode: an immutable file may not be.
+    oldest = folder / "shop_20250101_000000Z.sql.gz"
+    subprocess.run(["chattr", "+i", str(oldest)], check=True)
+    try:
+        r = cleanup(root, "--keep-last", "1")
+    finally:
+        subprocess.run(["chattr", "-i", str(oldest)], check=True)
     assert r.code == 1, r.err
-    assert f"could not delete shop_20250101_000000Z.sql.gz: Is a directory: {manifest}" \
-        in r.err, r.err
+    assert f"could not delete {oldest.name}: Operation not permitted: {oldest}" in r.err, r.err
     assert "deleted shop_20250102_000000Z.sql.gz" in r.err
-    assert dumps(folder) == [manifest.name, "shop_20250103_000000Z.sql.gz"]
+    assert dumps(folder) == [oldest.name, "shop_20250103_000000Z.sql.gz"]
+
+
+def test_a_damaged_dump_is_never_the_one_kept(tmp_path: Path) -> None:
+    """A dump whose bytes are not those its manifest lists (or whose manifest cannot be read)
+    is left alone like an incomplete one: never counted, never deleted, said; the newest good
+    one is kept, and the import passes over the damaged one."""
+    root, folder = stack_root(tmp_path, "", ["20250101_000000", "20250102_000000",
+                                             "20250103_000000", "20250104_000000"])
+    newest, third = folder / "shop_20250104_000000Z.sql.gz", folder / "shop_20250103_000000Z.sql.gz"
+    seal(newest)
+    newest.write_bytes(newest.read_bytes() + gzip.compress(b"-- more\n"))  # still complete
+    (folder / f"{third.name}.json").mkdir()  # a manifest that cannot be read
+    r = cleanup(root, "--keep-last", "1")
+    assert r.code == 0, r.err
+    assert f"leave {newest.name}: does not match its manifest: " in r.err, r.err
+    assert f"leave {third.name}: " in r.err
+    assert "kept 1 of 2 complete dumps of shop; 2 not matching its manifest left alone" \
+        in r.err, r.err
+    assert dumps(folder) == ["shop_20250102_000000Z.sql.gz", third.name, f"{third.name}.json",
+                             newest.name, f"{newest.name}.json"]
+    plan = run_kompose("--root", str(root), "--dry-run", "shop", "db:import")
+    assert f"skipped {newest.name}, newer than shop_20250102_000000Z.sql.gz: does not match " \
+        f"its manifest" in plan.err, plan.err
+    listed = run_kompose("--root", str(root), "shop", "db:list")
+    assert f"{newest.name}" in listed.out and "DAMAGED: does not match its manifest" \
+        in listed.out, listed.out
 
 
 def test_remove_dump_takes_a_directory_dump_and_its_manifest(tmp_path: Path) -> None:
@@ -265,3 +300,84 @@ def test_the_options_are_the_rules() -> None:
     from kompose_py.db.upkeep import RULES
 
     assert (*COUNT_RULES, "within") == RULES
+
+
+def test_policy_a_pre_hook_writes_is_the_one_used(tmp_path: Path) -> None:
+    hook = 'hook_pre_db_cleanup() { echo DB_KEEP_LAST=2 >> "$KOMPOSE_ENV_FILE"; }\n'
+    root, folder = stack_root(tmp_path, "DB_KEEP_LAST=5\n", EXAMPLE[:4], hooks=hook)
+    r = cleanup(root)
+    assert r.code == 0, r.err
+    assert "policy: keep 2 last (from DB_KEEP_LAST (written by a pre hook))" in r.err, r.err
+    assert len(dumps(folder)) == 2
+
+
+def test_a_bad_variable_names_its_layer_and_never_shows_a_secret(tmp_path: Path) -> None:
+    secret = "s3cret-keep-pw"
+    root, folder = stack_root(tmp_path, f"DB_PASSWORD={secret}\nDB_KEEP_LAST=${{DB_PASSWORD}}\n",
+                              EXAMPLE[:3])
+    for args in ((), ("--json",)):
+        r = run_kompose("--root", str(root), *args, "shop", "db:cleanup")
+        assert r.code == 1, r.err
+        assert secret not in r.out + r.err
+        assert "DB_KEEP_LAST=***: expected a whole number" in r.out + r.err, r.out + r.err
+        assert "(set in stack .env)" in r.out + r.err
+    assert len(dumps(folder)) == 3
+    # DB_KEEP_WITHIN=0 sets no rule, like a 0 count: kompose's default, the newest kept
+    root, folder = stack_root(tmp_path / "zero", "DB_KEEP_WITHIN=0\n", EXAMPLE[:3])
+    r = cleanup(root)
+    assert r.code == 0 and "DB_KEEP_WITHIN set no rule" in r.err, r.err
+    assert dumps(folder) == [f"shop_{EXAMPLE[2]}Z.sql.gz"]
+
+
+def test_a_shared_dump_folder_is_locked_across_roots(tmp_path: Path) -> None:
+    """Two kompose roots (or hosts) whose stack of the same name writes to one DB_DUMP_DIR:
+    while one holds the dump folder's lock, the other's cleanup deletes nothing."""
+    import fcntl
+
+    nas = tmp_path / "nas"
+    (nas / "shop").mkdir(parents=True)
+    for stamp in EXAMPLE[:3]:
+        (nas / "shop" / f"shop_{stamp}Z.sql.gz").write_bytes(COMPLETE)
+    root_b, _ = stack_root(tmp_path / "b", f"DB_DUMP_DIR={nas}\n")
+    # What root A's export holds while it runs: the same flock, on the same file.
+    with open(nas / "shop" / ".kompose.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write(b"kompose db:export (pid 1 on host-a, since now, for /srv/a/shop)")
+        lock.flush()
+        r = cleanup(root_b, "--keep-last", "1")
+        assert r.code == 1, r.err
+        assert f"shop is busy (its dump folder {nas / 'shop'} is in use): kompose db:export " \
+               f"(pid 1 on host-a" in r.err, r.err
+        assert len(list((nas / "shop").glob("shop_*"))) == 3
+    r = cleanup(root_b, "--keep-last", "1")
+    assert r.code == 0, r.err
+    assert len(list((nas / "shop").glob("shop_*"))) == 1
+
+
+def test_a_dump_folder_that_is_not_a_folder_is_said(tmp_path: Path) -> None:
+    """DB_DUMP_DIR's folder for the stack is a dangling symlink (a share not mounted behind
+    it) or a file: an error of that stack, never "there are no dumps"."""
+    root, _ = stack_root(tmp_path, "DB_DUMP_DIR=dumps\n", root_env="")
+    (root / "dumps").mkdir()
+    (root / "dumps" / "shop").symlink_to(tmp_path / "not-mounted" / "shop")
+    for command in ("db:cleanup", "db:list", "db:import"):
+        r = run_kompose("--root", str(root), "shop", command)
+        assert r.code == 1, (command, r.err)
+        assert f"the dump folder {root / 'dumps' / 'shop'} is a symlink to nothing" \
+            in r.out + r.err, (command, r.out, r.err)
+    (root / "dumps" / "shop").unlink()
+    (root / "dumps" / "shop").write_text("")
+    r = run_kompose("--root", str(root), "shop", "db:export")
+    assert r.code == 1 and "is not a folder" in r.err, r.err
+
+
+def test_a_name_at_the_ends_of_the_calendar_is_no_dump(tmp_path: Path) -> None:
+    """Old local-time names the local zone cannot place (year 1 west of UTC, 9999-12-31 east
+    of it) are not dumps; the other stacks and the listing go on."""
+    root, folder = stack_root(tmp_path, "", EXAMPLE[:1])
+    (folder / "shop_00010101_000000.sql").write_text(dump_text())
+    (folder / "shop_99991231_235959.sql").write_text(dump_text())
+    for zone in ("America/New_York", "Asia/Kolkata"):
+        r = run_kompose("--root", str(root), "shop", "db:list", env={"TZ": zone})
+        assert r.code == 0, r.err
+        assert "1 dump" in r.out and "internal error" not in r.out + r.err, r.out + r.err

@@ -148,6 +148,22 @@ def test_policy_from_variables_and_flags() -> None:
     assert str(parse_policy(None, env)) == "keep 7 daily, 4 weekly, within 2d of the newest"
 
 
+def test_zero_within_variable_sets_no_rule_and_huge_spans_keep_everything() -> None:
+    for zero in ("0", "00", " 0 "):
+        assert parse_policy(None, {"DB_KEEP_WITHIN": zero}) == Policy()
+    now = datetime(2026, 12, 6, tzinfo=timezone.utc)
+    times = [datetime(2026, 12, d, tzinfo=timezone.utc) for d in range(1, 6)]
+    for span in ("10000y", "2026y", "99999999999h", "99999999999d"):
+        decisions = apply_policy([(t, t) for t in times],
+                                 Policy(within=parse_duration(span)), now=now)
+        assert all(d.keep for d in decisions), span
+    # measured from the newest dump before now: one named in the future changes nothing
+    future = datetime(2099, 1, 1, tzinfo=timezone.utc)
+    kept = {d.id for d in apply_policy([(t, t) for t in [*times, future]],
+                                       Policy(within=Duration(days=2)), now=now) if d.keep}
+    assert kept == {times[3], times[4], future}
+
+
 @pytest.mark.parametrize(("flags", "env", "error", "message"), [
     (None, {"DB_KEEP_DAILY": "seven"}, ConfigError,
      r"^DB_KEEP_DAILY=seven: expected a whole number ≥ 0 \(or -1 for all\)$"),
@@ -276,7 +292,9 @@ def test_restic_edge_cases(tmp_path: Path) -> None:
     times = [datetime(2024, 3, 1, 12, tzinfo=timezone.utc),
              datetime(2024, 3, 1, 23, 59, 59, tzinfo=timezone.utc),
              datetime(2024, 3, 2, 0, 0, 30, tzinfo=timezone.utc),
-             datetime(2024, 3, 31, tzinfo=timezone.utc)]
+             datetime(2024, 3, 31, tzinfo=timezone.utc),
+             # a name that says a time still to come: not "the newest" for --keep-within
+             datetime(2099, 1, 1, tzinfo=timezone.utc)]
     env = _repository(restic, times, tmp_path)
 
     def restic_keeps(*flags: str) -> set[datetime]:
@@ -289,6 +307,11 @@ def test_restic_edge_cases(tmp_path: Path) -> None:
     ours = {d.time for d in apply_policy([(t, t) for t in times],
                                          Policy(within=Duration(months=1)), False) if d.keep}
     assert restic_keeps("--keep-within=1m") == ours == set(times[2:])
+    for span, kept in (("7d", {times[3], times[4]}), ("10000y", set(times))):
+        ours = {d.time for d in apply_policy([(t, t) for t in times],
+                                             Policy(within=parse_duration(span)), False)
+                if d.keep}
+        assert restic_keeps(f"--keep-within={span}") == ours == kept, span
     version = subprocess.run([restic, "version"], env=env, capture_output=True, text=True,
                              check=True).stdout
     if version.startswith("restic 0.14"):

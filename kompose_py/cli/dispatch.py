@@ -191,6 +191,8 @@ def execute(inv: Invocation) -> int:
         stack_ctx = ctx if parallel == 1 else replace(
             ctx, runner=runner.labelled(stack.name.ljust(reporter.label_width)))
         result = job(stack_ctx, stack, env)
+        if result.message:  # (a refusal before the pipeline may quote a value with a secret)
+            result.message = mask(result.message, secrets)
         reporter.stack_end(stack.name, result)
         done.append(result)
         return result

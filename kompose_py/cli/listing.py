@@ -90,7 +90,7 @@ def age(seconds: float) -> str:
 
 def list_db_dumps(request: ReportRequest) -> int:
     """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
-    from kompose_py.db.dumpfiles import human_size
+    from kompose_py.db.dumpfiles import damaged, human_size
     from kompose_py.db.postgres.formats import dump_kind
     from kompose_py.db.recovery import interrupted_import
     from kompose_py.db.settings import is_database_stack
@@ -113,7 +113,8 @@ def list_db_dumps(request: ReportRequest) -> int:
                           "dumps": [{"file": str(i.dump.path), "size": i.size,
                                      **dump_kind(i.dump.path),
                                      "age_seconds": round(i.age_seconds),
-                                     "complete": i.problem is None, "problem": i.problem}
+                                     "complete": i.problem is None or damaged(i.problem),
+                                     "problem": i.problem}
                                     for i in dumps],
                           "interrupted_import": interrupted_import(stack) if db else None})
         write_report(out, request.command, {"stacks": items})
@@ -132,8 +133,9 @@ def list_db_dumps(request: ReportRequest) -> int:
         out.write(paint(f"{stack.name} ({db.name}): {plural(len(dumps), 'dump')}{where}",
                         "bold") + "\n")
         for info in dumps:
-            mark = "" if info.problem is None else \
-                "  " + paint(f"INCOMPLETE: {info.problem}", "red")
+            mark = "" if info.problem is None else "  " + paint(
+                f"{'DAMAGED' if damaged(info.problem) else 'INCOMPLETE'}: {info.problem}",
+                "red")
             out.write(f"  {info.dump.path.name}  {human_size(info.size):>9}  "
                       f"{age(info.age_seconds)}{mark}\n")
         leftover = interrupted_import(stack)

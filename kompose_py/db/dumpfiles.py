@@ -63,10 +63,12 @@ def parse_dump_name(path: Path, db_name: str) -> Dump | None:
         return None
     try:
         stamp = datetime.strptime(match["ts"], "%Y%m%d_%H%M%S")
-    except ValueError:
+        # Old names are local time: astimezone() on a naive time reads it in the local zone
+        # (which cannot place a time at the very ends of the calendar: no dump's name).
+        aware = stamp.replace(tzinfo=timezone.utc) if match["utc"] else stamp.astimezone()
+        aware.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    # Old names are local time: astimezone() on a naive time reads it in the local zone.
-    aware = stamp.replace(tzinfo=timezone.utc) if match["utc"] else stamp.astimezone()
     return Dump(aware, int(match["n"] or 1), path)
 
 
@@ -90,7 +92,7 @@ def find_dumps(folder: Path, db_name: str) -> list[Dump]:
 
 def complete_dumps(folder: Path, db_name: str) -> list[Dump]:
     """Only the complete ones, oldest first: what "newest dump" and cleanup count."""
-    return [d for d in find_dumps(folder, db_name) if incomplete_reason(d.path) is None]
+    return [d for d in find_dumps(folder, db_name) if dump_problem(d.path) is None]
 
 
 def dump_name(db_name: str, when: datetime, counter: int, fmt: DumpFormat) -> str:
@@ -110,6 +112,24 @@ def human_size(size: float) -> str:
 def incomplete_reason(path: Path) -> str | None:
     """None for a complete dump, else why it is not one (a short phrase), by its format."""
     return format_of(path).incomplete(path)
+
+
+def damaged(problem: str) -> bool:
+    """Whether a :func:`dump_problem` phrase is about the manifest (the dump's bytes are not
+    those written) rather than the dump's own completeness."""
+    return problem.startswith(("does not match its manifest", "its manifest", "unreadable"))
+
+
+def dump_problem(path: Path) -> str | None:
+    """Why a dump cannot be counted on (a short phrase), or None: its manifest says other
+    sizes or cannot be read (the import would refuse it), or it is not complete by its
+    format. What the newest dump, cleanup and db:list go by: a damaged dump is never the
+    one kept while good ones are deleted. The sha256 is left to the import and db:verify,
+    which read the whole dump anyway."""
+    from kompose_py.db.manifest import check_manifest
+
+    _, refusal, _ = check_manifest(path, full=False)
+    return refusal if refusal is not None else incomplete_reason(path)
 
 
 def dump_size(path: Path) -> int:
@@ -142,13 +162,23 @@ def dump_folder(stack: Stack, values: Mapping[str, str]) -> Path:
 
 
 def dump_dir_problem(stack: Stack, values: Mapping[str, str]) -> str | None:
-    """One line when ``DB_DUMP_DIR`` is set but is not a folder that exists, else None."""
+    """One line when ``DB_DUMP_DIR`` is set but is not a folder that exists, or when the
+    stack's folder in it is something else than a folder (a file, a dangling symlink), else
+    None."""
     base = dump_dir_setting(values, stack.path.parent)
-    if base is None or base.is_dir():
+    if base is None:
         return None
-    what = "is not a folder" if base.exists() else "does not exist"
-    return (f"{DUMP_DIR} {base} {what} (a share that is not mounted?); kompose creates "
-            f"{base / stack.name} in it but never {DUMP_DIR} itself")
+    if not base.is_dir():
+        what = "is not a folder" if base.exists() else "does not exist"
+        return (f"{DUMP_DIR} {base} {what} (a share that is not mounted?); kompose creates "
+                f"{base / stack.name} in it but never {DUMP_DIR} itself")
+    own = base / stack.name
+    if os.path.lexists(own) and not own.is_dir():
+        what = "a symlink to nothing" if own.is_symlink() and not own.exists() \
+            else "not a folder"
+        return (f"the dump folder {own} is {what} (a share that is not mounted?); "
+                f"kompose reads and writes {stack.name}'s dumps only in a folder there")
+    return None
 
 
 def readable_dump_folder(stack: Stack, values: Mapping[str, str]) -> Path:
@@ -282,7 +312,7 @@ def newest_complete(stack: Stack, values: Mapping[str, str], db_name: str
     # a compressed dump).
     newer: list[tuple[Path, str]] = []
     for dump in reversed(found):
-        reason = incomplete_reason(dump.path)
+        reason = dump_problem(dump.path)
         if reason is None:
             return dump.path, [f"skipped {path.name}, newer than {dump.path.name}: {why}"
                                for path, why in reversed(newer)]

@@ -133,23 +133,3 @@ class DumpEvidence:
 
 
 # -- reading a dump back ----------------------------------------------------------------------
-def check_manifest(dump: Path) -> tuple[mf.Manifest | None, str | None, str]:
-    """Before a dump is used: (its manifest or None, why it must not be used or None (a
-    phrase about the dump, without its name), a line to say). No manifest is not a
-    refusal."""
-    path = mf.manifest_path(dump)
-    if not path.exists():
-        return None, None, (f"no manifest beside {dump.name} (a dump of kompose.sh or of an "
-                            f"older kompose): its checksum cannot be checked")
-    try:
-        manifest = mf.read_manifest(path)
-        if manifest.dump != dump.name:
-            return manifest, f"its manifest {path.name} describes {manifest.dump}", ""
-        differs = mf.mismatch(dump, manifest)
-    except mf.ManifestError as exc:
-        return None, f"its manifest cannot be used: {exc.message}", ""
-    except OSError as exc:
-        return None, f"unreadable ({exc.strerror or exc})", ""
-    if differs is not None:
-        return manifest, f"does not match its manifest: {differs}", ""
-    return manifest, None, f"{dump.name} matches its manifest (sha256 {manifest.sha256[:12]}…)"

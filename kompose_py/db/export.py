@@ -236,7 +236,8 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, kind: Kind | None = Non
         return []
 
     return locked(ctx, stack, "db:export",
-                  lambda: with_recovery(ctx, stack, env, "db:export", main, hook_args))
+                  lambda: with_recovery(ctx, stack, env, "db:export", main, hook_args),
+                  env.values)
 
 
 def _env_kind(env: dict[str, str]) -> Kind | None:

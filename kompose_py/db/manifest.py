@@ -284,6 +284,29 @@ def mismatch(dump: Path, manifest: Manifest, full: bool = True) -> str | None:
     return None
 
 
+def check_manifest(dump: Path, full: bool = True) -> tuple[Manifest | None, str | None, str]:
+    """Before a dump is used: (its manifest or None, why it must not be used or None (a
+    phrase about the dump, without its name), a line to say). No manifest is not a
+    refusal. ``full``: the sha256 too; without it only the sizes are compared (no dump is
+    read: cheap enough to ask of every dump in a folder)."""
+    path = manifest_path(dump)
+    if not path.exists():
+        return None, None, (f"no manifest beside {dump.name} (a dump of kompose.sh or of an "
+                            f"older kompose): its checksum cannot be checked")
+    try:
+        manifest = read_manifest(path)
+        if manifest.dump != dump.name:
+            return manifest, f"its manifest {path.name} describes {manifest.dump}", ""
+        differs = mismatch(dump, manifest, full)
+    except ManifestError as exc:
+        return None, f"its manifest cannot be used: {exc.message}", ""
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})", ""
+    if differs is not None:
+        return manifest, f"does not match its manifest: {differs}", ""
+    return manifest, None, f"{dump.name} matches its manifest (sha256 {manifest.sha256[:12]}…)"
+
+
 def count_differences(expected: Mapping[str, int], actual: Mapping[str, int]
                       ) -> list[str]:
     """Per table, how the restored counts differ from the manifest's: lines for a report."""

@@ -24,9 +24,9 @@ from typing import IO, Any
 from kompose_py.db import transfer
 from kompose_py.db.dblock import locked_import
 from kompose_py.db.dumpfiles import chosen_dump, dump_folder, incomplete_reason
-from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.journal import Journal
 from kompose_py.db.lock import locked
+from kompose_py.db.manifest import check_manifest
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.postgres.formats import PLAIN, format_of
@@ -107,7 +107,7 @@ def import_(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
         return with_recovery(ctx, stack, env, "db:import", main,
                              lambda run, phase: [str(chosen)], files=[str(chosen)])
 
-    return locked(ctx, stack, "db:import", body)
+    return locked(ctx, stack, "db:import", body, env.values)
 
 
 class DumpProof:

@@ -14,7 +14,9 @@ How the rules count, as restic does:
 - ``within 1y2m3d4h`` keeps every dump made strictly after the newest dump minus that span,
   the span taken in calendar terms (years, months, days, then hours, normalised as Go's
   ``AddDate`` does: 31 March minus one month is 3 March, not 28 February). It is measured from
-  the newest dump, not from now, so a stack whose exports stopped keeps its last backups.
+  the newest dump, not from now, so a stack whose exports stopped keeps its last backups; a
+  dump whose name says a time still to come is not "the newest" (restic's rule), and a span
+  that reaches before year 1 keeps everything.
 - ``keep_oldest`` (restic 0.16 and later): when a calendar or ``last`` rule still has counts
   left at the oldest dump, that oldest dump is kept too ("oldest daily snapshot"), so a young
   history is not thinned below what the policy asks for. restic 0.14/0.15 (Debian 12's 0.14.0)
@@ -64,11 +66,19 @@ class Duration:
             if value)
 
     def before(self, when: datetime) -> datetime:
-        """``when`` minus this span, the way Go's ``AddDate`` then ``Add`` count it."""
-        month0 = when.month - 1 - self.months
-        year = when.year - self.years + month0 // 12
-        first = when.replace(year=year, month=month0 % 12 + 1, day=1)
-        return first + timedelta(days=when.day - 1 - self.days, hours=-self.hours)
+        """``when`` minus this span, the way Go's ``AddDate`` then ``Add`` count it; a span
+        that reaches before year 1 gives the earliest time (it keeps every dump, as restic's
+        does)."""
+        try:
+            month0 = when.month - 1 - self.months
+            year = when.year - self.years + month0 // 12
+            first = when.replace(year=year, month=month0 % 12 + 1, day=1)
+            return first + timedelta(days=when.day - 1 - self.days, hours=-self.hours)
+        except (OverflowError, ValueError):
+            return EARLIEST
+
+
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,10 @@ def parse_policy(flags: Mapping[str, int | str | None] | None = None,
     counts = {rule: _count(values[rule], names[rule], error)
               for rule in COUNT_RULES if rule in values}
     within = Duration()
-    if "within" in values:
+    if "within" in values and error is ConfigError \
+            and re.fullmatch(r"0+", str(values["within"]).strip()):
+        pass  # DB_KEEP_WITHIN=0: no rule, as 0 is for every DB_KEEP_* count
+    elif "within" in values:
         try:
             within = parse_duration(str(values["within"]), names["within"])
         except UsageError as exc:
@@ -186,9 +199,12 @@ def _bucket(rule: str, when: datetime, nr: int) -> int:
 
 
 def apply_policy(items: Iterable[tuple[T, datetime]], policy: Policy,
-                 keep_oldest: bool = True) -> list[Decision[T]]:
+                 keep_oldest: bool = True, now: datetime | None = None
+                 ) -> list[Decision[T]]:
     """Every item with its fate, newest first. Times must be timezone-aware (compared and
-    bucketed in UTC). ``keep_oldest``: restic 0.16+'s rule (see the module text)."""
+    bucketed in UTC). ``keep_oldest``: restic 0.16+'s rule (see the module text). ``now``
+    (default: the clock): ``within`` is measured from the newest item before it, as restic
+    does, so a dump whose name says a future time cannot push every real one out."""
     listed: list[tuple[int, T, datetime]] = []
     for index, (ident, when) in enumerate(items):
         if when.tzinfo is None or when.utcoffset() is None:
@@ -202,7 +218,12 @@ def apply_policy(items: Iterable[tuple[T, datetime]], policy: Policy,
         return []
     left = {rule: getattr(policy, rule) for rule in COUNT_RULES}
     last_seen: dict[str, int | None] = dict.fromkeys(COUNT_RULES)
-    cutoff = policy.within.before(listed[0][2]) if policy.within else None
+    if policy.within:
+        clock = now or datetime.now(timezone.utc)
+        newest = max((when for _, _, when in listed if when < clock), default=EARLIEST)
+        cutoff: datetime | None = policy.within.before(newest)
+    else:
+        cutoff = None
     decisions: list[Decision[T]] = []
     for nr, (_, ident, when) in enumerate(listed):
         reasons: list[str] = []

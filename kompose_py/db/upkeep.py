@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from kompose_py.db.dumpfiles import (
     Dump,
+    damaged,
     dump_folder,
+    dump_problem,
     dump_size,
     find_dumps,
-    incomplete_reason,
     readable_dump_folder,
     remove_dump,
     sweep_leftovers,
@@ -44,26 +45,41 @@ RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within")
 KEEP_OLDEST = True
 
 
-def cleanup_policy(flags: Mapping[str, int | str | None], env: StackEnv
-                   ) -> tuple[Policy, str]:
+def cleanup_policy(flags: Mapping[str, int | str | None], values: Mapping[str, str],
+                   sources: Mapping[str, str]) -> tuple[Policy, str]:
     """The run's retention policy and where it comes from, in words. The ``--keep-*``
     options replace the ``DB_KEEP_*`` variables as a whole (see retention.parse_policy);
-    neither: keep the newest dump, as kompose always did. Raises ConfigError for a variable
-    that does not read."""
+    neither: keep the newest dump, as kompose always did. ``sources``: where each variable
+    was set (its layer). Raises ConfigError for a variable that does not read, naming where
+    it was set."""
     from kompose_py.db.retention import ENV_NAMES, Policy, parse_policy
+    from kompose_py.errors import ConfigError
 
-    policy = parse_policy(flags, env.values)
+    try:
+        policy = parse_policy(flags, values)
+    except ConfigError as exc:
+        var = next((v for v in ENV_NAMES.values() if exc.message.startswith(f"{v}=")), None)
+        if var is None:
+            raise
+        raise ConfigError(f"{exc.message} (set in {sources.get(var, 'the environment')})"
+                          ) from None
     if any(v is not None for v in flags.values()):
         return policy, "from the command line"
-    used = [var for var in ENV_NAMES.values() if env.values.get(var, "").strip()]
+    used = [var for var in ENV_NAMES.values() if values.get(var, "").strip()]
     if policy.empty:
         return Policy(last=1), "kompose's default: no --keep-* option" + (
             f", and {', '.join(used)} set no rule" if used else ", no DB_KEEP_* variable")
     layers: dict[str, list[str]] = {}
     for var in used:
-        layers.setdefault(env.sources.get(var, "environment"), []).append(var)
+        layers.setdefault(sources.get(var, "environment"), []).append(var)
     return policy, "from " + "; ".join(f"{', '.join(names)} ({layer})"
                                        for layer, names in layers.items())
+
+
+def _hook_sources(env: StackEnv, values: Mapping[str, str]) -> dict[str, str]:
+    """``env.sources``, with what a pre hook wrote (a value that differs) said so."""
+    return {**env.sources, **{key: "written by a pre hook" for key, value in values.items()
+                              if env.values.get(key) != value}}
 
 
 def _reason_text(reason: str, when: datetime, policy: Policy) -> str:
@@ -91,7 +107,7 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         return skipped(stack)
     db_name = env.values["DB_NAME"]
     try:
-        policy, source = cleanup_policy(flags, env)
+        cleanup_policy(flags, env.values, env.sources)
     except KomposeError as exc:
         # Before any hook: a policy that does not read must not become "delete by default".
         return StackResult(stack.name, "failed", exit_code=1, message=exc.message)
@@ -100,20 +116,28 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         from kompose_py.db.manifest import manifest_path
         from kompose_py.db.retention import apply_policy
 
+        try:  # again: a pre hook may have written DB_KEEP_* (as it may DB_DUMP_DIR)
+            policy, source = cleanup_policy(flags, run.env, _hook_sources(env, run.env))
+        except KomposeError as exc:
+            run.fail(exc.message + "; nothing was deleted")
+            return
+
         folder = readable_dump_folder(stack, run.env)
-        for name, why in sweep_leftovers(folder, db_name, remove=not ctx.dry_run):
-            run.note(f"{'would remove' if ctx.dry_run else 'removed'} {name}, {why}")
+        for name, left_by in sweep_leftovers(folder, db_name, remove=not ctx.dry_run):
+            run.note(f"{'would remove' if ctx.dry_run else 'removed'} {name}, {left_by}")
         found = find_dumps(folder, db_name)
-        problems = {d.path: incomplete_reason(d.path) for d in found}
+        problems = {d.path: dump_problem(d.path) for d in found}
         dumps = [d for d in found if problems[d.path] is None]
-        incomplete = len(found) - len(dumps)
+        spoilt = sum(1 for why in problems.values() if why is not None and damaged(why))
+        incomplete = len(found) - len(dumps) - spoilt
         run.note(f"policy: {policy} ({source})")
         decisions = apply_policy([(d, d.timestamp) for d in dumps], policy, KEEP_OLDEST)
         failed: list[str] = []
         for dump in found:
-            if problems[dump.path] is not None:  # never counted, never deleted
-                run.note(f"leave {dump.path.name}: not a complete dump "
-                         f"({problems[dump.path]})")
+            why = problems[dump.path]
+            if why is not None:  # never counted, never deleted
+                run.note(f"leave {dump.path.name}: "
+                         + (why if damaged(why) else f"not a complete dump ({why})"))
         for decision in reversed(decisions):  # oldest first, as db:list shows them
             dump = decision.id
             manifest = manifest_path(dump.path)
@@ -136,7 +160,9 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         kept = sum(d.keep for d in decisions)
         run.note(f"{'would keep' if ctx.dry_run else 'kept'} {kept} of {len(dumps)} complete "
                  f"dumps of {db_name}"
-                 + (f"; {incomplete} incomplete left alone (see db:list)" if incomplete else ""))
+                 + "".join(f"; {n} {what} left alone (see db:list)" for n, what in (
+                     (incomplete, "incomplete"), (spoilt, "not matching its manifest"))
+                     if n))
         if failed:
             run.fail(f"could not delete {len(failed)} dump(s): {failed[0]}"
                      + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
@@ -144,7 +170,8 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
     # Under the lock: an import may be reading the very dump cleanup would delete.
     return locked(ctx, stack, "db:cleanup",
                   lambda: run_with_hooks(ctx, stack, env, "db:cleanup", main,
-                                         lambda run, phase: [], hook_env=pg_hook_env))
+                                         lambda run, phase: [], hook_env=pg_hook_env),
+                  env.values)
 
 
 @dataclass(frozen=True)
@@ -161,7 +188,7 @@ def list_dumps(stack: Stack, env: StackEnv) -> tuple[DbSettings | None, list[Dum
         return None, []
     now = datetime.now(timezone.utc)
     return db, [DumpInfo(d, dump_size(d.path), (now - d.timestamp).total_seconds(),
-                         incomplete_reason(d.path))
+                         dump_problem(d.path))
                 for d in find_dumps(dump_folder(stack, env.values), db.name)]
 
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from kompose_py.db import manifest as mf
 from kompose_py.db.dumpfiles import chosen_dump, incomplete_reason
-from kompose_py.db.dumpproof import check_manifest
 from kompose_py.db.journal import Journal
 from kompose_py.db.lock import locked
+from kompose_py.db.manifest import check_manifest
 from kompose_py.db.postgres import carryover, catalog
 from kompose_py.db.postgres.catalog import Admin
 from kompose_py.db.reach import AccessKind, access_for, open_admin
@@ -82,7 +82,7 @@ def verify(ctx: RunContext, stack: Stack, env: StackEnv, dump: Path | None,
         return with_recovery(ctx, stack, env, COMMAND, main,
                              lambda run, phase: [str(source)], files=[str(source)])
 
-    return locked(ctx, stack, COMMAND, body)
+    return locked(ctx, stack, COMMAND, body, env.values)
 
 
 def default_jobs() -> int:

@@ -187,3 +187,45 @@ def test_the_newest_complete_dump_is_found_reading_no_older_one(
     assert checked == [f"shop_202401{d}_000000Z.sql" for d in ("05", "04", "03")]
     assert [line.split(",")[0] for line in passed_over] == [
         "skipped shop_20240104_000000Z.sql", "skipped shop_20240105_000000Z.sql"]
+
+
+def test_a_dump_cut_after_a_row_holding_the_trailer_text_is_no_dump(
+        tmp_path: Path, server: Postgres) -> None:
+    """A row may hold pg_dump's trailer text: a dump cut right after that row (a full disk;
+    no manifest, as kompose.sh's dumps) is not complete, is passed over, and is refused; the
+    load itself refuses a dump that ends inside COPY data. psql would end the COPY at the end
+    of its input and commit, and the tables after it would be empty."""
+    pg = server
+    name = pg.new_name()
+    pg.create(name, rows=40)
+    with pg.connect(name) as conn:
+        conn.execute("CREATE TABLE a_notes (t text)")
+        conn.execute("INSERT INTO a_notes VALUES ('-- PostgreSQL database dump complete'), "
+                     "('see -- PostgreSQL database dump complete')")
+    root = make_stacks(tmp_path / "root", {"shop": {"compose.yaml": pg.compose,
+                                                    ".env": pg.env_text(name)}})
+    r = run_kompose("--root", str(root), "shop", "db:export")
+    assert r.code == 0, r.err
+    (good,) = (root / "shop").glob(f"{name}_*Z.sql")
+    text = good.read_bytes()
+    for n, row in enumerate((b"\n-- PostgreSQL database dump complete\n",
+                             b"\nsee -- PostgreSQL database dump complete\n")):
+        cut = root / "shop" / f"{name}_2999010{n + 1}_000000Z.sql"
+        cut.write_bytes(text[: text.index(row) + len(row)])
+        listed = run_kompose("--root", str(root), "shop", "db:list")
+        assert f"{cut.name}" in listed.out and "INCOMPLETE" in listed.out, listed.out
+        r = run_kompose("--root", str(root), "shop", "db:import", str(cut))
+        assert r.code == 1 and f"refusing {cut.name}: " in r.err and pg.rows(name), r.err
+        cut.unlink()
+    # The load's own check, whatever the file looks like at its end: the guard refuses a
+    # stream that ends inside COPY data.
+    from kompose_py.db.postgres.scan import MetaCommandGuard, UnsafeDump
+
+    head = text[: text.index(b"\n-- PostgreSQL database dump complete\n") + 1]
+    guard = MetaCommandGuard()
+    guard.parts(head)
+    with pytest.raises(UnsafeDump, match="ends inside the data of a COPY"):
+        guard.finish()
+    forced = MetaCommandGuard(force=True)
+    forced.parts(head)
+    forced.finish()

@@ -360,3 +360,40 @@ def test_an_incomplete_file_is_refused_before_anything_is_restored(tmp_path: Pat
     assert code == 1 and "not a complete dump" in stack["message"], err
     assert stack["details"]["load"] == "not run" and stack["details"]["database"] is None
     assert "CREATE DATABASE" not in err and not leftovers(pg, name)
+
+
+def test_table_keys_of_dotted_names_stay_apart() -> None:
+    from kompose_py.db.manifest import table_key
+
+    assert table_key("public", "items") == "public.items"
+    assert table_key("a.b", "c") != table_key("a", "b.c")
+    assert table_key("a.b", "c") == '"a.b".c' and table_key("a", 'b"c') == 'a."b""c"'
+
+
+def test_a_manifest_that_is_no_regular_file_or_nests_too_deep_is_refused(
+        tmp_path: Path) -> None:
+    import threading
+
+    from kompose_py.db.manifest import ManifestError
+
+    dump = tmp_path / "shop_20250101_000000Z.sql"
+    dump.write_text("SELECT 1;\n")
+    path = manifest_path(dump)
+    os.mkfifo(path)  # would block a plain open() forever
+    done: list[str] = []
+    reader = threading.Thread(target=lambda: done.append(
+        _refusal(read_manifest, path, ManifestError)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert done == [f"{path.name}: not a regular file"]
+    path.unlink()
+    path.write_text("[" * 100000 + "]" * 100000)
+    assert "nested too deep" in _refusal(read_manifest, path, ManifestError)
+
+
+def _refusal(read: Any, path: Path, error: type[Exception]) -> str:
+    try:
+        read(path)
+    except error as exc:
+        return str(getattr(exc, "message", exc))
+    return "accepted"

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,8 +82,13 @@ def quote_literal(text: str) -> str:
 
 
 def table_key(schema: str, table: str) -> str:
-    """The manifest's name of a table: ``schema.table`` (unquoted, as people read it)."""
-    return f"{schema}.{table}"
+    """The manifest's name of a table: ``schema.table`` (unquoted, as people read it); a
+    name with a dot or a double quote is quoted, so that ``"a.b".c`` and ``a."b.c"`` stay two
+    tables."""
+    def part(name: str) -> str:
+        return quote_ident(name) if "." in name or '"' in name else name
+
+    return f"{part(schema)}.{part(table)}"
 
 
 def count_rows_sql(tables: Sequence[tuple[str, str]]) -> str | None:
@@ -130,6 +136,9 @@ class Manifest:
         return json.dumps(data, indent=1, sort_keys=False) + "\n"
 
 
+MAX_MANIFEST = 64 << 20  # bytes: row counts of a million tables fit well below
+
+
 def manifest_path(dump: Path) -> Path:
     return dump.with_name(dump.name + ".json")
 
@@ -175,11 +184,26 @@ def read_manifest(path: Path) -> Manifest:
     """Parse and validate a manifest; ManifestError (one line, naming the file) otherwise."""
     where = path.name
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # Only a regular file of a sane size: a FIFO would block, /dev/zero never end.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ManifestError(f"{where}: not a regular file")
+            if info.st_size > MAX_MANIFEST:
+                raise ManifestError(f"{where}: {info.st_size} bytes, more than a manifest "
+                                    f"holds ({MAX_MANIFEST})")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                raw = handle.read(MAX_MANIFEST + 1)
+        finally:
+            os.close(fd)
+        data = json.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise ManifestError(f"{where}: unreadable ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{where}: not JSON ({exc})".replace("\n", " ")) from None
+    except RecursionError:
+        raise ManifestError(f"{where}: not a manifest (JSON nested too deep)") from None
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: not a JSON object")
     version = _need(data, "manifest", int, where)

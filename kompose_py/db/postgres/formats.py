@@ -32,15 +32,16 @@ TRAILER = b"-- PostgreSQL database dump complete"
 _TAIL = 8192
 
 def has_trailer(tail: bytes) -> bool:
-    at = tail.rfind(TRAILER)
+    """Whether ``tail`` (a plain dump's last bytes) ends as pg_dump ends every dump: a blank
+    line, then the three comment lines ``--``, ``-- PostgreSQL database dump complete``,
+    ``--``, then only blank lines and the ``\\unrestrict`` line of recent point releases.
+    The trailer's text alone is not enough: a table's row may hold it, and a dump cut right
+    after that row would pass (psql ends COPY data at the end of its input and commits)."""
+    at = tail.rfind(b"\n\n--\n" + TRAILER + b"\n--\n")
     if at < 0:
         return False
-    rest = tail[at + len(TRAILER):]
-    if not rest.startswith(b"\n"):
-        return False
-    # After the trailer line, only what pg_dump writes there: comments, blank lines and
-    # the \unrestrict of recent point releases.
-    return all(not line.strip() or line.startswith((b"--", b"\\unrestrict "))
+    rest = tail[at + len(TRAILER) + 8:]
+    return all(not line.strip() or line.startswith(b"\\unrestrict ")
                for line in rest.splitlines())
 
 

@@ -145,10 +145,15 @@ class MetaCommandGuard:
         return out
 
     def finish(self) -> bytes:
+        """The rest, at the end of the dump. A dump that ends inside the data of a COPY is
+        cut off (psql would end the COPY there and commit what came before): refused, unless
+        ``force``."""
         rest, self._pending = self._pending, b""
-        if not rest:
-            return b""
-        return b"".join(self._lines(rest + b"\n", 0, len(rest) + 1))[:-1]
+        out = b"".join(self._lines(rest + b"\n", 0, len(rest) + 1))[:-1] if rest else b""
+        if self._state == "copy" and not self.force:
+            raise UnsafeDump(self._line, "", "ends inside the data of a COPY: the dump is cut "
+                             "off (--force loads what there is)")
+        return out
 
     # -- the lexer -----------------------------------------------------------------------
     def _lines(self, buf: bytes, pos: int, end: int) -> list[bytes | memoryview]:

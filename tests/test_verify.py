@@ -66,7 +66,7 @@ def test_export_manifest_and_a_good_dump_verifies(tmp_path: Path, server: Postgr
     pg = server
     root, name, dump = exported(tmp_path, pg)
     manifest = read_manifest(manifest_path(dump))
-    assert manifest.row_counts == {"public.items": 100, "odd.schema.Tab 1": 7}
+    assert manifest.row_counts == {"public.items": 100, '"odd.schema".Tab 1': 7}
     assert manifest.format == "plain" and manifest.compression == "none"
     assert manifest.sha256 == digest(dump)[0] and manifest.size == dump.stat().st_size
     assert re.fullmatch(r"\d+\.\d+", manifest.pg_dump_version), manifest

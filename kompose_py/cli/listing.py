@@ -113,8 +113,7 @@ def list_db_dumps(request: ReportRequest) -> int:
                           "dumps": [{"file": str(i.dump.path), "size": i.size,
                                      **dump_kind(i.dump.path),
                                      "age_seconds": round(i.age_seconds),
-                                     "complete": i.problem is None or damaged(i.problem),
-                                     "problem": i.problem}
+                                     "complete": i.problem is None, "problem": i.problem}
                                     for i in dumps],
                           "interrupted_import": interrupted_import(stack) if db else None})
         write_report(out, request.command, {"stacks": items})

@@ -4,6 +4,7 @@ never follows a symlink, and fsync of a folder so that a rename survives a power
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import IO
@@ -67,3 +68,21 @@ def process_gone(pid: int) -> bool:
     except OSError:
         return False
     return False
+
+
+def owner_tag() -> str:
+    """``<host>-<pid>`` of this process, for names of what it leaves while it works (partial
+    dumps, temporary folders in a container), so that what a killed kompose left can be told
+    from what another one, maybe on another host, is still using (:func:`owner_gone`)."""
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def owner_gone(tag: str) -> bool:
+    """Whether ``tag`` (an :func:`owner_tag`) names a process of this host that no longer
+    runs (another host's, or a live or unknown pid: not known to be gone)."""
+    host, sep, pid = tag.rpartition("-")
+    return bool(sep) and host == owner_tag().rpartition("-")[0] and pid.isdigit() \
+        and process_gone(int(pid))

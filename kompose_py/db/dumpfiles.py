@@ -32,7 +32,7 @@ from pathlib import Path
 
 from kompose_py.db.postgres.formats import SUFFIX_PATTERN, DumpFormat, format_of
 from kompose_py.errors import StepError
-from kompose_py.files import fsync_dir, process_gone
+from kompose_py.files import fsync_dir, owner_gone, owner_tag
 from kompose_py.stacks import Stack
 
 DUMP_DIR = "DB_DUMP_DIR"
@@ -241,21 +241,13 @@ def partial_name(final_name: str) -> str:
     .partial``, naming the process that writes it, so that what a killed kompose of this host
     left can be told from an export still running (maybe on another host sharing
     DB_DUMP_DIR)."""
-    return f".{final_name}.{_host_tag()}-{os.getpid()}{_PARTIAL}"
-
-
-def _host_tag() -> str:
-    import socket
-
-    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+    return f".{final_name}.{owner_tag()}{_PARTIAL}"
 
 
 def _writer_is_gone(name: str) -> bool:
     """Whether the partial dump ``name`` was written by a process of this host that no longer
     runs (an older name without the host, or a live or unknown pid: not known to be gone)."""
-    tag = name[:-len(_PARTIAL)].rsplit(".", 1)[-1]
-    host, sep, pid = tag.rpartition("-")
-    return bool(sep) and host == _host_tag() and pid.isdigit() and process_gone(int(pid))
+    return owner_gone(name[:-len(_PARTIAL)].rsplit(".", 1)[-1])
 
 
 def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[tuple[str, str]]:

@@ -33,7 +33,7 @@ from typing import IO
 
 from kompose_py.db.reach import AccessKind, ContainerAccess
 from kompose_py.errors import StepError
-from kompose_py.files import fsync_dir, new_private_file
+from kompose_py.files import fsync_dir, new_private_file, owner_gone, owner_tag
 from kompose_py.lifecycle import StackRun
 from kompose_py.runner.command import Command, failure_line
 
@@ -75,25 +75,38 @@ def pg_dump_major(run: StackRun, access: AccessKind) -> int | None:
     return _versions[key]
 
 
+_TEMP = re.compile(r"/tmp/kompose\.([A-Za-z0-9_]+-\d+)\.[A-Za-z0-9]+")
+
+
 @contextlib.contextmanager
 def container_folder(run: StackRun, access: ContainerAccess) -> Iterator[str]:
-    """A private temporary folder in the container, removed afterwards whatever happens."""
+    """A private temporary folder in the container, removed afterwards whatever happens.
+    Its name carries this host and pid (``/tmp/kompose.<host>-<pid>.XXXXXXXX``): the folders
+    a SIGKILLed kompose of this host left in the container (nothing could remove them) are
+    removed with this one, and said. Listing them costs no extra ``docker exec``."""
     if run.ctx.dry_run:
         run.note(f"would use a private temporary folder in container {access.container} "
                  f"(removed afterwards)")
         yield "/tmp/kompose.XXXXXXXX"
         return
     # Shielded: a signal that killed the docker client while mktemp had made the folder
-    # would leave it there, unnamed.
+    # would leave it there, unnamed. The folders there already come first, one per line.
     made = run.ctx.runner.run(replace(docker(access, run, (
-        "exec", access.container, "mktemp", "-d", "/tmp/kompose.XXXXXXXX")), shielded=True))
-    folder = made.stdout.decode(errors="replace").strip()
+        "exec", access.container, "sh", "-c",
+        'for f in /tmp/kompose.*-*.*; do [ -d "$f" ] && echo "$f"; done; '
+        f'mktemp -d "/tmp/kompose.{owner_tag()}.XXXXXXXX"')), shielded=True))
+    lines = made.stdout.decode(errors="replace").split()
+    folder = lines[-1] if lines else ""
     if not made.ok or not folder.startswith("/tmp/kompose."):
         raise StepError(f"cannot make a temporary folder in container {access.container}: "
                         + failure_line(made.stderr_tail, made.error or "mktemp failed",
                                        strip_marker=True))
+    stale = [f for f in lines[:-1] if (m := _TEMP.fullmatch(f)) and owner_gone(m[1])]
+    for left in stale:
+        run.note(f"removing {left} in container {access.container}, left by a kompose that "
+                 f"was killed")
     remove = replace(docker(access, run, ("exec", access.container, "rm", "-rf", "--",
-                                          folder), 60), shielded=True)
+                                          folder, *stale), 60), shielded=True)
     if run.interrupted():  # stopped meanwhile: nothing is started in that folder
         run.ctx.runner.run(remove)
         raise StepError("interrupted before the dump started")

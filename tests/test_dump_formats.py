@@ -173,9 +173,18 @@ def test_bad_options_are_usage_errors(tmp_path: Path, pg: Postgres) -> None:
         result = kompose(root, "shop", "db:export", *args)
         assert result.returncode == 2, (args, result.stderr)
     env = root / "shop" / ".env"
+    (root / "shop" / "hooks.sh").write_text(
+        'hook_pre_db_export() { touch "$KOMPOSE_STACK_DIR/pre-ran"; }\n')
     env.write_text(env.read_text() + "DB_DUMP_FORMAT=zip\n")
     result = kompose(root, "shop", "db:export")
-    assert result.returncode == 1 and "DB_DUMP_FORMAT='zip'" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "DB_DUMP_FORMAT='zip' (stack .env): expected one of plain, custom, directory" \
+        in result.stderr, result.stderr
+    assert not (root / "shop" / "pre-ran").exists()  # refused before its hooks
+    env.write_text(env.read_text().replace("DB_DUMP_FORMAT=zip\n", ""))
+    result = kompose(root, "shop", "db:export", "--jobs", "4")
+    assert result.returncode == 0, result.stderr
+    assert "warning: --jobs 4 is for --format directory" in result.stderr, result.stderr
 
 
 def test_db_dump_format_from_the_env_file(tmp_path: Path, pg: Postgres) -> None:

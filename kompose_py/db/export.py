@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from argparse import Namespace
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,6 +187,10 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, kind: Kind | None = Non
     for plain, pg_dump's default inside an archive."""
     if not is_database_stack(env):
         return skipped(stack)
+    if kind is None and _env_kind(env.values) is None:
+        # Before any hook, naming where it was set (a pre hook's value is checked below).
+        return StackResult(stack.name, "failed", exit_code=1, message=_bad_format(
+            env.values, env.sources.get("DB_DUMP_FORMAT", "the environment")))
     warm_admin(ctx)  # psycopg, for the counting session at pg_dump's snapshot
     planned_paths: list[str] = []  # dry-run: the post hook is shown with the path it would get
 
@@ -195,9 +199,11 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, kind: Kind | None = Non
         run.note(f"database {access.db.name} via {access.describe()}")
         chosen = kind or _env_kind(run.env)
         if chosen is None:
-            run.fail(f"DB_DUMP_FORMAT={run.env.get('DB_DUMP_FORMAT')!r}: expected one of "
-                     f"{', '.join(KINDS)}")
+            run.fail(_bad_format(run.env, "written by a pre hook"))
             return None
+        if jobs > 1 and chosen != "directory":
+            run.warn(f"--jobs {jobs} is for --format directory (pg_dump writes other formats "
+                     f"with one job); this {chosen} dump is written with one")
         when = datetime.now(timezone.utc)
         started = time.monotonic()
         # The host's pg_dump may be older than the server: then the server's own container,
@@ -240,7 +246,12 @@ def export(ctx: RunContext, stack: Stack, env: StackEnv, kind: Kind | None = Non
                   env.values)
 
 
-def _env_kind(env: dict[str, str]) -> Kind | None:
+def _bad_format(env: Mapping[str, str], where: str) -> str:
+    return (f"DB_DUMP_FORMAT={env.get('DB_DUMP_FORMAT')!r} ({where}): expected one of "
+            f"{', '.join(KINDS)}")
+
+
+def _env_kind(env: Mapping[str, str]) -> Kind | None:
     value = (env.get("DB_DUMP_FORMAT") or "plain").strip().lower()
     return next((k for k in KINDS if k == value), None)
 

@@ -231,8 +231,13 @@ def test_a_stopped_verify_leaves_no_throwaway_database(tmp_path: Path, server: P
         return
     assert leftovers(pg, name)
     assert (root / "shop" / JOURNAL_NAME).exists()
+    listed = kompose(root, "shop", "db:list")  # said as what it was: a verify, no old copy
+    assert f"interrupted db:verify of {name} (leftover {name}_kompose_new_" in listed.out, \
+        listed.all
+    assert "_kompose_old_" not in listed.out
     r = kompose(root, "shop", "db:export")  # the next db command puts it right first
     assert r.code == 0 and "dropping the scratch database" in r.err, r.all
+    assert f"a db:verify of {name} was interrupted" in r.err, r.all
     assert not leftovers(pg, name)
     assert not (root / "shop" / JOURNAL_NAME).exists()
 

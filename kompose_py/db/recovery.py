@@ -71,7 +71,9 @@ def _put_right(run: StackRun, db_name: str, journal_data: dict[str, Any] | None,
             leftovers.setdefault("new", set()).add(journal_data["scratch"])
             leftovers.setdefault("old", set()).add(journal_data["aside"])
         phase = journal_data["phase"] if journal_data else None
-        run.note(f"an import of {target} was interrupted"
+        what = "a db:verify of" if journal_data and journal_data.get("purpose") == "verify" \
+            else "an import of"
+        run.note(f"{what} {target} was interrupted"
                  + (f" at step {phase!r}" if phase else "") + "; recovering")
         target_exists = catalog.exists(admin, target)
         olds = sorted(n for n in leftovers.get("old", ()) if catalog.exists(admin, n))
@@ -167,6 +169,9 @@ def interrupted_import(stack: Stack) -> str | None:
         return exc.message
     if data is None:
         return None
+    if data.get("purpose") == "verify":  # a throwaway copy only, nothing set aside
+        return (f"interrupted db:verify of {data['target']} (leftover {data['scratch']}): "
+                f"run `kompose {stack.name} db:recover`")
     return (f"interrupted import of {data['target']} (step {data['phase']}; leftovers "
             f"{data['scratch']}, {data['aside']}): run `kompose {stack.name} db:recover`")
 

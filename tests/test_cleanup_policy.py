@@ -6,6 +6,7 @@ rules themselves, case by case and against the real restic, are in tests/test_re
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -87,6 +88,16 @@ def test_readme_worked_example_dry_run_then_real(tmp_path: Path) -> None:
     real = [line for line in r.err.splitlines() if line.startswith("  ")]
     assert real == body, r.err
     assert dumps(folder) == before  # a dry-run deletes nothing
+    # --json: each dump's fate, as the lines say it
+    plan = run_kompose("--root", str(root), "--json", "shop", "db:cleanup", "--dry-run")
+    (stack,) = json.loads(plan.out)["stacks"]
+    details = stack["details"]
+    assert [f"keep {Path(k['file']).name}: {', '.join(k['reasons'])}"
+            for k in details["kept"]] == [f for f in fates("\n".join(body))
+                                          if f.startswith("keep ")]
+    assert len(details["deleted"]) == 4 and details["not_deleted"] == []
+    assert [Path(d["file"]).name for d in details["left_alone"]] == [CUT_OFF]
+    assert details["policy"] == "keep 3 daily, 2 weekly, 6 monthly"
 
     r = cleanup(root)
     assert r.code == 0, r.err

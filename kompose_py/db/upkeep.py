@@ -133,20 +133,28 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         run.note(f"policy: {policy} ({source})")
         decisions = apply_policy([(d, d.timestamp) for d in dumps], policy, KEEP_OLDEST)
         failed: list[str] = []
+        # --json: each dump's fate, for scripts (oldest first, as the lines)
+        fates: dict[str, list[dict[str, object]]] = {
+            "kept": [], "deleted": [], "left_alone": [], "not_deleted": []}
+        run.result.details = {"policy": str(policy), "policy_source": source,
+                              "folder": str(folder), **fates}
         for dump in found:
             why = problems[dump.path]
             if why is not None:  # never counted, never deleted
                 run.note(f"leave {dump.path.name}: "
                          + (why if damaged(why) else f"not a complete dump ({why})"))
+                fates["left_alone"].append({"file": str(dump.path), "problem": why})
         for decision in reversed(decisions):  # oldest first, as db:list shows them
             dump = decision.id
             manifest = manifest_path(dump.path)
             also = f" and {manifest.name}" if manifest.exists() else ""
             if decision.keep:
-                run.note(f"keep {dump.path.name}: " + ", ".join(
-                    _reason_text(r, decision.time, policy) for r in decision.reasons))
+                reasons = [_reason_text(r, decision.time, policy) for r in decision.reasons]
+                run.note(f"keep {dump.path.name}: " + ", ".join(reasons))
+                fates["kept"].append({"file": str(dump.path), "reasons": reasons})
             elif ctx.dry_run:
                 run.note(f"would delete {dump.path.name}{also}")
+                fates["deleted"].append({"file": str(dump.path)})  # (a plan: would be)
             else:
                 try:
                     remove_dump(dump.path)
@@ -155,8 +163,10 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
                                                       else "")
                     failed.append(f"{dump.path.name}: {why}")
                     run.note(f"could not delete {dump.path.name}: {why}")
+                    fates["not_deleted"].append({"file": str(dump.path), "error": why})
                     continue
                 run.note(f"deleted {dump.path.name}{also}")
+                fates["deleted"].append({"file": str(dump.path)})
         kept = sum(d.keep for d in decisions)
         run.note(f"{'would keep' if ctx.dry_run else 'kept'} {kept} of {len(dumps)} complete "
                  f"dumps of {db_name}"

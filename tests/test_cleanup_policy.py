@@ -15,6 +15,7 @@ import pytest
 
 from kompose_py.db.dumpfiles import remove_dump, sweep_leftovers
 from kompose_py.db.manifest import Manifest, digest, write_manifest
+from kompose_py.files import owner_tag
 from tests.conftest import COMPOSE, REPO, Result, dump_text, make_stacks, run_kompose
 
 COMPLETE = gzip.compress(dump_text().encode())
@@ -288,9 +289,16 @@ def test_sweep_finishes_a_cut_short_delete(tmp_path: Path) -> None:
             "other_20250101_000000Z.sql.json", ".shop_20250103_000000Z.sql.99.partial"}
     for name in kept:
         (folder / name).write_text(dump_text())
+    # Another database's leftovers whose names start alike (DB_NAME shop_old): not shop's.
+    dead = f"{owner_tag().rpartition('-')[0]}-999999999"
+    theirs = {f".shop_old_20250101_000000Z.sql.{dead}.partial",
+              ".shop_old_20250101_000000Z.dir.4242.deleting"}
+    for name in theirs:
+        (folder / name).mkdir()
     assert sorted(name for name, _ in sweep_leftovers(folder, "shop")) == [
         left.name, "shop_20250101_000000Z.sql.gz.json"]
-    assert {p.name for p in folder.iterdir()} == kept
+    assert {p.name for p in folder.iterdir()} == kept | theirs
+    assert sorted(name for name, _ in sweep_leftovers(folder, "shop_old")) == sorted(theirs)
 
 
 def test_cleanup_sweeps_leftovers_and_says_so(tmp_path: Path) -> None:

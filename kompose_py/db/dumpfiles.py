@@ -258,19 +258,25 @@ def sweep_leftovers(folder: Path, db_name: str, remove: bool = True) -> list[tup
     removed: list[tuple[str, str]] = []
     if not folder.is_dir():
         return removed
-    stem = file_stem(db_name)
+    def ours(name: str, suffix: str) -> bool:
+        """``.<dump name>.<writer>.<suffix>`` of a dump of this database (not of
+        ``<db>_old``, whose names start alike)."""
+        if not (name.startswith(".") and name.endswith(suffix)):
+            return False
+        inner = name[1:-len(suffix)].rsplit(".", 1)[0]
+        return parse_dump_name(folder / inner, db_name) is not None
+
     for path in folder.iterdir():
         name = path.name
         tree = path.is_dir() and not path.is_symlink()
-        if name.startswith(f".{stem}_") and name.endswith(_DELETING) and tree:
+        if ours(name, _DELETING) and tree:
             # Only remove_dump makes these names: .<dump name>.<pid>.deleting
             pid = name[:-len(_DELETING)].rsplit(".", 1)[-1]
             if pid.isdigit():
                 if remove:
                     shutil.rmtree(path, ignore_errors=True)
                 removed.append((name, "left by a cleanup that was cut short"))
-        elif name.startswith(f".{stem}_") and name.endswith(_PARTIAL) \
-                and _writer_is_gone(name):
+        elif ours(name, _PARTIAL) and _writer_is_gone(name):
             if remove:
                 if tree:
                     shutil.rmtree(path, ignore_errors=True)

@@ -402,3 +402,21 @@ def _refusal(read: Any, path: Path, error: type[Exception]) -> str:
     except error as exc:
         return str(getattr(exc, "message", exc))
     return "accepted"
+
+
+def test_a_manifest_of_another_format_or_version_zero_is_refused(tmp_path: Path) -> None:
+    from kompose_py.db.manifest import Manifest, check_manifest
+
+    dump = tmp_path / "shop_20250101_000000Z.sql"
+    dump.write_text("SELECT 1;\n")
+    sha, size, _ = digest(dump)
+    made = Manifest(dump.name, "custom", "none", size, sha, "shop", "2025-01-01T00:00:00Z",
+                    "15.0", "15.0", {})
+    write_manifest(dump, made)
+    assert check_manifest(dump)[1] == (f"its manifest {dump.name}.json describes a custom "
+                                       f"dump; this is a plain one")
+    write_manifest(dump, replace(made, format="plain"))
+    assert check_manifest(dump)[1] is None
+    data = json.loads(manifest_path(dump).read_text())
+    manifest_path(dump).write_text(json.dumps({**data, "manifest": 0}))
+    assert "'manifest' 0 is no manifest version" in str(check_manifest(dump)[1])

@@ -76,7 +76,7 @@ def parse_compress(text: str, name: str = "--compress") -> Compression:
     """``gzip``, ``lz4:5``, ``zstd:level=19`` (pg_dump's spelling), ``none``, or a bare level
     (``0`` none, ``1`` to ``9`` gzip, as pg_dump's ``-Z N``). One-line UsageError otherwise."""
     value = text.strip().lower()
-    if re.fullmatch(r"\d+", value):
+    if re.fullmatch(r"[0-9]+", value):  # (\d would take any script's digits)
         level = int(value)
         if level == 0:
             return Compression("none")
@@ -92,7 +92,7 @@ def parse_compress(text: str, name: str = "--compress") -> Compression:
         return Compression(method)
     if method == "none":
         raise UsageError(f"{name} {text!r}: none takes no level")
-    match = re.fullmatch(r"(?:level=)?(-?\d+)", detail)
+    match = re.fullmatch(r"(?:level=)?(-?[0-9]+)", detail)
     if match is None:
         raise UsageError(f"{name} {text!r}: expected {method}:LEVEL, a whole number")
     level = int(match[1])

@@ -207,6 +207,8 @@ def read_manifest(path: Path) -> Manifest:
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: not a JSON object")
     version = _need(data, "manifest", int, where)
+    if version < 1:
+        raise ManifestError(f"{where}: 'manifest' {version} is no manifest version")
     if version > VERSION:
         raise ManifestError(f"{where}: manifest version {version} is newer than this kompose "
                             f"reads ({VERSION})")
@@ -321,6 +323,12 @@ def check_manifest(dump: Path, full: bool = True) -> tuple[Manifest | None, str 
         manifest = read_manifest(path)
         if manifest.dump != dump.name:
             return manifest, f"its manifest {path.name} describes {manifest.dump}", ""
+        from kompose_py.db.postgres.formats import format_of
+
+        kind = format_of(dump).kind
+        if manifest.format != kind:
+            return manifest, (f"its manifest {path.name} describes a {manifest.format} dump; "
+                              f"this is a {kind} one"), ""
         differs = mismatch(dump, manifest, full)
     except ManifestError as exc:
         return None, f"its manifest cannot be used: {exc.message}", ""

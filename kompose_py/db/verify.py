@@ -168,8 +168,9 @@ def _compare(run: StackRun, details: dict[str, Any], expected: dict[str, int] | 
     details["differences"] = differences
     if not differences:
         details["row_counts"] = "match"
-        run.note(f"{dump.name} restores without error; the row counts of all {len(actual)} "
-                 f"tables match the manifest ({sum(actual.values())} rows)")
+        tables = "the one table" if len(actual) == 1 else f"all {len(actual)} tables"
+        run.note(f"{dump.name} restores without error; the row counts of {tables} "
+                 f"match the manifest ({sum(actual.values())} rows)")
         return
     details["row_counts"] = "differ"
     lines = mf.count_differences(expected, actual)

@@ -239,8 +239,9 @@ def project_containers(project: str, *, running_only: bool = True) -> list[str]:
 
 
 def dump_text(body: str = "SELECT 1;\n") -> str:
-    """A file that ends as pg_dump ends a complete plain dump."""
-    return body + "\n--\n-- PostgreSQL database dump complete\n--\n\n"
+    """A file that ends as pg_dump ends a complete plain dump (a blank line, then the three
+    trailer lines)."""
+    return body.rstrip("\n") + "\n\n--\n-- PostgreSQL database dump complete\n--\n\n"
 
 
 @dataclass

@@ -372,7 +372,8 @@ def test_table_keys_of_dotted_names_stay_apart() -> None:
 
     assert table_key("public", "items") == "public.items"
     assert table_key("a.b", "c") != table_key("a", "b.c")
-    assert table_key("a.b", "c") == '"a.b".c' and table_key("a", 'b"c') == 'a."b""c"'
+    assert table_key("a.b", "c") == '"a.b".c' and table_key("a", 'b"c') == 'a.b"c'
+    assert table_key('"a', "b") == '"""a".b' != table_key("a", "b")
 
 
 def test_a_manifest_that_is_no_regular_file_or_nests_too_deep_is_refused(

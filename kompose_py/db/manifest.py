@@ -83,10 +83,10 @@ def quote_literal(text: str) -> str:
 
 def table_key(schema: str, table: str) -> str:
     """The manifest's name of a table: ``schema.table`` (unquoted, as people read it); a
-    name with a dot or a double quote is quoted, so that ``"a.b".c`` and ``a."b.c"`` stay two
-    tables."""
+    name with a dot, or starting with a double quote, is quoted, so that ``"a.b".c`` and
+    ``a."b.c"`` stay two tables (every other name reads as before)."""
     def part(name: str) -> str:
-        return quote_ident(name) if "." in name or '"' in name else name
+        return quote_ident(name) if "." in name or name.startswith('"') else name
 
     return f"{part(schema)}.{part(table)}"
 

@@ -90,7 +90,7 @@ def age(seconds: float) -> str:
 
 def list_db_dumps(request: ReportRequest) -> int:
     """``kompose PATTERN db:list``: each database stack's dumps, oldest first."""
-    from kompose_py.db.dumpfiles import damaged, human_size
+    from kompose_py.db.dumpfiles import human_size
     from kompose_py.db.postgres.formats import dump_kind
     from kompose_py.db.recovery import interrupted_import
     from kompose_py.db.settings import is_database_stack
@@ -133,7 +133,7 @@ def list_db_dumps(request: ReportRequest) -> int:
                         "bold") + "\n")
         for info in dumps:
             mark = "" if info.problem is None else "  " + paint(
-                f"{'DAMAGED' if damaged(info.problem) else 'INCOMPLETE'}: {info.problem}",
+                f"{'DAMAGED' if info.damaged else 'INCOMPLETE'}: {info.problem}",
                 "red")
             out.write(f"  {info.dump.path.name}  {human_size(info.size):>9}  "
                       f"{age(info.age_seconds)}{mark}\n")

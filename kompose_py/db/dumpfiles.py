@@ -114,22 +114,27 @@ def incomplete_reason(path: Path) -> str | None:
     return format_of(path).incomplete(path)
 
 
-def damaged(problem: str) -> bool:
-    """Whether a :func:`dump_problem` phrase is about the manifest (the dump's bytes are not
-    those written) rather than the dump's own completeness."""
-    return problem.startswith(("does not match its manifest", "its manifest", "unreadable"))
+@dataclass(frozen=True)
+class Problem:
+    """Why a dump cannot be counted on: ``damaged`` when its manifest says other bytes (or
+    cannot be read: the import would refuse it), else it is not complete by its format."""
+
+    text: str
+    damaged: bool
 
 
-def dump_problem(path: Path) -> str | None:
-    """Why a dump cannot be counted on (a short phrase), or None: its manifest says other
-    sizes or cannot be read (the import would refuse it), or it is not complete by its
-    format. What the newest dump, cleanup and db:list go by: a damaged dump is never the
-    one kept while good ones are deleted. The sha256 is left to the import and db:verify,
-    which read the whole dump anyway."""
+def dump_problem(path: Path) -> Problem | None:
+    """Why a dump cannot be counted on, or None: its manifest says other sizes or cannot be
+    read, or it is not complete by its format. What the newest dump, cleanup and db:list go
+    by: a damaged dump is never the one kept while good ones are deleted. The sha256 is left
+    to the import and db:verify, which read the whole dump anyway."""
     from kompose_py.db.manifest import check_manifest
 
     _, refusal, _ = check_manifest(path, full=False)
-    return refusal if refusal is not None else incomplete_reason(path)
+    if refusal is not None:
+        return Problem(refusal, damaged=True)
+    reason = incomplete_reason(path)
+    return None if reason is None else Problem(reason, damaged=False)
 
 
 def dump_size(path: Path) -> int:
@@ -310,10 +315,10 @@ def newest_complete(stack: Stack, values: Mapping[str, str], db_name: str
     # a compressed dump).
     newer: list[tuple[Path, str]] = []
     for dump in reversed(found):
-        reason = dump_problem(dump.path)
-        if reason is None:
+        problem = dump_problem(dump.path)
+        if problem is None:
             return dump.path, [f"skipped {path.name}, newer than {dump.path.name}: {why}"
                                for path, why in reversed(newer)]
-        newer.append((dump.path, reason))
+        newer.append((dump.path, problem.text))
     raise StepError(f"no complete dump of {db_name} in {folder}"
                     + (f" ({len(found)} incomplete, see db:list)" if found else ""))

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from kompose_py.db.dumpfiles import (
     Dump,
-    damaged,
     dump_folder,
     dump_problem,
     dump_size,
@@ -128,7 +127,7 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         found = find_dumps(folder, db_name)
         problems = {d.path: dump_problem(d.path) for d in found}
         dumps = [d for d in found if problems[d.path] is None]
-        spoilt = sum(1 for why in problems.values() if why is not None and damaged(why))
+        spoilt = sum(1 for problem in problems.values() if problem and problem.damaged)
         incomplete = len(found) - len(dumps) - spoilt
         run.note(f"policy: {policy} ({source})")
         decisions = apply_policy([(d, d.timestamp) for d in dumps], policy, KEEP_OLDEST)
@@ -139,11 +138,11 @@ def cleanup(ctx: RunContext, stack: Stack, env: StackEnv,
         run.result.details = {"policy": str(policy), "policy_source": source,
                               "folder": str(folder), **fates}
         for dump in found:
-            why = problems[dump.path]
-            if why is not None:  # never counted, never deleted
-                run.note(f"leave {dump.path.name}: "
-                         + (why if damaged(why) else f"not a complete dump ({why})"))
-                fates["left_alone"].append({"file": str(dump.path), "problem": why})
+            problem = problems[dump.path]
+            if problem is not None:  # never counted, never deleted
+                run.note(f"leave {dump.path.name}: " + (
+                    problem.text if problem.damaged else f"not a complete dump ({problem.text})"))
+                fates["left_alone"].append({"file": str(dump.path), "problem": problem.text})
         for decision in reversed(decisions):  # oldest first, as db:list shows them
             dump = decision.id
             manifest = manifest_path(dump.path)
@@ -190,6 +189,7 @@ class DumpInfo:
     size: int
     age_seconds: float
     problem: str | None  # None for a complete dump
+    damaged: bool = False  # the problem: its manifest says other bytes (else: not complete)
 
 
 def list_dumps(stack: Stack, env: StackEnv) -> tuple[DbSettings | None, list[DumpInfo]]:
@@ -197,9 +197,13 @@ def list_dumps(stack: Stack, env: StackEnv) -> tuple[DbSettings | None, list[Dum
     if db is None:
         return None, []
     now = datetime.now(timezone.utc)
-    return db, [DumpInfo(d, dump_size(d.path), (now - d.timestamp).total_seconds(),
-                         dump_problem(d.path))
-                for d in find_dumps(dump_folder(stack, env.values), db.name)]
+    infos = []
+    for d in find_dumps(dump_folder(stack, env.values), db.name):
+        problem = dump_problem(d.path)
+        infos.append(DumpInfo(d, dump_size(d.path), (now - d.timestamp).total_seconds(),
+                              problem.text if problem else None,
+                              bool(problem and problem.damaged)))
+    return db, infos
 
 
 def shell(ctx: RunContext, stack: Stack, env: StackEnv, args: Sequence[str]) -> StackResult:

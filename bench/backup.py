@@ -11,6 +11,9 @@ plus customers, orders and order_lines with secondary indexes (unique, plain, pa
 an application's schema looks; generated once per scale on the host's server and kept
 (``kompose_bench_app``). Each figure runs kompose and its baseline alternately (A B A B ...)
 and compares medians; before every timed run the disk is settled (``sync``, ``CHECKPOINT``).
+Beside the import targets, a "floor" row: bare tools doing only the server's part of an
+import that keeps the old copy until the swap (new database, load, two renames, DROP of the
+old copy), in the same alternation: what is left for kompose's own part under each target.
 Figures that need options this kompose refuses (``db:export --format custom|directory
 --jobs N``, ``--compress lz4|zstd``, ``db:import --jobs N``) print "not available". Nothing
 here is a test.
@@ -38,6 +41,7 @@ from bench.run import KOMPOSE, PG, Row, docker_ok, peak_rss_run, print_table  # 
 from tests.conftest import drop_database  # noqa: E402
 
 APP, TARGET, BARE = "kompose_bench_app", "kompose_bench_restore", "kompose_bench_bare"
+FLOOR = "kompose_bench_floor"
 JOBS = (1, 2, 4)
 CTR = {"image": os.environ.get("KOMPOSE_BENCH_BACKUP_IMAGE", "kompose/postgres:17"),
        "name": "kompose-bench-backup-pg", "network": "kompose-bench-backup-net",
@@ -72,8 +76,10 @@ class Bench:
         return elapsed
 
     def command(self, argv: Sequence[str], *, stdin: Path | None = None,
-                stdout: Path | None = None, env: dict[str, str] | None = None) -> float:
-        self.settle()
+                stdout: Path | None = None, env: dict[str, str] | None = None,
+                settle: bool = True) -> float:
+        if settle:
+            self.settle()
         with contextlib.ExitStack() as files:
             src = files.enter_context(open(stdin, "rb")) if stdin else subprocess.DEVNULL
             out = files.enter_context(open(stdout, "wb")) if stdout else subprocess.DEVNULL
@@ -115,6 +121,19 @@ def ratio_row(figure: str, k: float, b: float, target: float | None) -> Row:
     r = k / b
     return Row(figure, secs(k), secs(b), f"{r:.3f}x",
                f"<= {target}x" if target else "(context)", (r <= target) if target else None)
+
+
+def floor_row(how: str, medians: dict[str, float], base: str, shown: str,
+              target: float) -> Row:
+    """The floor (side "f", :func:`floor_import`) against a baseline, beside kompose's: what
+    the target leaves for kompose once the server's own steps are paid. Context, not a
+    target of its own: when the floor is above the target, no import that keeps the old copy
+    until the swap meets it on this machine."""
+    r = medians["f"] / medians[base]
+    return Row(f"  floor (bare tools: new database, {how}, renames, DROP) vs {shown} "
+               f"[kompose/floor {medians['k'] / medians['f']:.3f}x]",
+               secs(medians["f"]), secs(medians[base]), f"{r:.3f}x",
+               f"target {target}x", None)
 
 
 def why(exc: Exception) -> str:
@@ -205,6 +224,57 @@ def into_new(bench: Bench, conn: Sequence[str], argv: Sequence[str]) -> float:
     with connect() as admin:
         drop_database(admin, BARE)
     return bench.command(["createdb", *conn, "-T", "template0", BARE]) + bench.command(argv)
+
+
+def floor_import(bench: Bench, load: Callable[[str], float],
+                 step: Callable[[str], float], prepare: Callable[[], None]) -> float:
+    """The floor of any import that keeps the old copy until the swap, done by bare tools and
+    nothing else: create a scratch database, ``load(name)`` into it, rename the target aside
+    and the scratch into its place, drop the old copy (timed as kompose is: the DROP counts).
+    ``step(sql)`` runs statements ("; " between them) in one bare ``psql`` session, each in
+    its own transaction, as CREATE/DROP DATABASE must. Not in it: kompose's start, the dump's
+    checks, the target's settings and privileges, the journal, the connections around the
+    swap. ``prepare()`` (untimed) leaves ``FLOOR`` loaded, as large as kompose's target, so
+    the DROP has as much to drop."""
+    prepare()
+    bench.settle()
+    return (step(f"CREATE DATABASE {FLOOR}_new TEMPLATE template0") + load(f"{FLOOR}_new")
+            + step(f"ALTER DATABASE {FLOOR} RENAME TO {FLOOR}_old; "
+                   f"ALTER DATABASE {FLOOR}_new RENAME TO {FLOOR}; DROP DATABASE {FLOOR}_old"))
+
+
+def psql_statements(argv: Sequence[str], statements: str, env: dict[str, str]) -> float:
+    """``statements`` (separated by "; ") through ``argv`` (a psql), one ``-c`` each: its
+    time."""
+    command = list(argv)
+    for statement in statements.split("; "):
+        command += ["-c", statement]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{statements!r}: {done.stderr.strip()}")
+    return time.perf_counter() - start
+
+
+def host_floor(bench: Bench, conn: Sequence[str], load: Callable[[str], list[str]],
+               plain: Path) -> float:
+    """:func:`floor_import` on the host's server; ``load(database)``: the bare load's argv."""
+    def step(statements: str) -> float:
+        return psql_statements(["psql", *conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
+                                "postgres"], statements, bench.host_env)
+
+    def prepare() -> None:
+        with connect() as admin:
+            for name in (f"{FLOOR}_new", f"{FLOOR}_old"):
+                drop_database(admin, name)
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                             (FLOOR,)).fetchone() is None:
+                admin.execute(f"CREATE DATABASE {FLOOR} TEMPLATE template0")
+                bench.command(["psql", *conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-d",
+                               FLOOR, "-f", str(plain)])
+
+    return floor_import(bench, lambda name: bench.command(load(name), settle=False), step,
+                        prepare)
 
 
 # -- the kompose root ------------------------------------------------------------------------
@@ -316,12 +386,19 @@ def imports(bench: Bench, root: Path, dumps: dict[str, Path]) -> tuple[list[Row]
     def kompose_import(dump: Path, *options: str) -> Callable[[], float]:
         return lambda: bench.kompose(root, "restore", "db:import", str(dump), *options)
 
-    medians = bench.attempt(rows, "db:import plain (host)",
-                            {"k": kompose_import(plain), "p": psql_f})
+    def psql_into(database: str) -> list[str]:
+        return ["psql", *conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                "-d", database, "-f", str(plain)]
+
+    medians = bench.attempt(rows, "db:import plain (host)", {
+        "k": kompose_import(plain), "p": psql_f,
+        "f": lambda: host_floor(bench, conn, psql_into, plain)})
     if medians is None:
         return rows, None
     psql_median = medians["p"]
     rows.append(ratio_row("db:import plain (host) vs psql -1 -f", medians["k"], psql_median,
+                          1.15))
+    rows.append(floor_row("psql -1 -f", medians, "p", "psql -1 -f",
                           1.15))
     for name in ("plain, gzip", "plain, lz4", "plain, zstd"):
         if name in dumps:
@@ -348,6 +425,9 @@ def imports(bench: Bench, root: Path, dumps: dict[str, Path]) -> tuple[list[Row]
             sides = {"k": kompose_import(dump, "--jobs", str(n)), "r": bare_restore}
             if n == 2:
                 sides["p"] = psql_f
+                sides["f"] = lambda dump=dump: host_floor(
+                    bench, conn, lambda name: ["pg_restore", *conn, "-j", "2", "-d", name,
+                                               str(dump)], plain)
             got = bench.attempt(rows, figure, sides)
             if got is None:
                 continue
@@ -357,6 +437,10 @@ def imports(bench: Bench, root: Path, dumps: dict[str, Path]) -> tuple[list[Row]
                                       m["p"], 0.9))
             rows.append(ratio_row(f"{figure} vs bare pg_restore -j {n} into a new database",
                                   m["k"], m["r"], 1.1 if n == 2 else None))
+            if n == 2:
+                how = f"pg_restore -j 2 of the {fmt} archive"
+                rows.append(floor_row(how, m, "r", "bare pg_restore -j 2", 1.1))
+                rows.append(floor_row(how, m, "p", "psql -1 -f", 0.9))
     return rows, psql_median
 
 
@@ -481,11 +565,34 @@ def container_figures(bench: Bench, work: Path) -> list[Row]:
                               "ON_ERROR_STOP=1", "--single-transaction", "-d", BARE],
                              stdin=plain, env=env)
 
+    def load(database: str) -> float:
+        return bench.command(["docker", "exec", "-i", *conn, "psql", *pg, "-X", "-q", "-v",
+                              "ON_ERROR_STOP=1", "--single-transaction", "-d", database],
+                             stdin=plain, env=env, settle=False)
+
+    def prepare() -> None:
+        for name in (f"{FLOOR}_new", f"{FLOOR}_old"):
+            ctr_psql(f"DROP DATABASE IF EXISTS {name}")
+        probe = subprocess.run(["docker", "exec", CTR["name"], "psql", "-X", "-Atq", "-U",
+                                CTR["user"], "-d", "postgres", "-c",
+                                f"SELECT 1 FROM pg_database WHERE datname = '{FLOOR}'"],
+                               capture_output=True, text=True)
+        if not probe.stdout.strip():
+            ctr_psql(f"CREATE DATABASE {FLOOR}")
+            load(FLOOR)
+
+    def ctr_floor() -> float:
+        return floor_import(bench, load, lambda statements: psql_statements(
+            ["docker", "exec", *conn, "psql", *pg, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
+             "postgres"], statements, env), prepare)
+
     m = bench.alternate({
         "k": lambda: bench.kompose(root, "restore", "db:import", str(plain)),
-        "b": docker_psql})
+        "b": docker_psql, "f": ctr_floor})
     rows.append(ratio_row("container: db:import plain vs docker exec -i CTR psql -1 < file",
                           m["k"], m["b"], 1.2))
+    rows.append(floor_row("docker exec psql -1", m, "b",
+                          "docker exec -i CTR psql -1 < file", 1.2))
     if accepted(root, "app", "db:verify"):
         k = bench.alternate({"k": lambda: bench.kompose(root, "app", "db:verify",
                                                         str(plain))})["k"]
@@ -598,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for argv_ in made:
             subprocess.run(["docker", *argv_], capture_output=True, check=False)
         with connect() as admin:
-            for name in (TARGET, BARE):
+            for name in (TARGET, BARE, FLOOR, f"{FLOOR}_new", f"{FLOOR}_old"):
                 drop_database(admin, name)
         signal.signal(signal.SIGTERM, previous)
     print_table(rows)

@@ -58,6 +58,18 @@ def test_usage_errors_exit_2_with_one_line_and_run_nothing(
     assert shim.calls() == []
 
 
+def test_a_kompose_commands_help_needs_no_pattern(root: Path, shim: Shim) -> None:
+    for flag in ("--help", "-h"):
+        r = run_kompose("--root", str(root), "db:cleanup", flag, env=shim.env())
+        assert r.code == 0, r.err
+        assert r.out.startswith("usage: kompose PATTERN db:cleanup") and "--keep-within" in r.out
+    assert "usage: kompose PATTERN db:shell" in run_kompose("db:shell", "--help").out
+    # A compose command's help is compose's: it still needs its stack.
+    r = run_kompose("--root", str(root), "up", "--help", env=shim.env())
+    assert r.code == 2 and "expected a COMMAND after the pattern" in r.err
+    assert shim.calls() == []
+
+
 def test_typo_in_kompose_command_suggests_the_closest(root: Path) -> None:
     r = run_kompose("--root", str(root), "blog", "db:exprot")
     assert "did you mean db:export?" in r.err

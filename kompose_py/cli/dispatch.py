@@ -55,6 +55,12 @@ def split_command_line(args: Sequence[str], dry_run: bool) -> CommandLine:
                          hint=f"for every stack: {meant}" if meant
                          else f'for example: kompose "{args[0]}" ps')
     pattern, command, rest = args[0], args[1], list(args[2:])
+    if command in ("--help", "-h"):
+        from kompose_py.commands import BY_NAME
+
+        if pattern in BY_NAME:
+            # `kompose db:cleanup --help`: a command's help needs no pattern.
+            return CommandLine("*", pattern, ("--help",), dry_run)
     if command.startswith("-"):
         from kompose_py.cli.prechecks import misplaced_command
 

@@ -200,17 +200,36 @@ def _jobs(text: str) -> int:
 
 
 def _cleanup_arguments(p: ArgumentParser) -> None:
+    import argparse
+
+    class Once(argparse.Action):
+        """A rule given twice (``--keep 2 --keep-last 3``) is a usage error, not the last
+        one silently."""
+
+        def __call__(self, parser: ArgumentParser, namespace: Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            if getattr(namespace, self.dest, None) is not None:
+                raise UsageError(f"db:cleanup {option_string} {values}: "
+                                 f"--{self.dest.replace('_', '-')} is already given"
+                                 + (" (--keep N is --keep-last N)"
+                                    if self.dest == "keep_last" else ""),
+                                 hint="kompose db:cleanup --help lists the rules")
+            setattr(namespace, self.dest, values)
+
     rules = p.add_argument_group(
         "retention (restic forget's rules; any --keep-* replaces the DB_KEEP_* variables)")
-    rules.add_argument("--keep-last", "--keep", dest="keep_last", type=_count("--keep/--keep-last"),
+    rules.add_argument("--keep-last", "--keep", dest="keep_last", action=Once,
+                       type=_count("--keep/--keep-last"),
                        metavar="N", help="keep the N newest complete dumps (--keep N is the "
                                          "same); with no rule at all: 1")
     for rule, what in (("hourly", "hour"), ("daily", "day"), ("weekly", "ISO week"),
                        ("monthly", "month"), ("yearly", "year")):
-        rules.add_argument(f"--keep-{rule}", dest=f"keep_{rule}", type=_count(f"--keep-{rule}"),
+        rules.add_argument(f"--keep-{rule}", dest=f"keep_{rule}", action=Once,
+                           type=_count(f"--keep-{rule}"),
                            metavar="N", help=f"keep the newest dump of each of the last N "
                                              f"{what}s that have one (UTC)")
-    rules.add_argument("--keep-within", dest="keep_within", type=_span, metavar="DURATION",
+    rules.add_argument("--keep-within", dest="keep_within", action=Once, type=_span,
+                       metavar="DURATION",
                        help="keep every dump made within DURATION (1y2m3d4h) before the "
                             "newest complete dump")
 

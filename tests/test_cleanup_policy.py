@@ -194,6 +194,10 @@ def test_minus_one_keeps_every_bucket(tmp_path: Path) -> None:
     (["--keep-within", "3w"], "--keep-within '3w': invalid unit 'w' after 3"),
     (["--keep-within", "0d"], "a span of 0 keeps nothing"),
     (["--keep-hourly"], "expected one argument"),
+    (["--keep", "2", "--keep-last", "3"],
+     "--keep-last 3: --keep-last is already given (--keep N is --keep-last N)"),
+    (["--keep-daily", "7", "--keep-daily=3"], "--keep-daily 3: --keep-daily is already given"),
+    (["--keep-within", "1d", "--keep-within", "2d"], "--keep-within is already given"),
 ])
 def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
     root, folder = stack_root(tmp_path, "", EXAMPLE)

@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from kompose_py.errors import ConfigError, UsageError
 
@@ -145,14 +145,16 @@ def _count(value: int | str, name: str, error: type[UsageError]) -> int:
 
 
 def parse_policy(flags: Mapping[str, int | str | None] | None = None,
-                 env: Mapping[str, str] | None = None) -> Policy:
+                 env: Mapping[str, str] | None = None,
+                 sources: Mapping[str, str] | None = None) -> Policy:
     """The policy of a run: from the command line if any ``--keep-*`` flag was given, else
     from the ``DB_KEEP_*`` variables.
 
     ``flags``: keys ``last``, ``hourly``, …, ``within`` (None or absent: not given).
     ``env``: the stack's variables; empty values count as unset. Flags replace the variables'
     policy as a whole rather than rule by rule: ``--keep-last 3`` on the command line means
-    exactly that, not "3 last plus whatever the stack's .env also keeps".
+    exactly that, not "3 last plus whatever the stack's .env also keeps". ``sources``: where
+    each variable was set (its layer), named in the error of one that does not read.
     Raises UsageError (a flag) or ConfigError (a variable) with one line naming it.
     """
     given = {k: v for k, v in (flags or {}).items() if v is not None}
@@ -160,27 +162,35 @@ def parse_policy(flags: Mapping[str, int | str | None] | None = None,
     if unknown:
         raise UsageError(f"unknown retention rule(s): {', '.join(sorted(unknown))}")
     if given:
-        names, values, error = FLAG_NAMES, given, UsageError
-    else:
-        names = ENV_NAMES
-        values = {rule: env[var] for rule, var in ENV_NAMES.items()
-                  if env and env.get(var, "").strip()}
-        error = ConfigError
-    counts = {rule: _count(values[rule], names[rule], error)
-              for rule in COUNT_RULES if rule in values}
-    within = Duration()
-    if "within" in values and error is ConfigError \
-            and re.fullmatch(r"0+", str(values["within"]).strip()):
-        pass  # DB_KEEP_WITHIN=0: no rule, as 0 is for every DB_KEEP_* count
-    elif "within" in values:
+        flagged: dict[str, Any] = {rule: _rule(rule, value, FLAG_NAMES[rule], UsageError)
+                                   for rule, value in given.items()}
+        return Policy(**flagged)
+    values = {rule: env[var] for rule, var in ENV_NAMES.items()
+              if env and env.get(var, "").strip()}
+    if "within" in values and re.fullmatch(r"0+", str(values["within"]).strip()):
+        del values["within"]  # DB_KEEP_WITHIN=0: no rule, as 0 is for every DB_KEEP_* count
+    rules: dict[str, Any] = {}
+    for rule, value in values.items():
         try:
-            within = parse_duration(str(values["within"]), names["within"])
-        except UsageError as exc:
-            if error is ConfigError:
-                raise ConfigError(exc.message.replace(f"{names['within']} ",
-                                                      f"{names['within']}=", 1)) from None
-            raise
-    return Policy(within=within, **counts)
+            rules[rule] = _rule(rule, value, ENV_NAMES[rule], ConfigError)
+        except ConfigError as exc:
+            if sources is None:
+                raise
+            where = sources.get(ENV_NAMES[rule], "the environment")
+            raise ConfigError(f"{exc.message} (set in {where})") from None
+    return Policy(**rules)
+
+
+def _rule(rule: str, value: int | str, name: str, error: type[UsageError]) -> int | Duration:
+    """One rule's value: a count, or the span of ``within``."""
+    if rule != "within":
+        return _count(value, name, error)
+    try:
+        return parse_duration(str(value), name)
+    except UsageError as exc:
+        if error is ConfigError:
+            raise ConfigError(exc.message.replace(f"{name} ", f"{name}=", 1)) from None
+        raise
 
 
 def _bucket(rule: str, when: datetime, nr: int) -> int:

@@ -52,16 +52,8 @@ def cleanup_policy(flags: Mapping[str, int | str | None], values: Mapping[str, s
     was set (its layer). Raises ConfigError for a variable that does not read, naming where
     it was set."""
     from kompose_py.db.retention import ENV_NAMES, Policy, parse_policy
-    from kompose_py.errors import ConfigError
 
-    try:
-        policy = parse_policy(flags, values)
-    except ConfigError as exc:
-        var = next((v for v in ENV_NAMES.values() if exc.message.startswith(f"{v}=")), None)
-        if var is None:
-            raise
-        raise ConfigError(f"{exc.message} (set in {sources.get(var, 'the environment')})"
-                          ) from None
+    policy = parse_policy(flags, values, sources)
     if any(v is not None for v in flags.values()):
         return policy, "from the command line"
     used = [var for var in ENV_NAMES.values() if values.get(var, "").strip()]

@@ -84,6 +84,16 @@ def test_every_reader_and_writer_follows_db_dump_dir(tmp_path: Path, server: Pos
     r = kompose("shop", "db:import", first)
     assert r.returncode == 0, r.stderr
     assert len(pg.rows(name)) == 30
+    # Verify: the newest dump there, and an archive written there (its manifest beside it).
+    r = kompose("shop", "db:verify")
+    assert r.returncode == 0 and f"{first} restores without error" in r.stderr, r.stderr
+    assert kompose("shop", "db:export", "--format", "custom").returncode == 0
+    (archive,) = [p.name for p in folder.glob(f"{name}_*Z.dump")]
+    assert (folder / f"{archive}.json").is_file() and not list(stack.glob("*.dump*"))
+    r = kompose("shop", "db:verify")
+    assert r.returncode == 0 and f"{archive} restores without error" in r.stderr, r.stderr
+    (folder / archive).unlink()
+    (folder / f"{archive}.json").unlink()
 
     # A dump left in the stack folder is no longer this stack's dump: cleanup counts the
     # dump folder only.

@@ -12,7 +12,9 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +26,18 @@ from tests.conftest import (
     make_stacks,
     run_kompose,
 )
-from tests.dbharness import blocked, output, start, wait_for
+from tests.dbharness import (
+    WAIT_LONG,
+    Killed,
+    blocked,
+    kill_mid_swap,
+    output,
+    phase_is,
+    put_right,
+    sleeping,
+    start,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -133,6 +146,14 @@ def test_every_format_round_trips(tmp_path: Path, where: Postgres) -> None:
     assert all(d["complete"] for d in listed.values()), listing
 
     for options, path in made:
+        # The method inside, read back from the dump itself (an archive's header): what was
+        # asked, whoever compressed it.
+        asked = " ".join(options)
+        for method in ("gzip", "lz4", "zstd"):
+            if method in asked:
+                manifest = json.loads(Path(f"{path}.json").read_text())
+                assert manifest["compression"] == method, (options, manifest)
+    for options, path in made:
         with pg.connect(name) as conn:
             conn.execute("DELETE FROM items WHERE id > 10")
             conn.execute("DROP INDEX notes_item")
@@ -142,6 +163,25 @@ def test_every_format_round_trips(tmp_path: Path, where: Postgres) -> None:
         loader = "pg_restore" if path.suffix in (".dump", ".dir") else "psql"
         assert f" {loader} --no-password" in result.stderr, result.stderr
         assert container_temp(pg) == []
+    # A custom archive with one job: in a container it streams in on stdin, no copy.
+    custom = next(path for options, path in made if options == ("--format", "custom"))
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 10")
+    result = kompose(root, "shop", "db:import", str(custom), "--jobs", "1")
+    assert result.returncode == 0 and state(pg, name) == (300, 500, True), result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if " pg_restore --no-password" in x]
+    assert line.endswith(f" < {custom.name}") == container, line
+    assert "--jobs=1" not in line if container else "--jobs=1" in line
+    # Without --jobs: the CPUs, at most 4.
+    result = kompose(root, "-n", "shop", "db:import", str(made[-1][1]))
+    assert f"--jobs={max(1, min(os.cpu_count() or 1, 4))}" in result.stderr, result.stderr
+    # Every archive verifies, the newer server's lz4/zstd ones included.
+    for options, path in made:
+        if path.suffix in (".dump", ".dir"):
+            result = kompose(root, "shop", "db:verify", str(path))
+            assert result.returncode == 0 and "match the manifest" in result.stderr, \
+                (options, result.stderr)
+    assert container_temp(pg) == []
     # The newest complete dump is chosen whatever its format.
     result = kompose(root, "shop", "db:import")
     assert result.returncode == 0 and made[-1][1].name in result.stderr, result.stderr
@@ -345,6 +385,119 @@ def stopped_directory_export(tmp_path: Path, pg: Postgres, sig: str) -> None:
         assert left == [], left
         wait_for("the container's temporary folder removed", lambda: container_temp(pg) == [],
                  limit=30)
+
+
+NAP = """CREATE FUNCTION nap(i int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_database() <> '{name}' THEN PERFORM pg_sleep(3600); END IF;
+    RETURN true;
+END $$;
+ALTER TABLE notes ADD CONSTRAINT napping CHECK (public.nap(item))"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_archive_import_killed_during_pg_restore_is_put_right(
+        tmp_path: Path, where: Postgres, jobs: str) -> None:
+    """SIGKILL while pg_restore loads a custom archive (its COPY sleeps in a CHECK that naps
+    in any database but the source): the target is untouched, and the next db command drops
+    the scratch database (ending the orphaned pg_restore's session) and the journal. In a
+    container, one job streams the archive on stdin, two copy it into a temporary folder."""
+    pg = where
+    root, folder, name = setup(tmp_path, pg)
+    with pg.connect(name) as conn:
+        conn.execute(NAP.format(name=name))
+    assert kompose(root, "shop", "db:export", "--format", "custom").returncode == 0
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 10")
+    proc, logs = start(root, "shop", "db:import", "--jobs", jobs, env=WAIT_LONG)
+    try:
+        def napping() -> dict[str, Any] | None:
+            journal = phase_is(folder, proc, "load")()
+            return journal if journal and sleeping(pg, journal["scratch"]) else None
+
+        data = wait_for("pg_restore napping in the scratch database", napping)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    assert "pg_restore" in output(logs)
+    assert state(pg, name) == (10, 500, True)  # the target as it was
+    killed = Killed("load", data, logs,
+                    f"state: dropping the scratch database {data['scratch']}")
+    put_right(pg, root, "shop", name, killed, "db:recover", rows=(10, 300), dumps_before=1)
+    assert mine(pg, name) == {name}
+    left = container_temp(pg)
+    if jobs == "2" and isinstance(pg, ContainerPostgres):
+        # The copy's folder, named by this host and the killed pid: the next command that
+        # makes one there removes it (test_directory_export_killed_midway_leaves_no_dump).
+        assert len(left) == 1 and f"-{proc.pid}." in left[0], left
+        subprocess.run(["docker", "exec", pg.container, "rm", "-rf", f"/tmp/{left[0]}"],
+                       check=True)
+    else:
+        assert left == []
+
+
+@pytest.mark.parametrize(("point", "orphan"), [("swap", "done"), ("swap-second", "cut")])
+def test_an_archive_import_killed_at_the_swap_is_put_right(
+        tmp_path: Path, where: Postgres, point: str, orphan: str) -> None:
+    """The swap after pg_restore is the swap after psql: killed there, the target's name
+    never goes missing and the next import puts it right and loads the archive."""
+    pg = where
+    root, _, name = setup(tmp_path, pg)
+    assert kompose(root, "shop", "db:export", "--format", "custom").returncode == 0
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 10")
+    killed = kill_mid_swap(pg, root, "shop", name, point, orphan)
+    put_right(pg, root, "shop", name, killed, "db:import", rows=(10, 300), dumps_before=1)
+    assert state(pg, name) == (300, 500, True)
+    assert container_temp(pg) == []
+
+
+def test_a_directory_dump_never_replaces_a_folder_at_its_name(tmp_path: Path,
+                                                               pg: Postgres) -> None:
+    """Folders (empty, as a claim would be, or not) already at the names of the next seconds:
+    the export publishes beside them (``_2``) and leaves each as it was."""
+    root, folder, name = setup(tmp_path, pg, rows=20)
+    start_at = datetime.now(timezone.utc)
+    taken = [folder / f"{name}_{start_at + timedelta(seconds=s):%Y%m%d_%H%M%S}Z.dir"
+             for s in range(-2, 60)]
+    for i, path in enumerate(taken):
+        path.mkdir()
+        if i % 2:
+            (path / "theirs").write_text("keep me")
+    result = kompose(root, "shop", "db:export", "--format", "directory")
+    assert result.returncode == 0, result.stderr
+    new = [p for p in folder.iterdir() if p.name.endswith("Z_2.dir")]
+    assert len(new) == 1 and (new[0] / "toc.dat").is_file(), sorted(folder.iterdir())
+    for i, path in enumerate(taken):
+        assert sorted(x.name for x in path.iterdir()) == (["theirs"] if i % 2 else [])
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["renameat2", "mkdir-claim"])
+def test_rename_noreplace_never_replaces(tmp_path: Path, fallback: bool,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With renameat2(RENAME_NOREPLACE), and without it (the claim by mkdir)."""
+    from kompose_py.db import transfer
+
+    if fallback:
+        monkeypatch.setattr(transfer, "_renameat2", lambda: None)
+    source = tmp_path / ".partial"
+    source.mkdir()
+    (source / "toc.dat").write_text("new")
+    empty, full, file = tmp_path / "empty", tmp_path / "full", tmp_path / "file"
+    empty.mkdir()
+    full.mkdir()
+    (full / "toc.dat").write_text("old")
+    file.write_text("old")
+    for target in (empty, full, file):
+        with pytest.raises(FileExistsError):
+            transfer.rename_noreplace(source, target)
+    assert (source / "toc.dat").read_text() == "new" and list(empty.iterdir()) == []
+    assert (full / "toc.dat").read_text() == "old" and file.read_text() == "old"
+    transfer.rename_noreplace(source, tmp_path / "free")
+    assert (tmp_path / "free" / "toc.dat").read_text() == "new" and not source.exists()
 
 
 def test_container_admin_runs_one_session_and_keeps_errors_and_lock_timeout(

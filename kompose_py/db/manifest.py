@@ -4,13 +4,15 @@ exact per-table row counts at the dump's own snapshot.
 Format (``"manifest": 1``; unknown keys are ignored on reading, so later versions can add):
 
     {"manifest": 1, "dump": "shop_20240101_000000Z.dump", "format": "custom",
-     "compression": "zstd:3", "compressed_by": "pg_dump", "size": 123, "plain_size": null,
+     "compression": "zstd", "compressed_by": "pg_dump", "size": 123, "plain_size": null,
      "sha256": "…", "files": [], "database": "shop", "created": "2024-01-01T00:00:00Z",
      "pg_dump_version": "17.2", "server_version": "17.2", "snapshot": "00000003-0000001B-1",
      "row_counts": {"public.items": 30000}}
 
-``size`` is the bytes on disk (a directory: the sum of its files); ``plain_size`` the bytes
-before kompose compressed a plain dump (else null); ``files`` lists a directory dump's files
+``compression`` is the method (read from the dump itself: an archive's header, a compressed
+file's magic bytes), not its level. ``size`` is the bytes on disk (a directory: the sum of its
+files); ``plain_size`` is reserved for the bytes before compression and written as null
+today (read if present); ``files`` lists a directory dump's files
 (``{"name", "size"}``, name order) and is empty otherwise.
 
 ``row_counts`` is null when the counts could not be taken at export (the counting session

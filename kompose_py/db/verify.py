@@ -105,7 +105,8 @@ def _verify(run: StackRun, dump: Path, checked: bool, jobs: int) -> None:
     if manifest is not None:
         details["manifest"] = str(mf.manifest_path(dump))
     if refusal is not None:
-        details["sha256"] = "mismatch"
+        # The bytes differ from the manifest, or the manifest itself cannot be used.
+        details["sha256"] = "mismatch" if manifest is not None else "unusable manifest"
         run.fail(f"{dump.name} {refusal}; nothing was restored"
                  if refusal.startswith("does not") else
                  f"{dump.name}: {refusal}; nothing was restored")

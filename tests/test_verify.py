@@ -130,8 +130,8 @@ def test_changed_bytes_fail_on_sha256_and_the_import_refuses(tmp_path: Path,
     assert "sha256" in stack["message"] and "nothing was restored" in stack["message"]
     assert stack["details"]["sha256"] == "mismatch" and stack["details"]["load"] == "not run"
     good = manifest_path(dump).read_text()
-    manifest_path(dump).write_text("{not json")
-    code, stack, err = verify_json(root)
+    manifest_path(dump).write_text("{not json")  # (newest passes it over: FILE names it)
+    code, stack, err = verify_json(root, str(dump))
     assert code == 1 and "its manifest cannot be used" in stack["message"], err
     assert stack["details"]["sha256"] == "unusable manifest", stack["details"]
     manifest_path(dump).write_text(good)

@@ -35,6 +35,10 @@ PG_IMAGE_NEWER = os.environ.get("KOMPOSE_TEST_PG_IMAGE_NEWER", "kompose/postgres
 pytest_plugins = ["tests.swarmfixture"]
 
 
+# Fixtures of a database in a container (on this engine, or on one over SSH).
+_IN_CONTAINER = {"pg_container", "pg_container_newer", "pg17", "remote_root"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test on the Swarm cluster is marked ``swarm``, and every test of a database in a
     container (by its name or parameters) ``container``: scripts/test-pythons.sh leaves both
@@ -43,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "swarm_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.swarm)
-        if "container" in item.name:
+        if "container" in item.name or _IN_CONTAINER & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.container)
 _CLEARED = ("KOMPOSE_", "COMPOSE_", "DOCKER_", "PG", "DB_", "NETWORK_NAME", "NO_COLOR")
 

@@ -500,6 +500,36 @@ def test_rename_noreplace_never_replaces(tmp_path: Path, fallback: bool,
     assert (tmp_path / "free" / "toc.dat").read_text() == "new" and not source.exists()
 
 
+def test_a_container_import_opens_three_sessions_whatever_its_statements(
+        tmp_path: Path, pg17: ContainerPostgres) -> None:
+    """A whole import in container mode, every ``docker exec`` counted: the advisory lock's
+    psql, the one admin session (facts, scratch database, settings, swap, DROP) and the load
+    — not one ``docker exec`` per statement."""
+    import shutil
+
+    pg = replace(pg17, created=[])
+    root, _, name = setup(tmp_path, pg)
+    assert kompose(root, "shop", "db:export").returncode == 0
+    real = shutil.which("docker")
+    assert real is not None
+    bindir, log = tmp_path / "bin", tmp_path / "docker.log"
+    bindir.mkdir()
+    (bindir / "docker").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\n'
+                                   f'exec {real} "$@"\n')
+    (bindir / "docker").chmod(0o755)
+    with pg.connect(name) as conn:
+        conn.execute("DELETE FROM items WHERE id > 10")
+    r = run_kompose("--root", str(root), "shop", "db:import",
+                    env={"PATH": f"{bindir}:{os.environ['PATH']}"})
+    assert r.code == 0 and state(pg, name) == (300, 500, True), r.err
+    execs = [line for line in log.read_text().splitlines() if line.startswith("exec ")]
+    assert len(execs) == 3 and all(" psql " in line for line in execs), execs
+    assert sum("ON_ERROR_STOP=1 --single-transaction" in line for line in execs) == 1, execs
+    with pg.connect() as conn:
+        for made in mine(pg, name):
+            drop_database(conn, made)
+
+
 def test_container_admin_runs_one_session_and_keeps_errors_and_lock_timeout(
         tmp_path: Path, pg17: ContainerPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every statement of one command goes through one psql session in the container (one

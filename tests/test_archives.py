@@ -221,3 +221,39 @@ def test_directory_with_missing_or_cut_files_fails(archives: dict[str, Path], tm
     copy = fresh()
     (copy / first_blob).unlink()
     assert "is missing" in (incomplete_reason(copy) or "")
+
+
+def test_cleanup_counts_whole_archives_only_and_leaves_cut_ones(archives: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    """Real archives in a stack folder: whole custom and directory dumps are counted and the
+    oldest deleted; a custom archive cut in half and a directory with a data file missing
+    are never counted nor deleted, however old, and db:list says why."""
+    from tests.conftest import COMPOSE, make_stacks, run_kompose
+
+    root = make_stacks(tmp_path / "root", {"shop": {"compose.yaml": COMPOSE,
+                                                    ".env": "DB_NAME=shop\n"}})
+    folder = root / "shop"
+    whole = {f"shop_2025010{d}_000000Z.dump": "17-zstd.dump" for d in (2, 4)}
+    whole |= {f"shop_2025010{d}_000000Z.dir": "15-gzip.dir" for d in (3, 5)}
+    for name, label in whole.items():
+        (shutil.copytree if label.endswith(".dir") else shutil.copy)(archives[label],
+                                                                      folder / name)
+    cut, broken = folder / "shop_20240101_000000Z.dump", folder / "shop_20260101_000000Z.dir"
+    data = archives["15.dump"].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    shutil.copytree(archives["15-gzip.dir"], broken)
+    largest = max((p for p in broken.iterdir() if p.name != "toc.dat"),
+                  key=lambda p: p.stat().st_size)
+    largest.unlink()
+    listing = run_kompose("--root", str(root), "shop", "db:list")
+    assert listing.code == 0, listing.err
+    lines = {line.split()[0]: line for line in listing.out.splitlines()[1:]}
+    assert "INCOMPLETE: cut off in the data of TABLE DATA public.items" in lines[cut.name]
+    assert f"INCOMPLETE: data file {largest.name} is missing" in lines[broken.name], lines
+    assert sum("INCOMPLETE" in line for line in lines.values()) == 2, listing.out
+    r = run_kompose("--root", str(root), "shop", "db:cleanup", "--keep-last", "2")
+    assert r.code == 0, r.err
+    left = sorted(p.name for p in folder.iterdir() if p.name.startswith("shop_"))
+    assert left == sorted([cut.name, "shop_20250104_000000Z.dump",
+                           "shop_20250105_000000Z.dir", broken.name]), left
+    assert len(list(broken.iterdir())) > 0  # left as it was

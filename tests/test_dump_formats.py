@@ -318,6 +318,38 @@ def test_directory_export_killed_midway_leaves_no_dump(tmp_path: Path, where: Po
     stopped_directory_export(tmp_path, where, "SIGKILL")
 
 
+@pytest.mark.parametrize("options", [("--format", "custom"), ("--compress", "zstd")],
+                         ids=["custom", "zstd-by-kompose-or-pg_dump"])
+def test_an_export_killed_midway_leaves_no_dump(tmp_path: Path, where: Postgres,
+                                                options: tuple[str, ...]) -> None:
+    """SIGKILL while pg_dump waits for a table's lock, for a custom archive and a compressed
+    plain dump (compressed by kompose on the host, by pg_dump 17 in the container): no file
+    has a dump name, the partial is hidden and named by the killed kompose, and the next
+    export removes it and says so."""
+    pg = where
+    root, folder, name = setup(tmp_path, pg)
+    holder = pg.connect(name)
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE notes IN ACCESS EXCLUSIVE MODE")
+    try:
+        proc, logs = start(root, "shop", "db:export", *options)
+        wait_for("pg_dump waiting for the table's lock",
+                 lambda: pg_dump_waits(pg, name) and blocked(pg, "notes"))
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -9, output(logs)
+    finally:
+        holder.close()
+    assert find_dumps(folder, name) == []
+    left = [p.name for p in folder.iterdir() if p.name.startswith(".")
+            and p.name.endswith(".partial")]
+    assert len(left) == 1 and left[0].endswith(f"-{proc.pid}.partial"), left
+    again = kompose(root, "shop", "db:export", *options)
+    assert again.returncode == 0, again.stderr
+    assert f"removed {left[0]}, a partial dump left by a kompose that was killed" \
+        in again.stderr, again.stderr
+    assert not (folder / left[0]).exists() and len(find_dumps(folder, name)) == 1
+
+
 def pg_dump_waits(pg: Postgres, name: str) -> bool:
     with pg.connect() as conn:
         return bool(conn.execute(

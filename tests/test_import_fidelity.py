@@ -47,9 +47,12 @@ def scratch_left(server: Server, rich: Rich) -> list[str]:
             (rich.db + "\\_kompose\\_%",)).fetchall()]
 
 
-@pytest.mark.parametrize("who", ["owner", "superuser"])
+@pytest.mark.parametrize(("who", "fmt"), [("owner", "plain"), ("superuser", "plain"),
+                                           ("owner", "custom"), ("superuser", "directory")])
 def test_export_then_import_puts_a_rich_database_back_exactly(
-        tmp_path: Path, server: Server, who: str) -> None:
+        tmp_path: Path, server: Server, who: str, fmt: str) -> None:
+    """Every format: an archive's pg_restore is followed by the same settings carried over
+    and the same swap as psql's load of a plain dump."""
     rich = create_rich(server, empowered=True)
     try:
         user, password = (rich.owner, rich.password) if who == "owner" else \
@@ -57,7 +60,7 @@ def test_export_then_import_puts_a_rich_database_back_exactly(
         root = make_stacks(tmp_path, {"shop": {"compose.yaml": COMPOSE,
                                                ".env": stack_env(server, rich, user, password)}})
         before = snapshot(server, rich.db)
-        r = kompose(root, "shop", "db:export")
+        r = kompose(root, "shop", "db:export", "--format", fmt)
         assert r.code == 0, r.all
         with server.su(rich.db) as conn:  # the live data moves on; the import brings it back
             conn.execute("DELETE FROM app_data.customers WHERE id > 5")

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from kompose_py.db.dumpfiles import find_dumps
 from kompose_py.db.journal import JOURNAL_NAME
 from kompose_py.db.lock import LOCK_NAME
 from kompose_py.db.postgres.catalog import scratch_names
@@ -584,13 +585,16 @@ def mounted(*args: str, target: Path) -> Iterator[None]:
 
 def no_dump_left(folder: Path) -> None:
     names = os.listdir(folder)
-    assert not [n for n in names if ".sql" in n or n.endswith(".partial")], names
+    assert not [n for n in names if any(k in n for k in (".sql", ".dump", ".dir"))
+                or n.endswith(".partial")], names
 
 
 @needs_root
-@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("options", [(), ("--compress",), ("--compress", "zstd"),
+                                     ("--format", "custom"), ("--format", "directory")],
+                         ids=["plain", "gzip", "zstd", "custom", "directory"])
 def test_full_disk_during_export_one_clear_line_next_stack_runs(
-        tmp_path: Path, server: Postgres, compress: bool) -> None:
+        tmp_path: Path, server: Postgres, options: tuple[str, ...]) -> None:
     pg = server
     name = pg.new_name()
     pg.create(name, rows=10)
@@ -602,13 +606,13 @@ def test_full_disk_during_export_one_clear_line_next_stack_runs(
     full.mkdir(parents=True)
     with mounted("-t", "tmpfs", "-o", "size=64k", "tmpfs", target=full):
         root = stack_root(tmp_path, pg, a_full=name, b_next=name)
-        r = kompose(root, "*", "db:export", *(["--compress"] if compress else []))
+        r = kompose(root, "*", "db:export", *options)
         assert r.code == 1, r.all
         assert "Traceback" not in r.all and "internal error" not in r.all
         line = summary_line(r.err, "a_full")
         assert "no space left on device" in line.lower(), r.err
         no_dump_left(full)
-        assert len(dump_files(root / "b_next")) == 1  # the next stack still ran
+        assert len(find_dumps(root / "b_next", name)) == 1  # the next stack still ran
         assert "1 succeeded, 1 failed" in r.err
 
 

@@ -381,17 +381,16 @@ def imports(bench: Bench, root: Path, dumps: dict[str, Path]) -> tuple[list[Row]
     if plain is None:
         return [na_row("db:import (no plain dump)")], None
 
-    def psql_f(dump: Path = plain) -> float:
-        fresh(BARE)
-        return bench.command(["psql", *conn, "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                              "--single-transaction", "-d", BARE, "-f", str(dump)])
-
     def kompose_import(dump: Path, *options: str) -> Callable[[], float]:
         return lambda: bench.kompose(root, "restore", "db:import", str(dump), *options)
 
     def psql_into(database: str) -> list[str]:
         return ["psql", *conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                 "-d", database, "-f", str(plain)]
+
+    def psql_f() -> float:
+        fresh(BARE)
+        return bench.command(psql_into(BARE))
 
     medians = bench.attempt(rows, "db:import plain (host)", {
         "k": kompose_import(plain), "p": psql_f,
@@ -401,8 +400,7 @@ def imports(bench: Bench, root: Path, dumps: dict[str, Path]) -> tuple[list[Row]
     psql_median = medians["p"]
     rows.append(ratio_row("db:import plain (host) vs psql -1 -f", medians["k"], psql_median,
                           1.15))
-    rows.append(floor_row("psql -1 -f", medians, "p", "psql -1 -f",
-                          1.15))
+    rows.append(floor_row("psql -1 -f", medians, "p", "psql -1 -f", 1.15))
     for name in ("plain, gzip", "plain, lz4", "plain, zstd"):
         if name in dumps:
             got = bench.attempt(rows, f"db:import {name}", {"k": kompose_import(dumps[name])})
